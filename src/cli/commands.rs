@@ -1,0 +1,322 @@
+//! One function per command. Results go to stdout; everything else to stderr.
+
+use std::path::Path;
+
+use super::render::table;
+use super::{AuditCommand, Cli, Command, LabCommand, PlanCommand};
+use crate::error::{Error, ExitCode, Result};
+use crate::lab::{Lab, UpOptions};
+use crate::plan::{self, ValidatedPlan};
+use crate::store::{RunRecord, Store};
+
+pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Plan(PlanCommand::Check { plan }) => plan_check(cli, plan),
+        Command::Plan(PlanCommand::Schema) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan::json_schema()).expect("schema serialises")
+            );
+            Ok(ExitCode::Success)
+        }
+        Command::Status { run_id, limit } => status(cli, run_id.as_deref(), *limit).await,
+        Command::Audit(AuditCommand::Verify) => audit_verify(cli).await,
+        Command::Audit(AuditCommand::Log { limit }) => audit_log(cli, *limit).await,
+        Command::Lab(command) => lab(cli, command).await,
+        Command::Completions { shell } => {
+            super::print_completions(*shell);
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
+}
+
+fn plan_check(cli: &Cli, path: &Path) -> Result<ExitCode> {
+    match plan::load(path) {
+        Ok(plan) => {
+            if cli.global.json() {
+                print_json(&serde_json::json!({
+                    "valid": true,
+                    "errors": [],
+                    "plan": plan.name,
+                    "phases": plan.phases.iter().map(|phase| serde_json::json!({
+                        "name": phase.name,
+                        "rollback": phase.rollback,
+                        "steps": phase.steps.iter().map(|step| serde_json::json!({
+                            "name": step.name,
+                            "kind": step.kind.kind_name(),
+                        })).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                }));
+            } else {
+                print!("{}", plan_summary(&plan));
+            }
+            Ok(ExitCode::Success)
+        }
+        Err(errors) => {
+            if cli.global.json() {
+                print_json(&serde_json::json!({
+                    "valid": false,
+                    "errors": errors.errors,
+                }));
+            } else {
+                eprint!("{}", errors.render());
+            }
+            Ok(ExitCode::InvalidInput)
+        }
+    }
+}
+
+fn plan_summary(plan: &ValidatedPlan) -> String {
+    let targets: Vec<&str> = plan.enabled_targets().map(|c| c.name.as_str()).collect();
+    let disabled: Vec<&str> = plan
+        .clusters
+        .iter()
+        .filter(|c| !c.enabled)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut out = format!(
+        "{}: valid plan `{}`\n  source: {}\n  targets: {}\n",
+        plan.path.display(),
+        plan.name,
+        plan.source().name,
+        targets.join(", ")
+    );
+    if !disabled.is_empty() {
+        out.push_str(&format!("  disabled: {}\n", disabled.join(", ")));
+    }
+    for phase in &plan.phases {
+        out.push_str(&format!(
+            "  phase {} (rollback: {}):\n",
+            phase.name,
+            match phase.rollback {
+                plan::RollbackMode::Auto => "auto",
+                plan::RollbackMode::Manual => "manual",
+            }
+        ));
+        for step in &phase.steps {
+            out.push_str(&format!("    - {} ({})\n", step.name, step.kind.kind_name()));
+        }
+    }
+    out
+}
+
+async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode> {
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let runs: Vec<RunRecord> = match run_id {
+        Some(id) => vec![store.run(id).await?],
+        None => store.runs(limit).await?,
+    };
+    if cli.global.json() {
+        match run_id {
+            Some(_) => print_json(&serde_json::to_value(&runs[0]).expect("run serialises")),
+            None => print_json(&serde_json::json!({ "runs": runs })),
+        }
+    } else if runs.is_empty() {
+        println!("no runs recorded in {}", store.path().display());
+    } else if run_id.is_some() {
+        let run = &runs[0];
+        println!(
+            "run {}  plan {}  status {}{}  started {}  ended {}",
+            run.run_id,
+            run.plan,
+            run.status,
+            if run.dry_run { " (dry run)" } else { "" },
+            run.started_at,
+            run.ended_at.as_deref().unwrap_or("-")
+        );
+        let rows: Vec<Vec<String>> = run
+            .phases
+            .iter()
+            .flat_map(|phase| {
+                phase.steps.iter().map(|step| {
+                    vec![
+                        phase.name.clone(),
+                        step.name.clone(),
+                        step.kind.clone(),
+                        step.status.to_string(),
+                        step.elapsed_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+                    ]
+                })
+            })
+            .collect();
+        print!("{}", table(&["PHASE", "STEP", "KIND", "STATUS", "ELAPSED"], &rows));
+    } else {
+        let rows: Vec<Vec<String>> = runs
+            .iter()
+            .map(|run| {
+                let steps = run.phases.iter().flat_map(|p| &p.steps);
+                let done = steps
+                    .clone()
+                    .filter(|s| s.status == crate::store::StepStatus::Completed)
+                    .count();
+                vec![
+                    run.run_id.clone(),
+                    run.plan.clone(),
+                    format!("{}{}", run.status, if run.dry_run { " (dry run)" } else { "" }),
+                    format!("{done}/{} steps", steps.count()),
+                    run.started_at.clone(),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["RUN", "PLAN", "STATUS", "PROGRESS", "STARTED"], &rows));
+    }
+    store.close().await;
+    Ok(ExitCode::Success)
+}
+
+async fn audit_verify(cli: &Cli) -> Result<ExitCode> {
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let verification = store.verify_audit().await?;
+    store.close().await;
+    if cli.global.json() {
+        print_json(&serde_json::to_value(&verification).expect("verification serialises"));
+    } else if verification.intact {
+        println!(
+            "audit log {}: {} entries, hash chain intact",
+            store.path().display(),
+            verification.entries
+        );
+    } else {
+        for problem in &verification.problems {
+            match problem.seq {
+                Some(seq) => println!("entry {seq}: {}", problem.problem),
+                None => println!("{}", problem.problem),
+            }
+        }
+    }
+    if verification.intact {
+        Ok(ExitCode::Success)
+    } else {
+        Err(Error::AuditBroken {
+            path: store.path().display().to_string(),
+            problems: verification.problems.len(),
+        })
+    }
+}
+
+async fn audit_log(cli: &Cli, limit: u32) -> Result<ExitCode> {
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let entries = store.audit_entries(limit).await?;
+    store.close().await;
+    if cli.global.json() {
+        print_json(&serde_json::json!({ "entries": entries }));
+    } else {
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    e.at.clone(),
+                    e.actor.clone(),
+                    e.run_id.clone().unwrap_or_else(|| "-".into()),
+                    e.target.clone(),
+                    e.action.clone(),
+                    e.result.clone(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(&["SEQ", "AT", "ACTOR", "RUN", "TARGET", "ACTION", "RESULT"], &rows)
+        );
+    }
+    Ok(ExitCode::Success)
+}
+
+fn lab_for(cli: &Cli, dir: &Option<std::path::PathBuf>) -> Lab {
+    Lab::new(
+        dir.clone()
+            .unwrap_or_else(|| Lab::default_dir(&cli.global.state_dir())),
+    )
+}
+
+async fn lab(cli: &Cli, command: &LabCommand) -> Result<ExitCode> {
+    match command {
+        LabCommand::Up {
+            rows,
+            replicating,
+            dir,
+        } => {
+            if *rows == 0 {
+                return Err(Error::Usage("--rows must be at least 1".into()));
+            }
+            let lab = lab_for(cli, dir);
+            let status = lab
+                .up(&UpOptions {
+                    rows: *rows,
+                    replicating: *replicating,
+                })
+                .await?;
+            print_lab_status(cli, &status);
+            if !cli.global.json() {
+                println!("\nnext: eval \"$(cutover lab env)\"");
+            }
+        }
+        LabCommand::Down { dir } => {
+            let lab = lab_for(cli, dir);
+            lab.down()?;
+            if cli.global.json() {
+                print_json(&serde_json::json!({ "dir": lab.dir(), "down": true }));
+            } else {
+                println!("lab in {} stopped and removed", lab.dir().display());
+            }
+        }
+        LabCommand::Status { dir } => {
+            let status = lab_for(cli, dir).status();
+            print_lab_status(cli, &status);
+        }
+        LabCommand::Env { dir } => {
+            let lab = lab_for(cli, dir);
+            let variables = lab.env()?;
+            if cli.global.json() {
+                let map: serde_json::Map<String, serde_json::Value> = variables
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), serde_json::Value::String(value)))
+                    .collect();
+                print_json(&serde_json::Value::Object(map));
+            } else {
+                for (name, value) in variables {
+                    println!("export {name}={}", crate::lab::shell_quote(&value));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+fn print_lab_status(cli: &Cli, status: &crate::lab::LabStatus) {
+    if cli.global.json() {
+        print_json(&serde_json::to_value(status).expect("status serialises"));
+        return;
+    }
+    println!(
+        "lab {}{}",
+        status.dir.display(),
+        match (status.initialized, status.replicating) {
+            (false, _) => " (not set up)".to_string(),
+            (true, Some(true)) => format!(" (replicating, {} rows)", status.rows.unwrap_or(0)),
+            (true, _) => format!(" (clusters empty, {} rows on legacy)", status.rows.unwrap_or(0)),
+        }
+    );
+    let rows: Vec<Vec<String>> = status
+        .processes
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.kind.to_string(),
+                p.address.clone(),
+                if p.running { "running".into() } else { "stopped".into() },
+                p.pid.map_or("-".into(), |pid| pid.to_string()),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["NAME", "KIND", "ADDRESS", "STATE", "PID"], &rows));
+}

@@ -1,0 +1,248 @@
+//! Command-line interface: parse arguments, call the library, map errors to exit codes.
+
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, ExitCode};
+use crate::logging::{self, LogFormat};
+
+const AFTER_HELP: &str = "\
+Examples:
+  cutover plan check plans/lab-switchover.yaml
+  cutover plan schema > plan.schema.json
+  cutover lab up --replicating && eval \"$(cutover lab env)\"
+  cutover status --output json
+
+Exit codes:
+  0  success
+  1  a step failed (the report says what state it left)
+  2  invalid input: bad command-line use, an invalid plan, a missing secret or program
+  3  a gate or precheck refused (nothing changed, or the phase was rolled back cleanly),
+     or another run holds the plan's lock
+  4  a data mismatch was found (rows, sums, or a broken audit chain)";
+
+/// Zero-data-loss migration and cutover of MySQL-family databases, driven by YAML plans.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about,
+    after_long_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalOptions {
+    /// Result format on stdout: a human table or one JSON document.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// State directory (runs, journal, audit log, lab).
+    #[arg(long, global = true, env = "CUTOVER_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Answer yes to every confirmation.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+}
+
+impl GlobalOptions {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(crate::store::Store::default_dir)
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate plans and print the plan format's JSON Schema.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// List runs and their step states, or show one run.
+    #[command(after_help = "Examples:\n  cutover status\n  cutover status 20261121-101500-a1b2c3 --output json")]
+    Status {
+        /// A run id; without it, the most recent runs.
+        run_id: Option<String>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The audit log of every change made to servers and DNS.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The local lab: MariaDB servers and BIND9 on loopback addresses.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate a plan without touching the network; exit 2 if it is invalid.
+    #[command(after_help = "Example:\n  cutover plan check plans/lab-switchover.yaml")]
+    Check {
+        /// The plan file.
+        plan: PathBuf,
+    },
+    /// Print the JSON Schema of the plan format.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exit 4 if any entry was edited or deleted.
+    Verify,
+    /// List audit entries.
+    Log {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start legacy, c1, c2, c3, c6 (MariaDB) and ns1, ns2 (BIND9); seed the refunds dataset.
+    #[command(after_help = "Examples:\n  cutover lab up\n  cutover lab up --replicating --rows 100000")]
+    Up {
+        /// Transactions to seed into legacy (participants, ledger and audit rows scale with it).
+        #[arg(long, default_value_t = crate::lab::DEFAULT_ROWS)]
+        rows: u64,
+        /// Start c1, c2, c3 and c6 as GTID replicas of legacy holding the same data.
+        #[arg(long)]
+        replicating: bool,
+        /// Lab directory.
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Stop the lab's own processes and remove its data.
+    Down {
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Show which lab processes are running.
+    Status {
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print `export` lines for the variables lab plans use: eval "$(cutover lab env)".
+    Env {
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Entry point used by the binary: parse, run, report, and return the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    ExitCode::Success
+                }
+                _ => ExitCode::InvalidInput,
+            };
+        }
+    };
+    let verbosity = if cli.global.quiet {
+        -1
+    } else {
+        cli.global.verbose.min(3) as i8
+    };
+    logging::init(cli.global.log_format, verbosity);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::StepFailed;
+        }
+    };
+    let result = runtime.block_on(commands::dispatch(&cli));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            report_error(&cli, &error);
+            error.exit_code()
+        }
+    }
+}
+
+fn report_error(cli: &Cli, error: &Error) {
+    if cli.global.json() {
+        let document = serde_json::json!({
+            "error": error.to_string(),
+            "exit_code": error.exit_code().code(),
+        });
+        println!("{document}");
+    }
+    let color = logging::use_color();
+    let prefix = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    match error {
+        Error::Plan(errors) if !cli.global.json() => eprint!("{}", errors.render()),
+        _ => eprintln!("{prefix}: {error}"),
+    }
+}
+
+pub(crate) fn print_completions(shell: clap_complete::Shell) {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "cutover", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_code_text_matches_the_enum() {
+        for (code, word) in [(0, "success"), (1, "step failed"), (2, "invalid input"), (3, "refused"), (4, "mismatch")] {
+            assert!(
+                AFTER_HELP.contains(&format!("{code}  ")) && AFTER_HELP.contains(word),
+                "exit code {code} ({word}) documented"
+            );
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! One lab MariaDB server: data directory, configuration, start, accounts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::process::{self, PidFile};
+use super::{LabError, LabSecrets, MYSQL_PORT, Programs, accounts};
+use crate::mysql::{Address, Endpoint, Session, quote};
+use crate::secret::Secret;
+
+/// A lab database server.
+#[derive(Debug, Clone, Copy)]
+pub struct LabServer {
+    pub name: &'static str,
+    pub ip: &'static str,
+    pub server_id: u32,
+}
+
+impl LabServer {
+    pub fn dir(&self, lab: &Path) -> PathBuf {
+        lab.join(self.name)
+    }
+
+    pub fn socket(&self, lab: &Path) -> PathBuf {
+        self.dir(lab).join("mysqld.sock")
+    }
+
+    pub fn pid_file(&self, lab: &Path) -> PidFile {
+        PidFile(self.dir(lab).join("lab.pid"))
+    }
+
+    pub fn log(&self, lab: &Path) -> PathBuf {
+        self.dir(lab).join("error.log")
+    }
+
+    fn config_path(&self, lab: &Path) -> PathBuf {
+        self.dir(lab).join("my.cnf")
+    }
+
+    fn data_dir(&self, lab: &Path) -> PathBuf {
+        self.dir(lab).join("data")
+    }
+
+    fn bootstrapped_marker(&self, lab: &Path) -> PathBuf {
+        self.dir(lab).join("bootstrapped")
+    }
+
+    /// The admin endpoint over TCP, as plans and tests reach it.
+    pub fn admin_endpoint(&self, secrets: &LabSecrets) -> Endpoint {
+        Endpoint {
+            name: self.name.to_string(),
+            address: Address::Tcp {
+                host: self.ip.to_string(),
+                port: MYSQL_PORT,
+            },
+            user: accounts::ADMIN_USER.to_string(),
+            password: Some(Secret::new(secrets.admin.clone())),
+            connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn config(&self, lab: &Path) -> String {
+        let dir = self.dir(lab);
+        let data = self.data_dir(lab);
+        format!(
+            "[mariadbd]
+datadir={data}
+socket={socket}
+pid-file={dir}/mariadbd.pid
+log-error={log}
+bind-address={ip}
+port={port}
+server-id={id}
+log-bin={dir}/binlog/{name}-bin
+log-bin-index={dir}/binlog/{name}-bin.index
+relay-log={dir}/binlog/{name}-relay
+binlog-format=ROW
+log-slave-updates=ON
+gtid-strict-mode=ON
+gtid-domain-id=0
+report-host={ip}
+report-port={port}
+event-scheduler=ON
+skip-name-resolve
+character-set-server=utf8mb4
+collation-server=utf8mb4_unicode_ci
+local-infile=1
+max-connections=400
+performance-schema=OFF
+innodb-buffer-pool-size=128M
+innodb-log-file-size=64M
+innodb-flush-log-at-trx-commit=2
+sync-binlog=0
+slave-net-timeout=10
+",
+            data = data.display(),
+            socket = self.socket(lab).display(),
+            dir = dir.display(),
+            log = self.log(lab).display(),
+            ip = self.ip,
+            port = MYSQL_PORT,
+            id = self.server_id,
+            name = self.name,
+        )
+    }
+
+    /// Create the data directory from the shared template (made once by mariadb-install-db).
+    pub fn prepare(&self, lab: &Path, programs: &Programs) -> Result<(), LabError> {
+        let dir = self.dir(lab);
+        std::fs::create_dir_all(dir.join("binlog")).map_err(|e| LabError::io(&dir, e))?;
+        std::fs::write(self.config_path(lab), self.config(lab))
+            .map_err(|e| LabError::io(&self.config_path(lab), e))?;
+        if self.data_dir(lab).join("mysql").is_dir() {
+            return Ok(());
+        }
+        let template = lab.join("template");
+        if !template.join("mysql").is_dir() {
+            install_template(&template, programs)?;
+        }
+        copy_dir(&template, &self.data_dir(lab)).map_err(|e| LabError::io(&self.data_dir(lab), e))
+    }
+
+    pub fn running(&self, lab: &Path) -> Option<u32> {
+        self.pid_file(lab).running()
+    }
+
+    /// Start mariadbd and wait until it accepts connections on its socket.
+    pub async fn start(&self, lab: &Path, programs: &Programs) -> Result<(), LabError> {
+        if self.running(lab).is_some() {
+            return Ok(());
+        }
+        let mut args = vec![format!("--defaults-file={}", self.config_path(lab).display())];
+        if nix::unistd::geteuid().is_root() {
+            args.push("--user=root".to_string());
+        }
+        let mut child = process::spawn(&programs.mariadbd, &args, &self.log(lab).with_extension("out"))
+            .map_err(|e| LabError::io(&programs.mariadbd, e))?;
+        self.pid_file(lab)
+            .write(child.id())
+            .map_err(|e| LabError::io(&self.pid_file(lab).0, e))?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(LabError::StartFailed {
+                    server: self.name.to_string(),
+                    reason: format!(
+                        "mariadbd exited with {status}: {}",
+                        process::log_tail(&self.log(lab), 5)
+                    ),
+                });
+            }
+            // Before bootstrap root has no password; after it, "Access denied" also proves it is up.
+            match Session::connect(&self.socket_endpoint(lab, None)).await {
+                Ok(session) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Err(error) if error.to_string().contains("Access denied") => return Ok(()),
+                Err(_) => {}
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::StartFailed {
+                    server: self.name.to_string(),
+                    reason: format!(
+                        "not accepting connections after 90 s: {}",
+                        process::log_tail(&self.log(lab), 5)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Root over the Unix socket; only right after install is the password empty.
+    fn socket_endpoint(&self, lab: &Path, password: Option<&str>) -> Endpoint {
+        Endpoint {
+            name: self.name.to_string(),
+            address: Address::Socket(self.socket(lab)),
+            user: "root".to_string(),
+            password: password.map(Secret::new),
+            connect_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Create the lab's accounts once, outside the binary log so replicas never replay them.
+    pub async fn bootstrap(&self, lab: &Path, secrets: &LabSecrets) -> Result<(), LabError> {
+        if self.bootstrapped_marker(lab).exists() {
+            return Ok(());
+        }
+        let mut session = Session::connect(&self.socket_endpoint(lab, None))
+            .await
+            .map_err(|e| LabError::server(self.name, e))?;
+        let statements = accounts::statements(secrets);
+        for (what, sql) in &statements {
+            session
+                .exec(what, sql)
+                .await
+                .map_err(|e| LabError::server(self.name, e))?;
+        }
+        session
+            .exec(
+                "set root password",
+                &format!("ALTER USER root@localhost IDENTIFIED BY {}", quote(&secrets.admin)),
+            )
+            .await
+            .map_err(|e| LabError::server(self.name, e))?;
+        session
+            .exec("reset binary log", "RESET MASTER")
+            .await
+            .map_err(|e| LabError::server(self.name, e))?;
+        session.close().await;
+        std::fs::write(self.bootstrapped_marker(lab), "accounts created\n")
+            .map_err(|e| LabError::io(&self.bootstrapped_marker(lab), e))
+    }
+}
+
+fn install_template(template: &Path, programs: &Programs) -> Result<(), LabError> {
+    let _ = std::fs::remove_dir_all(template);
+    std::fs::create_dir_all(template).map_err(|e| LabError::io(template, e))?;
+    let mut command = std::process::Command::new(&programs.install_db);
+    command
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", template.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        .arg("--skip-name-resolve");
+    if nix::unistd::geteuid().is_root() {
+        command.arg("--user=root");
+    }
+    let output = command
+        .output()
+        .map_err(|e| LabError::io(&programs.install_db, e))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(LabError::StartFailed {
+            server: "template".to_string(),
+            reason: format!(
+                "mariadb-install-db failed ({}): {}",
+                output.status,
+                stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! The local lab: real MariaDB servers and BIND9 on loopback addresses,
+//! started as plain processes from Debian's packages.
+
+pub mod accounts;
+pub mod bind;
+pub mod dataset;
+pub mod mariadb;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+
+use crate::ExitCode;
+use crate::mysql::{MysqlError, Session, quote};
+pub use bind::{NAMESERVERS, NameServer, RECORD, TSIG_KEY_NAME, ZONE};
+pub use mariadb::LabServer;
+
+pub const MYSQL_PORT: u16 = 13306;
+
+/// Every lab database server; the first is the source.
+pub const SERVERS: &[LabServer] = &[
+    LabServer {
+        name: "legacy",
+        ip: "127.0.0.10",
+        server_id: 10,
+    },
+    LabServer {
+        name: "c1",
+        ip: "127.0.0.11",
+        server_id: 11,
+    },
+    LabServer {
+        name: "c2",
+        ip: "127.0.0.12",
+        server_id: 12,
+    },
+    LabServer {
+        name: "c3",
+        ip: "127.0.0.13",
+        server_id: 13,
+    },
+    LabServer {
+        name: "c6",
+        ip: "127.0.0.16",
+        server_id: 16,
+    },
+];
+
+pub const DEFAULT_ROWS: u64 = 10_000;
+const STATE_FILE: &str = "lab.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("`{program}` not found: install the Debian package `{package}` (apt-get install {package})")]
+    MissingProgram {
+        program: &'static str,
+        package: &'static str,
+    },
+    #[error("lab server `{server}` did not start: {reason}")]
+    StartFailed { server: String, reason: String },
+    #[error("lab server `{server}`: {source}")]
+    Server {
+        server: String,
+        #[source]
+        source: MysqlError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the lab in {dir} is not set up: run `cutover lab up` first")]
+    NotUp { dir: PathBuf },
+    #[error("the lab in {dir} is already up {existing}; run `cutover lab down` first to change that")]
+    Conflict { dir: PathBuf, existing: String },
+    #[error("refusing to remove {dir}: it does not look like a lab directory (no {STATE_FILE})")]
+    NotALabDir { dir: PathBuf },
+    #[error("lab replication: {0}")]
+    Replication(String),
+    #[error("could not stop {0} within the time allowed")]
+    StopFailed(String),
+}
+
+impl LabError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        LabError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn server(server: &str, source: MysqlError) -> Self {
+        LabError::Server {
+            server: server.to_string(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            LabError::MissingProgram { .. } | LabError::NotUp { .. } | LabError::Conflict { .. } => {
+                ExitCode::InvalidInput
+            }
+            _ => ExitCode::StepFailed,
+        }
+    }
+}
+
+/// Generated once per lab; `lab env` prints them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabSecrets {
+    pub admin: String,
+    pub orchestrator: String,
+    pub replication: String,
+    pub application: String,
+    /// base64, as BIND wants it.
+    pub tsig: String,
+}
+
+impl LabSecrets {
+    fn generate() -> Self {
+        let password = || -> String {
+            rand::rng()
+                .sample_iter(&Alphanumeric)
+                .take(24)
+                .map(char::from)
+                .collect()
+        };
+        let mut key = [0_u8; 32];
+        rand::rng().fill(&mut key);
+        use base64::Engine;
+        LabSecrets {
+            admin: password(),
+            orchestrator: password(),
+            replication: password(),
+            application: password(),
+            tsig: base64::engine::general_purpose::STANDARD.encode(key),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LabState {
+    rows: u64,
+    replicating: bool,
+    seeded: bool,
+    replication_configured: bool,
+    secrets: LabSecrets,
+}
+
+/// Paths of the server programs, checked before anything starts.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub mariadbd: PathBuf,
+    pub install_db: PathBuf,
+    pub named: PathBuf,
+}
+
+impl Programs {
+    pub fn find() -> Result<Programs, LabError> {
+        let find = |program: &'static str, package: &'static str| {
+            process::find_program(program).ok_or(LabError::MissingProgram { program, package })
+        };
+        Ok(Programs {
+            mariadbd: find("mariadbd", "mariadb-server")?,
+            install_db: find("mariadb-install-db", "mariadb-server")?,
+            named: find("named", "bind9")?,
+        })
+    }
+}
+
+/// Options of `lab up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub rows: u64,
+    pub replicating: bool,
+}
+
+/// One line of `lab status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub address: String,
+    pub running: bool,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabStatus {
+    pub dir: PathBuf,
+    pub initialized: bool,
+    pub replicating: Option<bool>,
+    pub rows: Option<u64>,
+    pub processes: Vec<ProcessStatus>,
+}
+
+/// A lab rooted at one directory.
+pub struct Lab {
+    dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new(dir: impl Into<PathBuf>) -> Lab {
+        Lab { dir: dir.into() }
+    }
+
+    /// `$CUTOVER_LAB_DIR`, else `lab/` in the state directory.
+    pub fn default_dir(state_dir: &Path) -> PathBuf {
+        std::env::var_os("CUTOVER_LAB_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(|| state_dir.join("lab"), PathBuf::from)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    fn load_state(&self) -> Option<LabState> {
+        let text = std::fs::read_to_string(self.state_path()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save_state(&self, state: &LabState) -> Result<(), LabError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.state_path();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| LabError::io(&path, e))?;
+        file.write_all(
+            serde_json::to_string_pretty(state)
+                .expect("lab state serialises")
+                .as_bytes(),
+        )
+        .map_err(|e| LabError::io(&path, e))
+    }
+
+    pub fn secrets(&self) -> Result<LabSecrets, LabError> {
+        self.load_state()
+            .map(|state| state.secrets)
+            .ok_or_else(|| LabError::NotUp {
+                dir: self.dir.clone(),
+            })
+    }
+
+    fn any_running(&self) -> bool {
+        SERVERS.iter().any(|s| s.running(&self.dir).is_some())
+            || NAMESERVERS.iter().any(|n| n.running(&self.dir).is_some())
+    }
+
+    /// Bring every server up, seed the dataset and (optionally) replication.
+    /// Running it again on a running lab changes nothing.
+    pub async fn up(&self, options: &UpOptions) -> Result<LabStatus, LabError> {
+        let programs = Programs::find()?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| LabError::io(&self.dir, e))?;
+        let mut state = match self.load_state() {
+            Some(state) => {
+                if self.any_running() || state.seeded {
+                    if state.replicating != options.replicating {
+                        return Err(LabError::Conflict {
+                            dir: self.dir.clone(),
+                            existing: if state.replicating {
+                                "with --replicating".into()
+                            } else {
+                                "without --replicating".into()
+                            },
+                        });
+                    }
+                    if state.seeded && state.rows != options.rows {
+                        return Err(LabError::Conflict {
+                            dir: self.dir.clone(),
+                            existing: format!("with --rows {}", state.rows),
+                        });
+                    }
+                }
+                state
+            }
+            None => LabState {
+                rows: options.rows,
+                replicating: options.replicating,
+                seeded: false,
+                replication_configured: false,
+                secrets: LabSecrets::generate(),
+            },
+        };
+        state.rows = options.rows;
+        state.replicating = options.replicating;
+        self.save_state(&state)?;
+
+        for server in SERVERS {
+            server.prepare(&self.dir, &programs)?;
+        }
+        let mut starts = tokio::task::JoinSet::new();
+        for server in SERVERS.iter().copied() {
+            let dir = self.dir.clone();
+            let programs = programs.clone();
+            starts.spawn(async move { server.start(&dir, &programs).await });
+        }
+        while let Some(result) = starts.join_next().await {
+            result.map_err(|e| LabError::StartFailed {
+                server: "mariadbd".into(),
+                reason: e.to_string(),
+            })??;
+        }
+        for server in SERVERS {
+            server.bootstrap(&self.dir, &state.secrets).await?;
+        }
+        tracing::info!("database servers are up");
+
+        for nameserver in NAMESERVERS {
+            nameserver.prepare(&self.dir, &state.secrets)?;
+            nameserver.start(&self.dir, &programs).await?;
+        }
+        tracing::info!("name servers are up");
+
+        if !state.seeded {
+            self.seed(&state).await?;
+            state.seeded = true;
+            self.save_state(&state)?;
+        }
+        if state.replicating && !state.replication_configured {
+            self.start_replication(&state.secrets).await?;
+            state.replication_configured = true;
+            self.save_state(&state)?;
+        }
+        Ok(self.status())
+    }
+
+    async fn admin_session(
+        &self,
+        server: &LabServer,
+        secrets: &LabSecrets,
+    ) -> Result<Session, LabError> {
+        Session::connect(&server.admin_endpoint(secrets))
+            .await
+            .map_err(|e| LabError::server(server.name, e))
+    }
+
+    async fn seed(&self, state: &LabState) -> Result<(), LabError> {
+        let legacy = &SERVERS[0];
+        let mut session = self.admin_session(legacy, &state.secrets).await?;
+        let server_error = |e| LabError::server(legacy.name, e);
+        for statement in dataset::SCHEMA {
+            session
+                .exec("create the refunds schema", statement)
+                .await
+                .map_err(server_error)?;
+        }
+        let progress = indicatif::ProgressBar::new(state.rows).with_message("seeding refunds");
+        progress.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} transactions ({eta})")
+                .expect("valid template"),
+        );
+        if !crate::logging::use_color() {
+            progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        for (index, statement) in dataset::batches(state.rows).enumerate() {
+            session
+                .exec("insert refunds rows", &statement)
+                .await
+                .map_err(server_error)?;
+            if index % 4 == 3 {
+                progress.inc(1_000.min(state.rows - progress.position()));
+            }
+        }
+        progress.finish_and_clear();
+        session.close().await;
+        tracing::info!(rows = state.rows, "seeded the refunds dataset on legacy");
+        Ok(())
+    }
+
+    async fn start_replication(&self, secrets: &LabSecrets) -> Result<(), LabError> {
+        let legacy = &SERVERS[0];
+        let mut source = self.admin_session(legacy, secrets).await?;
+        let position: Option<String> = source
+            .query_first("read the source GTID position", "SELECT @@GLOBAL.gtid_binlog_pos")
+            .await
+            .map_err(|e| LabError::server(legacy.name, e))?;
+        source.close().await;
+        let position = position.unwrap_or_default();
+        for replica in &SERVERS[1..] {
+            let mut session = self.admin_session(replica, secrets).await?;
+            let error = |e| LabError::server(replica.name, e);
+            session
+                .exec("stop replication", "STOP SLAVE")
+                .await
+                .map_err(error)?;
+            session
+                .exec(
+                    "configure replication from legacy",
+                    &format!(
+                        "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={MYSQL_PORT}, MASTER_USER={}, MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+                        quote(legacy.ip),
+                        quote(accounts::REPLICATION_USER),
+                        quote(&secrets.replication)
+                    ),
+                )
+                .await
+                .map_err(error)?;
+            session
+                .exec("start replication", "START SLAVE")
+                .await
+                .map_err(error)?;
+            session
+                .exec("make the replica read-only", "SET GLOBAL read_only = 1")
+                .await
+                .map_err(error)?;
+            let waited: Option<i64> = session
+                .query_first(
+                    "wait for the replica to catch up",
+                    &format!("SELECT MASTER_GTID_WAIT({}, 110)", quote(&position)),
+                )
+                .await
+                .map_err(error)?;
+            if waited != Some(0) {
+                let status: Option<(String, String)> = session
+                    .query_first(
+                        "read replication errors",
+                        "SELECT @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_current_pos",
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                return Err(LabError::Replication(format!(
+                    "{} did not reach legacy's position {position} within 110 s (at {status:?})",
+                    replica.name
+                )));
+            }
+            session.close().await;
+        }
+        tracing::info!(%position, "c1, c2, c3 and c6 replicate from legacy");
+        Ok(())
+    }
+
+    /// Stop only the lab's own processes (by pid file) and remove its directory.
+    pub fn down(&self) -> Result<(), LabError> {
+        if !self.dir.exists() {
+            return Ok(());
+        }
+        if !self.state_path().exists()
+            && std::fs::read_dir(&self.dir).map_or(false, |mut entries| entries.next().is_some())
+        {
+            return Err(LabError::NotALabDir {
+                dir: self.dir.clone(),
+            });
+        }
+        let mut failed = Vec::new();
+        for nameserver in NAMESERVERS {
+            if !process::stop(&nameserver.pid_file(&self.dir), Duration::from_secs(10)) {
+                failed.push(nameserver.name);
+            }
+        }
+        for server in SERVERS {
+            if !process::stop(&server.pid_file(&self.dir), Duration::from_secs(30)) {
+                failed.push(server.name);
+            }
+        }
+        if !failed.is_empty() {
+            return Err(LabError::StopFailed(failed.join(", ")));
+        }
+        std::fs::remove_dir_all(&self.dir).map_err(|e| LabError::io(&self.dir, e))
+    }
+
+    pub fn status(&self) -> LabStatus {
+        let state = self.load_state();
+        let mut processes = Vec::new();
+        for server in SERVERS {
+            let pid = server.running(&self.dir);
+            processes.push(ProcessStatus {
+                name: server.name.to_string(),
+                kind: "mariadb",
+                address: format!("{}:{MYSQL_PORT}", server.ip),
+                running: pid.is_some(),
+                pid,
+            });
+        }
+        for nameserver in NAMESERVERS {
+            let pid = nameserver.running(&self.dir);
+            processes.push(ProcessStatus {
+                name: nameserver.name.to_string(),
+                kind: if nameserver.primary {
+                    "bind9 primary"
+                } else {
+                    "bind9 secondary"
+                },
+                address: nameserver.address().to_string(),
+                running: pid.is_some(),
+                pid,
+            });
+        }
+        LabStatus {
+            dir: self.dir.clone(),
+            initialized: state.is_some(),
+            replicating: state.as_ref().map(|s| s.replicating),
+            rows: state.as_ref().map(|s| s.rows),
+            processes,
+        }
+    }
+
+    /// `(variable, value)` pairs for `lab env`.
+    pub fn env(&self) -> Result<Vec<(&'static str, String)>, LabError> {
+        let secrets = self.secrets()?;
+        Ok(vec![
+            ("CUTOVER_LAB_DIR", self.dir.display().to_string()),
+            ("CUTOVER_LAB_ADMIN_USER", accounts::ADMIN_USER.to_string()),
+            ("CUTOVER_LAB_ADMIN_PASSWORD", secrets.admin),
+            ("CUTOVER_LAB_USER", accounts::ORCHESTRATOR_USER.to_string()),
+            ("CUTOVER_LAB_PASSWORD", secrets.orchestrator),
+            ("CUTOVER_LAB_REPL_USER", accounts::REPLICATION_USER.to_string()),
+            ("CUTOVER_LAB_REPL_PASSWORD", secrets.replication),
+            ("CUTOVER_LAB_APP_USER", accounts::APPLICATION_USER.to_string()),
+            ("CUTOVER_LAB_APP_PASSWORD", secrets.application),
+            ("CUTOVER_LAB_TSIG_KEY", TSIG_KEY_NAME.to_string()),
+            ("CUTOVER_LAB_TSIG_SECRET", secrets.tsig),
+        ])
+    }
+}
+
+/// Quote a value for a POSIX shell `export` line.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}

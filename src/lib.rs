@@ -1,0 +1,19 @@
+//! `cutover`: plan-driven, zero-data-loss migration and cutover of MySQL-family
+//! databases onto several clusters.
+//!
+//! Data flows one way: plan file → [`plan::ValidatedPlan`] → (resolved plan →
+//! executor) → [`store`] journal and report. The binary is a thin shell over
+//! [`cli::main`].
+
+pub mod cli;
+pub mod dns;
+pub mod error;
+pub mod lab;
+pub mod logging;
+pub mod mysql;
+pub mod plan;
+pub mod secret;
+pub mod store;
+pub mod whoami;
+
+pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,475 @@
+//! The plan file as an operator writes it: the raw, unvalidated model.
+//!
+//! Every struct denies unknown fields, and values that validation must point
+//! at are `Located`. Validation turns this into [`super::ValidatedPlan`].
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::located::Located;
+
+/// A migration or cutover plan.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "cutover plan")]
+pub struct RawPlan {
+    /// Identifies the plan; runs of the same name are serialised by a lock.
+    pub name: Located<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Database servers by name. Exactly one has `role: source`.
+    pub clusters: IndexMap<Located<String>, RawCluster>,
+    /// The account targets use to replicate from a primary.
+    #[serde(default)]
+    pub replication: Option<RawCredentials>,
+    /// How applications reach the primary (used by the write probe).
+    #[serde(default)]
+    pub application: Option<RawApplication>,
+    /// Databases to snapshot and compare; default: every non-system database.
+    #[serde(default)]
+    pub databases: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub dns: Option<RawDns>,
+    #[serde(default)]
+    pub gates: Option<RawGates>,
+    pub phases: Vec<RawPhase>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    Source,
+    Target,
+}
+
+/// One database server (or the writable primary of a bank's cluster).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub role: Located<ClusterRole>,
+    pub host: Located<String>,
+    #[serde(default)]
+    pub port: Option<Located<i64>>,
+    pub user: Located<String>,
+    /// Name of the environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<Located<String>>,
+    /// Path of a file holding the password (first line, trimmed).
+    #[serde(default)]
+    pub password_file: Option<Located<String>>,
+    /// Never allowed: present only to explain why.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<Located<IgnoredAny>>,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub pool: Option<RawPool>,
+    /// A disabled cluster is skipped everywhere.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Free label, e.g. the partner bank's name.
+    #[serde(default)]
+    pub bank: Option<String>,
+    /// Recovery time objective for DR drills, e.g. `15m`.
+    #[serde(default)]
+    pub rto: Option<Located<HumanDuration>>,
+    /// Recovery point objective for DR drills, e.g. `1m` or `0s`.
+    #[serde(default)]
+    pub rpo: Option<Located<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file of the CA that signed the server certificate.
+    #[serde(default)]
+    pub ca_file: Option<Located<String>>,
+    /// Verify the server certificate and host name (default true).
+    #[serde(default)]
+    pub verify: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Most connections the orchestrator opens to this cluster.
+    #[serde(default)]
+    pub max: Option<Located<i64>>,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<Located<i64>>,
+    #[serde(default)]
+    pub query_timeout_ms: Option<Located<i64>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    pub user: Located<String>,
+    #[serde(default)]
+    pub password_env: Option<Located<String>>,
+    #[serde(default)]
+    pub password_file: Option<Located<String>>,
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<Located<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApplication {
+    /// The DNS name applications connect to.
+    pub host: Located<String>,
+    #[serde(default)]
+    pub port: Option<Located<i64>>,
+    pub database: Located<String>,
+    pub user: Located<String>,
+    #[serde(default)]
+    pub password_env: Option<Located<String>>,
+    #[serde(default)]
+    pub password_file: Option<Located<String>>,
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<Located<IgnoredAny>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProvider {
+    Rfc2136,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DnsRecordType {
+    A,
+    Cname,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub provider: DnsProvider,
+    /// `host:port` of the primary server that accepts RFC 2136 updates.
+    pub update_server: Located<String>,
+    /// Every authoritative server (`host:port`) that must answer the switch.
+    pub authoritative: Vec<Located<String>>,
+    pub zone: Located<String>,
+    /// The name applications resolve, e.g. `refunds-primary.bank.internal`.
+    pub record: Located<String>,
+    #[serde(rename = "type", default)]
+    pub record_type: Option<DnsRecordType>,
+    pub ttl: Located<i64>,
+    /// The record's value for each cluster that can be primary.
+    pub values: IndexMap<Located<String>, Located<String>>,
+    pub tsig: RawTsig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TsigAlgorithmName {
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTsig {
+    /// Key name as configured on the server.
+    pub name: Located<String>,
+    pub algorithm: TsigAlgorithmName,
+    #[serde(default)]
+    pub secret_env: Option<Located<String>>,
+    #[serde(default)]
+    pub secret_file: Option<Located<String>>,
+    #[serde(default)]
+    #[schemars(skip)]
+    pub secret: Option<Located<IgnoredAny>>,
+}
+
+/// Limits that every step inherits unless it sets its own.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGates {
+    /// Highest replication lag a target may show (milliseconds).
+    #[serde(default)]
+    pub max_lag_ms: Option<Located<i64>>,
+    /// How long lag must stay under the limit, e.g. `10s`.
+    #[serde(default)]
+    pub sustained_for: Option<Located<HumanDuration>>,
+    /// Hard budget for writes being frozen (milliseconds).
+    #[serde(default)]
+    pub freeze_budget_ms: Option<Located<i64>>,
+    /// Time allowed for application sessions to finish before they are killed.
+    #[serde(default)]
+    pub drain_timeout: Option<Located<HumanDuration>>,
+    /// How long `wait_lag` waits for the lag gate before refusing.
+    #[serde(default)]
+    pub lag_timeout: Option<Located<HumanDuration>>,
+    /// How long every authoritative server has to answer a DNS switch.
+    #[serde(default)]
+    pub dns_verify_timeout: Option<Located<HumanDuration>>,
+    /// Heartbeat write interval for lag measurement (10 ms or more).
+    #[serde(default)]
+    pub heartbeat_interval_ms: Option<Located<i64>>,
+    /// Warn when a server's clock is further than this from ours (milliseconds).
+    #[serde(default)]
+    pub max_clock_skew_ms: Option<Located<i64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackMode {
+    /// A failure inside the phase undoes its completed steps.
+    Auto,
+    /// A failure stops and waits for an operator.
+    Manual,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPhase {
+    pub name: Located<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub rollback: RollbackMode,
+    pub steps: Vec<RawStep>,
+}
+
+/// A duration such as `500ms`, `10s`, `5m` or `1h 30m`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct HumanDuration(pub String);
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `5m`.",
+            "pattern": "^\\s*[0-9]+\\s*(ms|s|m|h|min|sec|msec)(\\s*[0-9]+\\s*(ms|s|m|h|min|sec|msec))*\\s*$"
+        })
+    }
+}
+
+/// One step. Written as a single-key map: `- freeze: { drain_timeout: 2s }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawStep {
+    /// Copy one consistent snapshot of the source to the targets.
+    Snapshot(SnapshotStep),
+    /// Start replication on targets from the snapshot's GTID position.
+    Replicate(TargetsStep),
+    /// Wait until every target's lag stays under the gate.
+    WaitLag(WaitLagStep),
+    /// Compare rows across the source and targets.
+    Checksum(ChecksumStep),
+    /// Fence the primary against writes and drain sessions.
+    Freeze(FreezeStep),
+    /// Wait until targets executed exactly the frozen position.
+    CatchUp(TargetsStep),
+    /// Make a caught-up target the writable primary.
+    Promote(PromoteStep),
+    /// Move other clusters under the new primary.
+    Repoint(RepointStep),
+    /// Make the old source a read-only replica of the new primary.
+    ReverseReplication(ReverseReplicationStep),
+    /// Compare-and-swap the DNS record and verify every authoritative server.
+    DnsSwitch(DnsSwitchStep),
+    /// Release the write fence on the current primary.
+    Unfreeze(UnfreezeStep),
+    /// Run a command.
+    Hook(HookStep),
+    /// Ask the operator (skipped with `--yes`) and honour a postpone file.
+    Confirm(ConfirmStep),
+    /// Wait for a fixed time.
+    Sleep(SleepStep),
+    /// The standard freeze → catch-up → promote → … → unfreeze sequence.
+    Switchover(SwitchoverStep),
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// Default: every enabled target.
+    #[serde(default)]
+    pub targets: Option<Vec<Located<String>>>,
+    /// Parallel reader connections on the source.
+    #[serde(default)]
+    pub workers: Option<Located<i64>>,
+    /// Also write a snapshot directory here.
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// Replace existing data on targets that are not empty.
+    #[serde(default)]
+    pub replace: Option<bool>,
+    /// Load with binary logging off on the targets (unsafe when a target has replicas of its own).
+    #[serde(default)]
+    pub skip_binlog: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// Default: every enabled target.
+    #[serde(default)]
+    pub targets: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub timeout: Option<Located<HumanDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitLagStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    #[serde(default)]
+    pub targets: Option<Vec<Located<String>>>,
+    #[serde(default)]
+    pub max_lag_ms: Option<Located<i64>>,
+    #[serde(default)]
+    pub sustained_for: Option<Located<HumanDuration>>,
+    #[serde(default)]
+    pub timeout: Option<Located<HumanDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksumStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    #[serde(default)]
+    pub targets: Option<Vec<Located<String>>>,
+    /// Table patterns such as `refunds.*` or `refunds.transactions`.
+    #[serde(default)]
+    pub tables: Option<Vec<Located<String>>>,
+    /// Significant digits compared for FLOAT/DOUBLE columns.
+    #[serde(default)]
+    pub float_precision: Option<Located<i64>>,
+    /// Columns reconciled by SUM and COUNT (`table.column`); default every DECIMAL column.
+    #[serde(default)]
+    pub money_columns: Option<Vec<Located<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// Default: the source.
+    #[serde(default)]
+    pub cluster: Option<Located<String>>,
+    #[serde(default)]
+    pub drain_timeout: Option<Located<HumanDuration>>,
+    #[serde(default)]
+    pub budget_ms: Option<Located<i64>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    pub cluster: Located<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepointStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// The new primary.
+    pub to: Located<String>,
+    /// Default: every enabled target other than `to`.
+    #[serde(default)]
+    pub clusters: Option<Vec<Located<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseReplicationStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// The new primary the old source replicates from.
+    pub from: Located<String>,
+    /// Default: the source.
+    #[serde(default)]
+    pub cluster: Option<Located<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSwitchStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    pub to: Located<String>,
+    /// Wait one TTL after the switch is verified.
+    #[serde(default)]
+    pub wait_ttl: Option<bool>,
+    #[serde(default)]
+    pub verify_timeout: Option<Located<HumanDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnfreezeStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// Program and arguments; no shell is involved.
+    pub command: Vec<Located<String>>,
+    #[serde(default)]
+    pub timeout: Option<Located<HumanDuration>>,
+    /// Passed to the command as CUTOVER_CLUSTER.
+    #[serde(default)]
+    pub cluster: Option<Located<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// While this file exists the run waits here.
+    #[serde(default)]
+    pub postpone_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    pub duration: Located<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchoverStep {
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// The target that becomes the primary.
+    pub to: Located<String>,
+    #[serde(default)]
+    pub drain_timeout: Option<Located<HumanDuration>>,
+    #[serde(default)]
+    pub wait_ttl: Option<bool>,
+}

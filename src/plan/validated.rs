@@ -1,0 +1,324 @@
+//! The validated plan: every reference checked, every default filled in,
+//! composite steps expanded. Nothing here has touched the network.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+pub use super::model::{ClusterRole, DnsRecordType, RollbackMode, TsigAlgorithmName};
+
+/// Where a secret comes from. The secret itself is read only when needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidatedPlan {
+    pub name: String,
+    pub description: Option<String>,
+    pub path: PathBuf,
+    /// sha256 of the plan file, recorded with every run.
+    pub sha256: String,
+    pub clusters: Vec<Cluster>,
+    pub replication: Option<Credentials>,
+    pub application: Option<Application>,
+    pub databases: Option<Vec<String>>,
+    pub dns: Option<DnsConfig>,
+    pub gates: Gates,
+    pub phases: Vec<Phase>,
+}
+
+impl ValidatedPlan {
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|cluster| cluster.name == name)
+    }
+
+    pub fn source(&self) -> &Cluster {
+        self.clusters
+            .iter()
+            .find(|cluster| cluster.role == ClusterRole::Source)
+            .expect("validation guarantees exactly one source")
+    }
+
+    /// Enabled targets in plan order.
+    pub fn enabled_targets(&self) -> impl Iterator<Item = &Cluster> {
+        self.clusters
+            .iter()
+            .filter(|cluster| cluster.enabled && cluster.role == ClusterRole::Target)
+    }
+
+    pub fn enabled_clusters(&self) -> impl Iterator<Item = &Cluster> {
+        self.clusters.iter().filter(|cluster| cluster.enabled)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub role: ClusterRole,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: SecretSource,
+    pub tls: Option<Tls>,
+    pub pool: Pool,
+    pub enabled: bool,
+    pub bank: Option<String>,
+    #[serde(with = "optional_millis")]
+    pub rto: Option<Duration>,
+    #[serde(with = "optional_millis")]
+    pub rpo: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pool {
+    pub max: u32,
+    #[serde(with = "millis")]
+    pub connect_timeout: Duration,
+    #[serde(with = "millis")]
+    pub query_timeout: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            max: 10,
+            connect_timeout: Duration::from_millis(2_000),
+            query_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Credentials {
+    pub user: String,
+    pub password: SecretSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Application {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: SecretSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsConfig {
+    pub update_server: SocketAddr,
+    pub authoritative: Vec<SocketAddr>,
+    /// Fully qualified, with the trailing dot.
+    pub zone: String,
+    /// Fully qualified, with the trailing dot.
+    pub record: String,
+    pub record_type: DnsRecordType,
+    pub ttl: u32,
+    /// Cluster name → record value (fully qualified for CNAME).
+    pub values: IndexMap<String, String>,
+    pub tsig: TsigConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TsigConfig {
+    pub name: String,
+    pub algorithm: TsigAlgorithmName,
+    pub secret: SecretSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gates {
+    pub max_lag_ms: u64,
+    #[serde(with = "millis")]
+    pub sustained_for: Duration,
+    #[serde(with = "millis")]
+    pub freeze_budget: Duration,
+    #[serde(with = "millis")]
+    pub drain_timeout: Duration,
+    #[serde(with = "millis")]
+    pub lag_timeout: Duration,
+    #[serde(with = "millis")]
+    pub dns_verify_timeout: Duration,
+    #[serde(with = "millis")]
+    pub heartbeat_interval: Duration,
+    pub max_clock_skew_ms: u64,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates {
+            max_lag_ms: 1_000,
+            sustained_for: Duration::from_secs(5),
+            freeze_budget: Duration::from_millis(3_000),
+            drain_timeout: Duration::from_millis(1_000),
+            lag_timeout: Duration::from_secs(300),
+            dns_verify_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_millis(50),
+            max_clock_skew_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub description: Option<String>,
+    pub rollback: RollbackMode,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Unique within its phase.
+    pub name: String,
+    pub kind: StepKind,
+    /// Set when the step came from expanding a composite `switchover`.
+    pub expanded_from: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    Snapshot {
+        targets: Vec<String>,
+        workers: u32,
+        directory: Option<PathBuf>,
+        replace: bool,
+        skip_binlog: bool,
+    },
+    Replicate {
+        targets: Vec<String>,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+    WaitLag {
+        targets: Vec<String>,
+        max_lag_ms: u64,
+        #[serde(with = "millis")]
+        sustained_for: Duration,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+    Checksum {
+        targets: Vec<String>,
+        tables: Vec<String>,
+        float_precision: u32,
+        money_columns: Vec<String>,
+    },
+    Freeze {
+        cluster: String,
+        #[serde(with = "millis")]
+        drain_timeout: Duration,
+        #[serde(with = "millis")]
+        budget: Duration,
+    },
+    CatchUp {
+        targets: Vec<String>,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+    Promote {
+        cluster: String,
+    },
+    Repoint {
+        to: String,
+        clusters: Vec<String>,
+    },
+    ReverseReplication {
+        from: String,
+        cluster: String,
+    },
+    DnsSwitch {
+        to: String,
+        wait_ttl: bool,
+        #[serde(with = "millis")]
+        verify_timeout: Duration,
+    },
+    Unfreeze,
+    Hook {
+        command: Vec<String>,
+        #[serde(with = "millis")]
+        timeout: Duration,
+        cluster: Option<String>,
+    },
+    Confirm {
+        message: Option<String>,
+        postpone_file: Option<PathBuf>,
+    },
+    Sleep {
+        #[serde(with = "millis")]
+        duration: Duration,
+    },
+}
+
+impl StepKind {
+    /// The name used in plans, journals and reports.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StepKind::Snapshot { .. } => "snapshot",
+            StepKind::Replicate { .. } => "replicate",
+            StepKind::WaitLag { .. } => "wait_lag",
+            StepKind::Checksum { .. } => "checksum",
+            StepKind::Freeze { .. } => "freeze",
+            StepKind::CatchUp { .. } => "catch_up",
+            StepKind::Promote { .. } => "promote",
+            StepKind::Repoint { .. } => "repoint",
+            StepKind::ReverseReplication { .. } => "reverse_replication",
+            StepKind::DnsSwitch { .. } => "dns_switch",
+            StepKind::Unfreeze => "unfreeze",
+            StepKind::Hook { .. } => "hook",
+            StepKind::Confirm { .. } => "confirm",
+            StepKind::Sleep { .. } => "sleep",
+        }
+    }
+
+    /// Whether the step changes a server or DNS (and so needs an inverse and an audit entry).
+    pub fn is_mutating(&self) -> bool {
+        matches!(
+            self,
+            StepKind::Snapshot { .. }
+                | StepKind::Replicate { .. }
+                | StepKind::Freeze { .. }
+                | StepKind::Promote { .. }
+                | StepKind::Repoint { .. }
+                | StepKind::ReverseReplication { .. }
+                | StepKind::DnsSwitch { .. }
+                | StepKind::Unfreeze
+                | StepKind::Hook { .. }
+        )
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+mod optional_millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => super::millis::serialize(duration, s),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Runs, phases, steps and the event journal.
+
+use rand::Rng;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::plan::ValidatedPlan;
+use crate::whoami;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    RolledBack,
+    Failed,
+    Refused,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    RolledBack,
+    Skipped,
+}
+
+/// What a journal event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Written before a step acts.
+    Intent,
+    /// Written after a step acted.
+    Result,
+    Observation,
+    Rollback,
+    Note,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($ty::$variant),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(RunStatus {
+    Running => "running",
+    Completed => "completed",
+    RolledBack => "rolled_back",
+    Failed => "failed",
+    Refused => "refused",
+    Interrupted => "interrupted",
+});
+
+text_enum!(StepStatus {
+    Pending => "pending",
+    Running => "running",
+    Completed => "completed",
+    Failed => "failed",
+    RolledBack => "rolled_back",
+    Skipped => "skipped",
+});
+
+text_enum!(EventKind {
+    Intent => "intent",
+    Result => "result",
+    Observation => "observation",
+    Rollback => "rollback",
+    Note => "note",
+});
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub plan: String,
+    pub plan_path: String,
+    pub plan_sha256: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub actor: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub point_of_no_return: bool,
+    pub detail: Option<String>,
+    pub phases: Vec<PhaseRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRecord {
+    pub name: String,
+    pub status: StepStatus,
+    pub steps: Vec<StepRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub elapsed_ms: Option<i64>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub positions: Option<serde_json::Value>,
+    pub detail: Option<String>,
+}
+
+/// `YYYYMMDD-HHMMSS-xxxxxx`: sortable by start time, unique across hosts.
+pub fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = now
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    let (date, time) = compact.split_once('T').unwrap_or((&compact, ""));
+    let suffix: u32 = rand::rng().random_range(0..0x0100_0000);
+    format!("{date}-{time}-{suffix:06x}")
+}
+
+impl Store {
+    /// Record a new run with every phase and step pending.
+    pub async fn create_run(
+        &self,
+        plan: &ValidatedPlan,
+        dry_run: bool,
+    ) -> Result<RunRecord, StoreError> {
+        let run_id = new_run_id();
+        let now = whoami::now();
+        let actor = whoami::actor();
+        let mut tx = self.pool.begin().await.map_err(|e| self.database_error(e))?;
+        sqlx::query(
+            "INSERT INTO runs (run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, host, pid, started_at)
+             VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+        )
+        .bind(&run_id)
+        .bind(&plan.name)
+        .bind(plan.path.display().to_string())
+        .bind(&plan.sha256)
+        .bind(dry_run)
+        .bind(&actor)
+        .bind(whoami::hostname())
+        .bind(i64::from(std::process::id()))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        for (phase_index, phase) in plan.phases.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO phases (run_id, phase_index, name, status) VALUES (?, ?, ?, 'pending')",
+            )
+            .bind(&run_id)
+            .bind(phase_index as i64)
+            .bind(&phase.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.database_error(e))?;
+            for (step_index, step) in phase.steps.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO steps (run_id, phase_index, step_index, name, kind, status)
+                     VALUES (?, ?, ?, ?, ?, 'pending')",
+                )
+                .bind(&run_id)
+                .bind(phase_index as i64)
+                .bind(step_index as i64)
+                .bind(&step.name)
+                .bind(step.kind.kind_name())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.database_error(e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| self.database_error(e))?;
+        self.run(&run_id).await
+    }
+
+    pub async fn set_phase_status(
+        &self,
+        run_id: &str,
+        phase_index: usize,
+        status: StepStatus,
+    ) -> Result<(), StoreError> {
+        let now = whoami::now();
+        sqlx::query(
+            "UPDATE phases SET status = ?,
+                 started_at = COALESCE(started_at, ?),
+                 ended_at = CASE WHEN ? IN ('running', 'pending') THEN NULL ELSE ? END
+             WHERE run_id = ? AND phase_index = ?",
+        )
+        .bind(status.as_str())
+        .bind(&now)
+        .bind(status.as_str())
+        .bind(&now)
+        .bind(run_id)
+        .bind(phase_index as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
+    /// Update one step's state together with the positions it observed.
+    pub async fn set_step_status(
+        &self,
+        run_id: &str,
+        phase_index: usize,
+        step_index: usize,
+        status: StepStatus,
+        elapsed_ms: Option<u64>,
+        positions: Option<&serde_json::Value>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = whoami::now();
+        sqlx::query(
+            "UPDATE steps SET status = ?,
+                 started_at = COALESCE(started_at, ?),
+                 ended_at = CASE WHEN ? IN ('running', 'pending') THEN NULL ELSE ? END,
+                 elapsed_ms = COALESCE(?, elapsed_ms),
+                 positions = COALESCE(?, positions),
+                 detail = COALESCE(?, detail)
+             WHERE run_id = ? AND phase_index = ? AND step_index = ?",
+        )
+        .bind(status.as_str())
+        .bind(&now)
+        .bind(status.as_str())
+        .bind(&now)
+        .bind(elapsed_ms.map(|ms| ms as i64))
+        .bind(positions.map(serde_json::Value::to_string))
+        .bind(detail)
+        .bind(run_id)
+        .bind(phase_index as i64)
+        .bind(step_index as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
+    /// Append to the run's journal.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_event(
+        &self,
+        run_id: &str,
+        kind: EventKind,
+        phase: Option<&str>,
+        step: Option<&str>,
+        cluster: Option<&str>,
+        positions: Option<&serde_json::Value>,
+        message: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO events (run_id, at, phase, step, kind, cluster, positions, message)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(whoami::now())
+        .bind(phase)
+        .bind(step)
+        .bind(kind.as_str())
+        .bind(cluster)
+        .bind(positions.map(serde_json::Value::to_string))
+        .bind(message)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(result.last_insert_rowid())
+    }
+
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE runs SET status = ?, ended_at = ?, detail = COALESCE(?, detail) WHERE run_id = ?",
+        )
+        .bind(status.as_str())
+        .bind(whoami::now())
+        .bind(detail)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn mark_point_of_no_return(&self, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET point_of_no_return = 1 WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
+    /// One run with its phases and steps.
+    pub async fn run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        let row = sqlx::query(
+            "SELECT run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, started_at,
+                    ended_at, point_of_no_return, detail
+             FROM runs WHERE run_id = ?",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?
+        .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
+        let mut run = RunRecord {
+            run_id: row.get("run_id"),
+            plan: row.get("plan_name"),
+            plan_path: row.get("plan_path"),
+            plan_sha256: row.get("plan_sha256"),
+            status: RunStatus::parse(row.get::<&str, _>("status")).unwrap_or(RunStatus::Failed),
+            dry_run: row.get("dry_run"),
+            actor: row.get("actor"),
+            started_at: row.get("started_at"),
+            ended_at: row.get("ended_at"),
+            point_of_no_return: row.get("point_of_no_return"),
+            detail: row.get("detail"),
+            phases: Vec::new(),
+        };
+        let phases = sqlx::query(
+            "SELECT phase_index, name, status FROM phases WHERE run_id = ? ORDER BY phase_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        let steps = sqlx::query(
+            "SELECT phase_index, name, kind, status, elapsed_ms, started_at, ended_at, positions, detail
+             FROM steps WHERE run_id = ? ORDER BY phase_index, step_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        for phase in phases {
+            let phase_index: i64 = phase.get("phase_index");
+            run.phases.push(PhaseRecord {
+                name: phase.get("name"),
+                status: StepStatus::parse(phase.get::<&str, _>("status"))
+                    .unwrap_or(StepStatus::Failed),
+                steps: steps
+                    .iter()
+                    .filter(|step| step.get::<i64, _>("phase_index") == phase_index)
+                    .map(|step| StepRecord {
+                        name: step.get("name"),
+                        kind: step.get("kind"),
+                        status: StepStatus::parse(step.get::<&str, _>("status"))
+                            .unwrap_or(StepStatus::Failed),
+                        elapsed_ms: step.get("elapsed_ms"),
+                        started_at: step.get("started_at"),
+                        ended_at: step.get("ended_at"),
+                        positions: step
+                            .get::<Option<String>, _>("positions")
+                            .and_then(|text| serde_json::from_str(&text).ok()),
+                        detail: step.get("detail"),
+                    })
+                    .collect(),
+            });
+        }
+        Ok(run)
+    }
+
+    /// The most recent runs first.
+    pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.database_error(e))?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            runs.push(self.run(&id).await?);
+        }
+        Ok(runs)
+    }
+
+    /// The journal of one run, oldest first, as JSON objects.
+    pub async fn events(&self, run_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, phase, step, kind, cluster, positions, message
+             FROM events WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                serde_json::json!({
+                    "id": row.get::<i64, _>("id"),
+                    "at": row.get::<String, _>("at"),
+                    "phase": row.get::<Option<String>, _>("phase"),
+                    "step": row.get::<Option<String>, _>("step"),
+                    "kind": row.get::<String, _>("kind"),
+                    "cluster": row.get::<Option<String>, _>("cluster"),
+                    "positions": row
+                        .get::<Option<String>, _>("positions")
+                        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()),
+                    "message": row.get::<Option<String>, _>("message"),
+                })
+            })
+            .collect())
+    }
+}
