@@ -191,6 +191,44 @@ key \"{TSIG_KEY_NAME}\" {{
     }
 }
 
+/// named listens only on addresses configured on an interface, unlike mariadbd,
+/// which binds any 127/8 address. Returns whether the alias was added now.
+pub fn ensure_loopback_address(ip: &str) -> Result<bool, LabError> {
+    let ip_program = process::find_program("ip").ok_or(LabError::MissingProgram {
+        program: "ip",
+        package: "iproute2",
+    })?;
+    let shown = std::process::Command::new(&ip_program)
+        .args(["-o", "addr", "show", "dev", "lo"])
+        .output()
+        .map_err(|e| LabError::io(&ip_program, e))?;
+    if String::from_utf8_lossy(&shown.stdout).contains(&format!("inet {ip}/")) {
+        return Ok(false);
+    }
+    let added = std::process::Command::new(&ip_program)
+        .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+        .output()
+        .map_err(|e| LabError::io(&ip_program, e))?;
+    if !added.status.success() {
+        return Err(LabError::StartFailed {
+            server: "loopback".to_string(),
+            reason: format!(
+                "cannot add {ip}/32 to lo for the name servers (needs root or CAP_NET_ADMIN): {}",
+                String::from_utf8_lossy(&added.stderr).trim()
+            ),
+        });
+    }
+    Ok(true)
+}
+
+pub fn remove_loopback_address(ip: &str) {
+    if let Some(ip_program) = process::find_program("ip") {
+        let _ = std::process::Command::new(ip_program)
+            .args(["addr", "del", &format!("{ip}/32"), "dev", "lo"])
+            .output();
+    }
+}
+
 fn zone_text(servers: &[LabServer]) -> String {
     let mut zone = format!(
         "$TTL 300

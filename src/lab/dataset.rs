@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(first.len(), 12);
         assert!(first[0].contains("(1, 'UPI0000000000000000001'"));
         assert!(first[8].contains("(2500, 'UPI0000000000000002500'"));
-        assert!(!first.iter().any(|sql| sql.contains("(2501, ")));
+        assert!(!first.iter().any(|sql| sql.contains("'UPI0000000000000002501'")));
     }
 
     #[test]

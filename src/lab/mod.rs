@@ -150,6 +150,9 @@ struct LabState {
     replicating: bool,
     seeded: bool,
     replication_configured: bool,
+    /// Loopback aliases this lab added (and `down` removes).
+    #[serde(default)]
+    added_addresses: Vec<String>,
     secrets: LabSecrets,
 }
 
@@ -294,6 +297,7 @@ impl Lab {
                 replicating: options.replicating,
                 seeded: false,
                 replication_configured: false,
+                added_addresses: Vec::new(),
                 secrets: LabSecrets::generate(),
             },
         };
@@ -322,6 +326,10 @@ impl Lab {
         tracing::info!("database servers are up");
 
         for nameserver in NAMESERVERS {
+            if bind::ensure_loopback_address(nameserver.ip)? {
+                state.added_addresses.push(nameserver.ip.to_string());
+                self.save_state(&state)?;
+            }
             nameserver.prepare(&self.dir, &state.secrets)?;
             nameserver.start(&self.dir, &programs).await?;
         }
@@ -471,6 +479,9 @@ impl Lab {
         }
         if !failed.is_empty() {
             return Err(LabError::StopFailed(failed.join(", ")));
+        }
+        for address in self.load_state().map(|s| s.added_addresses).unwrap_or_default() {
+            bind::remove_loopback_address(&address);
         }
         std::fs::remove_dir_all(&self.dir).map_err(|e| LabError::io(&self.dir, e))
     }

@@ -16,6 +16,9 @@ pub struct PlanError {
     /// What to change, when the message alone does not say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// The text at the position is a secret: snippets mask it.
+    #[serde(skip)]
+    pub secret_at_position: bool,
 }
 
 impl PlanError {
@@ -25,7 +28,13 @@ impl PlanError {
             line: position.line,
             column: position.column,
             help: None,
+            secret_at_position: false,
         }
+    }
+
+    pub fn masking_secret(mut self) -> Self {
+        self.secret_at_position = true;
+        self
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -91,7 +100,7 @@ impl PlanErrors {
                 error.line,
                 error.column
             );
-            if let Some(snippet) = self.snippet(error.position()) {
+            if let Some(snippet) = self.snippet(error.position(), error.secret_at_position) {
                 out.push_str(&snippet);
             }
             if let Some(help) = &error.help {
@@ -109,14 +118,19 @@ impl PlanErrors {
         out
     }
 
-    fn snippet(&self, position: Position) -> Option<String> {
+    fn snippet(&self, position: Position, mask: bool) -> Option<String> {
         if !position.is_known() {
             return None;
         }
         let text = self.source_text.as_deref()?;
         let line_text = text.lines().nth(usize::try_from(position.line).ok()? - 1)?;
+        let keep = usize::try_from(position.column).unwrap_or(1).saturating_sub(1);
         // Long lines (minified or hostile input) are cut so a snippet stays one screen wide.
-        let shown: String = line_text.chars().take(160).collect();
+        let shown: String = if mask {
+            line_text.chars().take(keep).chain("****".chars()).collect()
+        } else {
+            line_text.chars().take(160).collect()
+        };
         let number = position.line.to_string();
         let gutter = " ".repeat(number.len());
         let caret_pad: String = shown

@@ -151,6 +151,9 @@ fn translate(error: &serde_saphyr::Error, position: Position) -> PlanError {
         .with_help("each key may appear once in a mapping; remove or rename the duplicate"),
         serde_saphyr::Error::SerdeUnknownField { .. } => PlanError::at(position, raw)
             .with_help("see `cutover plan schema` for the fields each section takes"),
+        _ if lower.starts_with("invalid i64") || lower.starts_with("invalid u64") => {
+            PlanError::at(position, "expected a whole number here")
+        }
         _ => PlanError::at(position, raw),
     }
 }

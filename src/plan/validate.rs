@@ -223,12 +223,15 @@ impl Checker {
         field: &str,
     ) -> SecretSource {
         if let Some(literal) = literal {
-            self.error_with_help(
-                literal.position,
-                format!("{owner} has a literal `{field}`: secrets never go in a plan file"),
-                format!(
+            self.errors.push(
+                PlanError::at(
+                    literal.position,
+                    format!("{owner} has a literal `{field}`: secrets never go in a plan file"),
+                )
+                .with_help(format!(
                     "put it in an environment variable and use `{field}_env: VARIABLE`, or in a file and use `{field}_file: PATH`"
-                ),
+                ))
+                .masking_secret(),
             );
         }
         match (env, file) {

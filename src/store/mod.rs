@@ -113,3 +113,179 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, ExitCode};
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_second_holder_of_the_plan_lock_is_refused_with_exit_3() {
+        let (_dir, store) = store().await;
+        let lock = store.acquire_plan_lock("lab-switchover", "run-a").await.unwrap();
+        let refused = store
+            .acquire_plan_lock("lab-switchover", "run-b")
+            .await
+            .unwrap_err();
+        let message = refused.to_string();
+        assert!(message.contains("locked by run run-a"), "{message}");
+        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert_eq!(Error::from(refused).exit_code(), ExitCode::Refused);
+        // Another plan is independent.
+        let other = store.acquire_plan_lock("lab-migration", "run-c").await.unwrap();
+        store.release_plan_lock(lock).await.unwrap();
+        store.release_plan_lock(other).await.unwrap();
+        let again = store.acquire_plan_lock("lab-switchover", "run-d").await.unwrap();
+        assert_eq!(again.run_id, "run-d");
+    }
+
+    #[tokio::test]
+    async fn a_lock_whose_process_is_gone_is_taken_over() {
+        let (_dir, store) = store().await;
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        sqlx::query(
+            "INSERT INTO plan_locks (plan_name, run_id, actor, host, pid, pid_start_time, acquired_at)
+             VALUES ('p', 'crashed-run', 'someone', ?, ?, 1, 'then')",
+        )
+        .bind(crate::whoami::hostname())
+        .bind(i64::from(dead_pid))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let lock = store.acquire_plan_lock("p", "new-run").await.unwrap();
+        assert_eq!(lock.run_id, "new-run");
+    }
+
+    #[tokio::test]
+    async fn a_lock_held_on_another_host_is_not_taken_over() {
+        let (_dir, store) = store().await;
+        sqlx::query(
+            "INSERT INTO plan_locks (plan_name, run_id, actor, host, pid, pid_start_time, acquired_at)
+             VALUES ('p', 'remote-run', 'ops@db-bastion', 'db-bastion', 1, NULL, 'then')",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let error = store.acquire_plan_lock("p", "mine").await.unwrap_err();
+        assert!(error.to_string().contains("on db-bastion"), "{error}");
+    }
+
+    async fn audited_store() -> (tempfile::TempDir, Store) {
+        let (dir, store) = store().await;
+        for (index, action) in ["SET GLOBAL read_only = 1", "STOP SLAVE", "DNS CAS"].iter().enumerate() {
+            store
+                .audit(&AuditEntry {
+                    run_id: Some("run-1".into()),
+                    step: Some(format!("step-{index}")),
+                    target: "c1".into(),
+                    action: action.to_string(),
+                    result: "ok".into(),
+                })
+                .await
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn an_untouched_audit_chain_verifies() {
+        let (_dir, store) = audited_store().await;
+        let verification = store.verify_audit().await.unwrap();
+        assert!(verification.intact, "{verification:?}");
+        assert_eq!(verification.entries, 3);
+        assert_eq!(store.audit_entries(10).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_edited_audit_entry_is_detected() {
+        let (_dir, store) = audited_store().await;
+        sqlx::query("UPDATE audit_log SET result = 'failed' WHERE seq = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let verification = store.verify_audit().await.unwrap();
+        assert!(!verification.intact);
+        assert_eq!(verification.problems.len(), 1, "{verification:?}");
+        assert_eq!(verification.problems[0].seq, Some(2));
+        assert!(verification.problems[0].problem.contains("modified"));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_audit_entry_is_detected() {
+        let (_dir, store) = audited_store().await;
+        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let verification = store.verify_audit().await.unwrap();
+        assert!(!verification.intact);
+        assert!(
+            verification.problems.iter().any(|p| p.problem.contains("missing")),
+            "{verification:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_last_entry_is_detected() {
+        let (_dir, store) = audited_store().await;
+        sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let verification = store.verify_audit().await.unwrap();
+        assert!(!verification.intact);
+        assert!(
+            verification.problems.iter().any(|p| p.problem.contains("last 1 entry")),
+            "{verification:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_chain_with_a_forged_hash_is_detected() {
+        let (_dir, store) = audited_store().await;
+        // Edit the entry and recompute only its own hash: the next link breaks.
+        sqlx::query("UPDATE audit_log SET action = 'nothing', hash = 'forged' WHERE seq = 1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let verification = store.verify_audit().await.unwrap();
+        assert!(!verification.intact);
+        assert!(verification.problems.len() >= 2, "{verification:?}");
+    }
+
+    #[tokio::test]
+    async fn journal_records_intent_and_result_events() {
+        let (_dir, store) = store().await;
+        let plan = crate::plan::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/plans/lab-switchover.yaml"
+        )))
+        .unwrap();
+        let run = store.create_run(&plan, false).await.unwrap();
+        let positions = serde_json::json!({"frozen_gtid": "0-10-99"});
+        store
+            .record_event(&run.run_id, EventKind::Intent, Some("cutover"), Some("switchover-c1.freeze"), Some("legacy"), None, None)
+            .await
+            .unwrap();
+        store
+            .record_event(&run.run_id, EventKind::Result, Some("cutover"), Some("switchover-c1.freeze"), Some("legacy"), Some(&positions), Some("ok"))
+            .await
+            .unwrap();
+        let events = store.events(&run.run_id).await.unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["kind"], "intent");
+        assert_eq!(events[1]["positions"]["frozen_gtid"], "0-10-99");
+        let recorded = store.run(&run.run_id).await.unwrap();
+        assert_eq!(recorded.status, RunStatus::Running);
+        assert_eq!(recorded.phases.len(), 2);
+        assert_eq!(recorded.phases[1].steps.len(), 8);
+    }
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary. Tests that need the lab share its fixed
+//! addresses, so they run one at a time (the `lab` nextest group).
+
+mod harness;
+
+mod cli;
+mod docker;
+mod lab;
+mod plan_corpus;
