@@ -29,7 +29,7 @@ impl ExitCode {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Plan(#[from] PlanErrors),
+    Plan(Box<PlanErrors>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -38,7 +38,9 @@ pub enum Error {
     Lab(#[from] LabError),
     #[error("{0}")]
     Usage(String),
-    #[error("audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`")]
+    #[error(
+        "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
+    )]
     AuditBroken { path: String, problems: usize },
     #[error("{what}: {source}")]
     Io {
@@ -58,6 +60,12 @@ impl Error {
             Error::Lab(error) => error.exit_code(),
             Error::AuditBroken { .. } => ExitCode::DataMismatch,
         }
+    }
+}
+
+impl From<PlanErrors> for Error {
+    fn from(errors: PlanErrors) -> Self {
+        Error::Plan(Box::new(errors))
     }
 }
 

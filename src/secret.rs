@@ -33,7 +33,9 @@ impl fmt::Display for Secret {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("{owner}: environment variable {variable} is not set (export it, e.g. `eval \"$(cutover lab env)\"` for the lab)")]
+    #[error(
+        "{owner}: environment variable {variable} is not set (export it, e.g. `eval \"$(cutover lab env)\"` for the lab)"
+    )]
     EnvMissing { owner: String, variable: String },
     #[error("{owner}: environment variable {variable} is empty")]
     EnvEmpty { owner: String, variable: String },
@@ -108,7 +110,10 @@ mod tests {
         )
         .unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("CUTOVER_TEST_SURELY_UNSET_VARIABLE"), "{text}");
+        assert!(
+            text.contains("CUTOVER_TEST_SURELY_UNSET_VARIABLE"),
+            "{text}"
+        );
         assert!(text.contains("cluster `c1` password"), "{text}");
     }
 }

@@ -101,7 +101,11 @@ fn plan_summary(plan: &ValidatedPlan) -> String {
             }
         ));
         for step in &phase.steps {
-            out.push_str(&format!("    - {} ({})\n", step.name, step.kind.kind_name()));
+            out.push_str(&format!(
+                "    - {} ({})\n",
+                step.name,
+                step.kind.kind_name()
+            ));
         }
     }
     out
@@ -146,7 +150,10 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
                 })
             })
             .collect();
-        print!("{}", table(&["PHASE", "STEP", "KIND", "STATUS", "ELAPSED"], &rows));
+        print!(
+            "{}",
+            table(&["PHASE", "STEP", "KIND", "STATUS", "ELAPSED"], &rows)
+        );
     } else {
         let rows: Vec<Vec<String>> = runs
             .iter()
@@ -159,13 +166,20 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
                 vec![
                     run.run_id.clone(),
                     run.plan.clone(),
-                    format!("{}{}", run.status, if run.dry_run { " (dry run)" } else { "" }),
+                    format!(
+                        "{}{}",
+                        run.status,
+                        if run.dry_run { " (dry run)" } else { "" }
+                    ),
                     format!("{done}/{} steps", steps.count()),
                     run.started_at.clone(),
                 ]
             })
             .collect();
-        print!("{}", table(&["RUN", "PLAN", "STATUS", "PROGRESS", "STARTED"], &rows));
+        print!(
+            "{}",
+            table(&["RUN", "PLAN", "STATUS", "PROGRESS", "STARTED"], &rows)
+        );
     }
     store.close().await;
     Ok(ExitCode::Success)
@@ -224,7 +238,10 @@ async fn audit_log(cli: &Cli, limit: u32) -> Result<ExitCode> {
             .collect();
         print!(
             "{}",
-            table(&["SEQ", "AT", "ACTOR", "RUN", "TARGET", "ACTION", "RESULT"], &rows)
+            table(
+                &["SEQ", "AT", "ACTOR", "RUN", "TARGET", "ACTION", "RESULT"],
+                &rows
+            )
         );
     }
     Ok(ExitCode::Success)
@@ -302,7 +319,10 @@ fn print_lab_status(cli: &Cli, status: &crate::lab::LabStatus) {
         match (status.initialized, status.replicating) {
             (false, _) => " (not set up)".to_string(),
             (true, Some(true)) => format!(" (replicating, {} rows)", status.rows.unwrap_or(0)),
-            (true, _) => format!(" (clusters empty, {} rows on legacy)", status.rows.unwrap_or(0)),
+            (true, _) => format!(
+                " (clusters empty, {} rows on legacy)",
+                status.rows.unwrap_or(0)
+            ),
         }
     );
     let rows: Vec<Vec<String>> = status
@@ -313,10 +333,17 @@ fn print_lab_status(cli: &Cli, status: &crate::lab::LabStatus) {
                 p.name.clone(),
                 p.kind.to_string(),
                 p.address.clone(),
-                if p.running { "running".into() } else { "stopped".into() },
+                if p.running {
+                    "running".into()
+                } else {
+                    "stopped".into()
+                },
                 p.pid.map_or("-".into(), |pid| pid.to_string()),
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "KIND", "ADDRESS", "STATE", "PID"], &rows));
+    print!(
+        "{}",
+        table(&["NAME", "KIND", "ADDRESS", "STATE", "PID"], &rows)
+    );
 }

@@ -86,7 +86,9 @@ pub enum Command {
     #[command(subcommand)]
     Plan(PlanCommand),
     /// List runs and their step states, or show one run.
-    #[command(after_help = "Examples:\n  cutover status\n  cutover status 20261121-101500-a1b2c3 --output json")]
+    #[command(
+        after_help = "Examples:\n  cutover status\n  cutover status 20261121-101500-a1b2c3 --output json"
+    )]
     Status {
         /// A run id; without it, the most recent runs.
         run_id: Option<String>,
@@ -133,7 +135,9 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Start legacy, c1, c2, c3, c6 (MariaDB) and ns1, ns2 (BIND9); seed the refunds dataset.
-    #[command(after_help = "Examples:\n  cutover lab up\n  cutover lab up --replicating --rows 100000")]
+    #[command(
+        after_help = "Examples:\n  cutover lab up\n  cutover lab up --replicating --rows 100000"
+    )]
     Up {
         /// Transactions to seed into legacy (participants, ledger and audit rows scale with it).
         #[arg(long, default_value_t = crate::lab::DEFAULT_ROWS)]
@@ -215,7 +219,11 @@ fn report_error(cli: &Cli, error: &Error) {
         println!("{document}");
     }
     let color = logging::use_color();
-    let prefix = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    let prefix = if color {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
     match error {
         Error::Plan(errors) if !cli.global.json() => eprint!("{}", errors.render()),
         _ => eprintln!("{prefix}: {error}"),
@@ -238,7 +246,13 @@ mod tests {
 
     #[test]
     fn exit_code_text_matches_the_enum() {
-        for (code, word) in [(0, "success"), (1, "step failed"), (2, "invalid input"), (3, "refused"), (4, "mismatch")] {
+        for (code, word) in [
+            (0, "success"),
+            (1, "step failed"),
+            (2, "invalid input"),
+            (3, "refused"),
+            (4, "mismatch"),
+        ] {
             assert!(
                 AFTER_HELP.contains(&format!("{code}  ")) && AFTER_HELP.contains(word),
                 "exit code {code} ({word}) documented"

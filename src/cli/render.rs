@@ -39,7 +39,10 @@ mod tests {
     fn columns_line_up() {
         let text = table(
             &["NAME", "STATUS"],
-            &[vec!["legacy".into(), "up".into()], vec!["c1".into(), "down".into()]],
+            &[
+                vec!["legacy".into(), "up".into()],
+                vec!["c1".into(), "down".into()],
+            ],
         );
         assert_eq!(text, "NAME    STATUS\nlegacy  up\nc1      down\n");
     }

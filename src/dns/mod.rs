@@ -20,15 +20,21 @@ use crate::secret::Secret;
 pub enum DnsError {
     #[error("DNS server {server}: no answer within {} ms", after.as_millis())]
     Timeout { server: SocketAddr, after: Duration },
-    #[error("DNS server {server}: TSIG authentication failed for key `{key}`: the server rejected the signature (check that the secret matches the server's key)")]
+    #[error(
+        "DNS server {server}: TSIG authentication failed for key `{key}`: the server rejected the signature (check that the secret matches the server's key)"
+    )]
     TsigAuth { server: SocketAddr, key: String },
-    #[error("DNS server {server} refused the update of {record} ({rcode}): is it signed with a key the zone allows to update?")]
+    #[error(
+        "DNS server {server} refused the update of {record} ({rcode}): is it signed with a key the zone allows to update?"
+    )]
     Refused {
         server: SocketAddr,
         record: String,
         rcode: String,
     },
-    #[error("DNS server {server}: {record} is not `{expected}`, so it was not changed (compare-and-swap prerequisite failed: {rcode})")]
+    #[error(
+        "DNS server {server}: {record} is not `{expected}`, so it was not changed (compare-and-swap prerequisite failed: {rcode})"
+    )]
     NotExpected {
         server: SocketAddr,
         record: String,
@@ -61,9 +67,15 @@ impl TsigKey {
             .decode(self.secret.expose().trim())
             .map_err(|_| bad("the secret is not base64 (as `tsig-keygen` prints it)".into()))?;
         let algorithm = match self.algorithm {
-            TsigAlgorithmName::HmacSha256 => hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256,
-            TsigAlgorithmName::HmacSha384 => hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha384,
-            TsigAlgorithmName::HmacSha512 => hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha512,
+            TsigAlgorithmName::HmacSha256 => {
+                hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256
+            }
+            TsigAlgorithmName::HmacSha384 => {
+                hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha384
+            }
+            TsigAlgorithmName::HmacSha512 => {
+                hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha512
+            }
         };
         let name = Name::from_str(&self.name).map_err(|error| bad(error.to_string()))?;
         TSigner::new(key, algorithm, name, 300).map_err(|error| bad(error.to_string()))
@@ -179,16 +191,23 @@ pub async fn query_authoritative(
 }
 
 /// The zone's SOA serial as one server reports it.
-pub async fn soa_serial(server: SocketAddr, zone: &str, timeout: Duration) -> Result<u32, DnsError> {
+pub async fn soa_serial(
+    server: SocketAddr,
+    zone: &str,
+    timeout: Duration,
+) -> Result<u32, DnsError> {
     let zone_name = name(zone, "zone")?;
     let mut client = client(server, timeout, None);
-    let response = tokio::time::timeout(timeout, client.query(zone_name, DNSClass::IN, RecordType::SOA))
-        .await
-        .map_err(|_| DnsError::Timeout {
-            server,
-            after: timeout,
-        })?
-        .map_err(|error| transport_error(server, timeout, None, error))?;
+    let response = tokio::time::timeout(
+        timeout,
+        client.query(zone_name, DNSClass::IN, RecordType::SOA),
+    )
+    .await
+    .map_err(|_| DnsError::Timeout {
+        server,
+        after: timeout,
+    })?
+    .map_err(|error| transport_error(server, timeout, None, error))?;
     response
         .answers
         .iter()
@@ -223,7 +242,11 @@ fn record_set(spec: &RecordSpec, value: &str) -> Result<RecordSet, DnsError> {
         })?)),
         DnsRecordType::Cname => RData::CNAME(CNAME(name(value, "CNAME target")?)),
     };
-    Ok(RecordSet::from(Record::from_rdata(record_name, spec.ttl, rdata)))
+    Ok(RecordSet::from(Record::from_rdata(
+        record_name,
+        spec.ttl,
+        rdata,
+    )))
 }
 
 /// RFC 2136 update: replace `current` with `new` only if the record is exactly `current`.
@@ -242,16 +265,14 @@ pub async fn compare_and_swap(
     let new_set = record_set(spec, new)?;
     let mut client = client(server, timeout, signer);
     let key_name = key.map(|key| key.name.as_str());
-    let response = tokio::time::timeout(
-        timeout,
-        client.compare_and_swap(current_set, new_set, zone),
-    )
-    .await
-    .map_err(|_| DnsError::Timeout {
-        server,
-        after: timeout,
-    })?
-    .map_err(|error| transport_error(server, timeout, key_name, error))?;
+    let response =
+        tokio::time::timeout(timeout, client.compare_and_swap(current_set, new_set, zone))
+            .await
+            .map_err(|_| DnsError::Timeout {
+                server,
+                after: timeout,
+            })?
+            .map_err(|error| transport_error(server, timeout, key_name, error))?;
     match response.response_code {
         ResponseCode::NoError => Ok(()),
         ResponseCode::NXRRSet | ResponseCode::NXDomain | ResponseCode::YXRRSet => {
@@ -262,7 +283,10 @@ pub async fn compare_and_swap(
                 rcode: response.response_code.to_string(),
             })
         }
-        ResponseCode::NotAuth | ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME
+        ResponseCode::NotAuth
+        | ResponseCode::BADSIG
+        | ResponseCode::BADKEY
+        | ResponseCode::BADTIME
             if key.is_some() =>
         {
             Err(DnsError::TsigAuth {

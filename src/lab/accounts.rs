@@ -21,7 +21,11 @@ pub fn statements(secrets: &LabSecrets) -> Vec<(String, String)> {
         "SET SESSION sql_log_bin = 0".to_string(),
     )];
     let accounts = [
-        (ADMIN_USER, &secrets.admin, vec!["GRANT ALL PRIVILEGES ON *.* TO {} WITH GRANT OPTION"]),
+        (
+            ADMIN_USER,
+            &secrets.admin,
+            vec!["GRANT ALL PRIVILEGES ON *.* TO {} WITH GRANT OPTION"],
+        ),
         (
             ORCHESTRATOR_USER,
             &secrets.orchestrator,
@@ -57,7 +61,10 @@ pub fn statements(secrets: &LabSecrets) -> Vec<(String, String)> {
             ),
         ));
         for grant in grants {
-            out.push((format!("grant privileges to {user}"), grant.replace("{}", &account)));
+            out.push((
+                format!("grant privileges to {user}"),
+                grant.replace("{}", &account),
+            ));
         }
     }
     out

@@ -157,7 +157,9 @@ key \"{TSIG_KEY_NAME}\" {{
             if let Ok(Some(status)) = child.try_wait() {
                 let mut reason = process::log_tail(&out, 4);
                 if reason.contains("permission denied") || reason.contains("address in use") {
-                    reason.push_str(" (port 53 needs root or CAP_NET_BIND_SERVICE, and a free address)");
+                    reason.push_str(
+                        " (port 53 needs root or CAP_NET_BIND_SERVICE, and a free address)",
+                    );
                 }
                 return Err(LabError::StartFailed {
                     server: self.name.to_string(),

@@ -169,7 +169,11 @@ fn batch_statements(first: u64, last: u64) -> Vec<String> {
         };
         let created = timestamp(id * 37, rng.below(1_000_000));
         let payer = format!("user{}@paytm", rng.below(90_000) + 10_000);
-        let payee = format!("merchant{}@{}", rng.below(9_000) + 1_000, ["hdfc", "icici", "sbi"][rng.below(3) as usize]);
+        let payee = format!(
+            "merchant{}@{}",
+            rng.below(9_000) + 1_000,
+            ["hdfc", "icici", "sbi"][rng.below(3) as usize]
+        );
         transactions.push(format!(
             "({id}, 'UPI{id:019}', {}, {}, {amount}, {refund}, 'INR', '{status}', {fx_rate:?}, {}, {metadata}, '{created}', '{created}')",
             sql_text(&payer),
@@ -243,15 +247,25 @@ mod tests {
         assert_eq!(first.len(), 12);
         assert!(first[0].contains("(1, 'UPI0000000000000000001'"));
         assert!(first[8].contains("(2500, 'UPI0000000000000002500'"));
-        assert!(!first.iter().any(|sql| sql.contains("'UPI0000000000000002501'")));
+        assert!(
+            !first
+                .iter()
+                .any(|sql| sql.contains("'UPI0000000000000002501'"))
+        );
     }
 
     #[test]
     fn dataset_has_the_hard_cases() {
         let sql: String = batches(100).collect::<Vec<_>>().join("\n");
         assert!(sql.contains("0.30000000000000004"), "0.1 + 0.2 rate");
-        assert!(sql.contains("NULL, '',") || sql.contains(", '', X'"), "empty memo");
-        assert!(sql.contains("退款已处理") || sql.contains("रिफंड"), "unicode");
+        assert!(
+            sql.contains("NULL, '',") || sql.contains(", '', X'"),
+            "empty memo"
+        );
+        assert!(
+            sql.contains("退款已处理") || sql.contains("रिफंड"),
+            "unicode"
+        );
         assert!(sql.contains(r#""channel": "UPI""#), "json");
     }
 
@@ -261,7 +275,10 @@ mod tests {
             let text = timestamp(seconds, 123);
             let (date, time) = text.split_once(' ').unwrap();
             let parts: Vec<u32> = date.split('-').map(|p| p.parse().unwrap()).collect();
-            assert!((1..=12).contains(&parts[1]) && (1..=28).contains(&parts[2]), "{text}");
+            assert!(
+                (1..=12).contains(&parts[1]) && (1..=28).contains(&parts[2]),
+                "{text}"
+            );
             assert!(time.starts_with(|c: char| c.is_ascii_digit()), "{text}");
         }
     }

@@ -130,12 +130,19 @@ slave-net-timeout=10
         if self.running(lab).is_some() {
             return Ok(());
         }
-        let mut args = vec![format!("--defaults-file={}", self.config_path(lab).display())];
+        let mut args = vec![format!(
+            "--defaults-file={}",
+            self.config_path(lab).display()
+        )];
         if nix::unistd::geteuid().is_root() {
             args.push("--user=root".to_string());
         }
-        let mut child = process::spawn(&programs.mariadbd, &args, &self.log(lab).with_extension("out"))
-            .map_err(|e| LabError::io(&programs.mariadbd, e))?;
+        let mut child = process::spawn(
+            &programs.mariadbd,
+            &args,
+            &self.log(lab).with_extension("out"),
+        )
+        .map_err(|e| LabError::io(&programs.mariadbd, e))?;
         self.pid_file(lab)
             .write(child.id())
             .map_err(|e| LabError::io(&self.pid_file(lab).0, e))?;
@@ -202,7 +209,10 @@ slave-net-timeout=10
         session
             .exec(
                 "set root password",
-                &format!("ALTER USER root@localhost IDENTIFIED BY {}", quote(&secrets.admin)),
+                &format!(
+                    "ALTER USER root@localhost IDENTIFIED BY {}",
+                    quote(&secrets.admin)
+                ),
             )
             .await
             .map_err(|e| LabError::server(self.name, e))?;

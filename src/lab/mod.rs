@@ -55,7 +55,9 @@ const STATE_FILE: &str = "lab.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("`{program}` not found: install the Debian package `{package}` (apt-get install {package})")]
+    #[error(
+        "`{program}` not found: install the Debian package `{package}` (apt-get install {package})"
+    )]
     MissingProgram {
         program: &'static str,
         package: &'static str,
@@ -76,7 +78,9 @@ pub enum LabError {
     },
     #[error("the lab in {dir} is not set up: run `cutover lab up` first")]
     NotUp { dir: PathBuf },
-    #[error("the lab in {dir} is already up {existing}; run `cutover lab down` first to change that")]
+    #[error(
+        "the lab in {dir} is already up {existing}; run `cutover lab down` first to change that"
+    )]
     Conflict { dir: PathBuf, existing: String },
     #[error("refusing to remove {dir}: it does not look like a lab directory (no {STATE_FILE})")]
     NotALabDir { dir: PathBuf },
@@ -103,9 +107,9 @@ impl LabError {
 
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            LabError::MissingProgram { .. } | LabError::NotUp { .. } | LabError::Conflict { .. } => {
-                ExitCode::InvalidInput
-            }
+            LabError::MissingProgram { .. }
+            | LabError::NotUp { .. }
+            | LabError::Conflict { .. } => ExitCode::InvalidInput,
             _ => ExitCode::StepFailed,
         }
     }
@@ -309,7 +313,8 @@ impl Lab {
             server.prepare(&self.dir, &programs)?;
         }
         let mut starts = tokio::task::JoinSet::new();
-        for server in SERVERS.iter().copied() {
+        for server in SERVERS {
+            let server = *server;
             let dir = self.dir.clone();
             let programs = programs.clone();
             starts.spawn(async move { server.start(&dir, &programs).await });
@@ -370,8 +375,10 @@ impl Lab {
         }
         let progress = indicatif::ProgressBar::new(state.rows).with_message("seeding refunds");
         progress.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} transactions ({eta})")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {pos}/{len} transactions ({eta})",
+            )
+            .expect("valid template"),
         );
         if !crate::logging::use_color() {
             progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -395,7 +402,10 @@ impl Lab {
         let legacy = &SERVERS[0];
         let mut source = self.admin_session(legacy, secrets).await?;
         let position: Option<String> = source
-            .query_first("read the source GTID position", "SELECT @@GLOBAL.gtid_binlog_pos")
+            .query_first(
+                "read the source GTID position",
+                "SELECT @@GLOBAL.gtid_binlog_pos",
+            )
             .await
             .map_err(|e| LabError::server(legacy.name, e))?;
         source.close().await;
@@ -460,7 +470,7 @@ impl Lab {
             return Ok(());
         }
         if !self.state_path().exists()
-            && std::fs::read_dir(&self.dir).map_or(false, |mut entries| entries.next().is_some())
+            && std::fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
         {
             return Err(LabError::NotALabDir {
                 dir: self.dir.clone(),
@@ -480,7 +490,11 @@ impl Lab {
         if !failed.is_empty() {
             return Err(LabError::StopFailed(failed.join(", ")));
         }
-        for address in self.load_state().map(|s| s.added_addresses).unwrap_or_default() {
+        for address in self
+            .load_state()
+            .map(|s| s.added_addresses)
+            .unwrap_or_default()
+        {
             bind::remove_loopback_address(&address);
         }
         std::fs::remove_dir_all(&self.dir).map_err(|e| LabError::io(&self.dir, e))
@@ -531,9 +545,15 @@ impl Lab {
             ("CUTOVER_LAB_ADMIN_PASSWORD", secrets.admin),
             ("CUTOVER_LAB_USER", accounts::ORCHESTRATOR_USER.to_string()),
             ("CUTOVER_LAB_PASSWORD", secrets.orchestrator),
-            ("CUTOVER_LAB_REPL_USER", accounts::REPLICATION_USER.to_string()),
+            (
+                "CUTOVER_LAB_REPL_USER",
+                accounts::REPLICATION_USER.to_string(),
+            ),
             ("CUTOVER_LAB_REPL_PASSWORD", secrets.replication),
-            ("CUTOVER_LAB_APP_USER", accounts::APPLICATION_USER.to_string()),
+            (
+                "CUTOVER_LAB_APP_USER",
+                accounts::APPLICATION_USER.to_string(),
+            ),
             ("CUTOVER_LAB_APP_PASSWORD", secrets.application),
             ("CUTOVER_LAB_TSIG_KEY", TSIG_KEY_NAME.to_string()),
             ("CUTOVER_LAB_TSIG_SECRET", secrets.tsig),

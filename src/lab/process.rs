@@ -26,7 +26,10 @@ impl PidFile {
         let text = std::fs::read_to_string(&self.0).ok()?;
         let mut parts = text.split_whitespace();
         let pid = parts.next()?.parse().ok()?;
-        let start = parts.next().and_then(|s| s.parse().ok()).filter(|s| *s != 0);
+        let start = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s != 0);
         Some((pid, start))
     }
 

@@ -124,7 +124,9 @@ impl PlanErrors {
         }
         let text = self.source_text.as_deref()?;
         let line_text = text.lines().nth(usize::try_from(position.line).ok()? - 1)?;
-        let keep = usize::try_from(position.column).unwrap_or(1).saturating_sub(1);
+        let keep = usize::try_from(position.column)
+            .unwrap_or(1)
+            .saturating_sub(1);
         // Long lines (minified or hostile input) are cut so a snippet stays one screen wide.
         let shown: String = if mask {
             line_text.chars().take(keep).chain("****".chars()).collect()
@@ -135,7 +137,11 @@ impl PlanErrors {
         let gutter = " ".repeat(number.len());
         let caret_pad: String = shown
             .chars()
-            .take(usize::try_from(position.column).unwrap_or(1).saturating_sub(1))
+            .take(
+                usize::try_from(position.column)
+                    .unwrap_or(1)
+                    .saturating_sub(1),
+            )
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         Some(format!(

@@ -16,10 +16,7 @@ pub fn parse_file(path: &Path) -> Result<(RawPlan, String), PlanErrors> {
     let bytes = std::fs::read(path).map_err(|error| {
         PlanErrors::single(
             path,
-            PlanError::at(
-                Position::UNKNOWN,
-                format!("cannot read plan file: {error}"),
-            ),
+            PlanError::at(Position::UNKNOWN, format!("cannot read plan file: {error}")),
             None,
         )
     })?;
@@ -97,8 +94,9 @@ pub fn parse(path: &Path, text: &str) -> Result<RawPlan, PlanErrors> {
         .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
     {
         return Err(fail(
-            PlanError::at(Position { line: 1, column: 1 }, "plan file is empty")
-                .with_help("a plan needs at least `name`, `clusters` and `phases`; see `cutover plan schema`"),
+            PlanError::at(Position { line: 1, column: 1 }, "plan file is empty").with_help(
+                "a plan needs at least `name`, `clusters` and `phases`; see `cutover plan schema`",
+            ),
         ));
     }
     // A structure-only pass first, so hostile input (alias bombs, deep nesting)

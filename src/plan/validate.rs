@@ -12,8 +12,8 @@ use super::diagnostic::{PlanError, PlanErrors};
 use super::located::{Located, Position};
 use super::model::*;
 use super::validated::{
-    Application, Cluster, Credentials, DnsConfig, Gates, Phase, Pool, SecretSource, Step,
-    StepKind, Tls, TsigConfig, ValidatedPlan,
+    Application, Cluster, Credentials, DnsConfig, Gates, Phase, Pool, SecretSource, Step, StepKind,
+    Tls, TsigConfig, ValidatedPlan,
 };
 
 /// Validate a parsed plan. Collects every error rather than stopping at the first.
@@ -66,7 +66,9 @@ impl Checker {
         let replication = raw
             .replication
             .map(|credentials| self.credentials(credentials, "replication"));
-        let application = raw.application.map(|application| self.application(application));
+        let application = raw
+            .application
+            .map(|application| self.application(application));
         let databases = raw.databases.map(|databases| {
             databases
                 .into_iter()
@@ -539,7 +541,10 @@ impl Checker {
         if !is_domain_name(&raw.tsig.name.value) {
             self.error(
                 raw.tsig.name.position,
-                format!("TSIG key name `{}` is not a valid key name", raw.tsig.name.value),
+                format!(
+                    "TSIG key name `{}` is not a valid key name",
+                    raw.tsig.name.value
+                ),
             );
         }
         Some(DnsConfig {
@@ -564,9 +569,12 @@ impl Checker {
         let defaults = Gates::default();
         let hour = Duration::from_secs(3600);
         Gates {
-            max_lag_ms: raw.max_lag_ms.as_ref().map_or(defaults.max_lag_ms, |value| {
-                self.number(value, 1, 3_600_000, "gates.max_lag_ms")
-            }),
+            max_lag_ms: raw
+                .max_lag_ms
+                .as_ref()
+                .map_or(defaults.max_lag_ms, |value| {
+                    self.number(value, 1, 3_600_000, "gates.max_lag_ms")
+                }),
             sustained_for: self.optional_duration(
                 raw.sustained_for.as_ref(),
                 defaults.sustained_for,
@@ -768,10 +776,9 @@ impl Checker {
         match raw {
             RawStep::Snapshot(step) => single(StepKind::Snapshot {
                 targets: self.targets(step.targets.as_ref(), "snapshot target"),
-                workers: step
-                    .workers
-                    .as_ref()
-                    .map_or(4, |workers| self.number(workers, 1, 64, "snapshot workers") as u32),
+                workers: step.workers.as_ref().map_or(4, |workers| {
+                    self.number(workers, 1, 64, "snapshot workers") as u32
+                }),
                 directory: step.directory.map(PathBuf::from),
                 replace: step.replace.unwrap_or(false),
                 skip_binlog: step.skip_binlog.unwrap_or(false),
@@ -812,7 +819,9 @@ impl Checker {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|pattern| {
-                        if pattern.value.trim().is_empty() || pattern.value.contains(char::is_whitespace) {
+                        if pattern.value.trim().is_empty()
+                            || pattern.value.contains(char::is_whitespace)
+                        {
                             self.error(
                                 pattern.position,
                                 format!("table pattern `{}` is empty or has spaces", pattern.value),
@@ -829,7 +838,10 @@ impl Checker {
                         if column.value.split('.').count() < 2 {
                             self.error(
                                 column.position,
-                                format!("money column `{}` must be written `table.column`", column.value),
+                                format!(
+                                    "money column `{}` must be written `table.column`",
+                                    column.value
+                                ),
                             );
                         }
                         column.value
@@ -856,9 +868,12 @@ impl Checker {
                     Duration::from_secs(600),
                     "freeze drain_timeout",
                 ),
-                budget: step.budget_ms.as_ref().map_or(gates.freeze_budget, |value| {
-                    self.millis(value, 100, 600_000, "freeze budget_ms")
-                }),
+                budget: step
+                    .budget_ms
+                    .as_ref()
+                    .map_or(gates.freeze_budget, |value| {
+                        self.millis(value, 100, 600_000, "freeze budget_ms")
+                    }),
             }),
             RawStep::CatchUp(step) => single(StepKind::CatchUp {
                 targets: self.targets(step.targets.as_ref(), "catch_up target"),
@@ -929,9 +944,15 @@ impl Checker {
                         .command
                         .first()
                         .map_or(Position::UNKNOWN, |first| first.position);
-                    self.error(position, "hook command is empty: give the program and its arguments");
+                    self.error(
+                        position,
+                        "hook command is empty: give the program and its arguments",
+                    );
                 }
-                let cluster = step.cluster.as_ref().map(|cluster| self.enabled_cluster(cluster));
+                let cluster = step
+                    .cluster
+                    .as_ref()
+                    .map(|cluster| self.enabled_cluster(cluster));
                 single(StepKind::Hook {
                     command: step.command.into_iter().map(|part| part.value).collect(),
                     timeout: self.optional_duration(
@@ -965,7 +986,10 @@ impl Checker {
         } else if self.clusters.contains_key(&to.value) && !self.dns_values.contains(&to.value) {
             self.error_with_help(
                 to.position,
-                format!("{what} to `{}`, but `dns.values` has no value for it", to.value),
+                format!(
+                    "{what} to `{}`, but `dns.values` has no value for it",
+                    to.value
+                ),
                 format!("add `{}: <record value>` under `dns.values`", to.value),
             );
         }

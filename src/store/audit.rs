@@ -48,8 +48,9 @@ fn entry_hash(
     result: &str,
     prev_hash: &str,
 ) -> String {
-    let canonical =
-        serde_json::json!([seq, at, actor, run_id, step, target, action, result, prev_hash]);
+    let canonical = serde_json::json!([
+        seq, at, actor, run_id, step, target, action, result, prev_hash
+    ]);
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -131,10 +132,7 @@ impl Store {
             if seq != expected_seq {
                 problems.push(AuditProblem {
                     seq: Some(seq),
-                    problem: format!(
-                        "entries {expected_seq}..{} are missing (deleted)",
-                        seq - 1
-                    ),
+                    problem: format!("entries {expected_seq}..{} are missing (deleted)", seq - 1),
                 });
             } else if prev_hash != expected_prev {
                 problems.push(AuditProblem {
@@ -169,7 +167,11 @@ impl Store {
                 problem: format!(
                     "the last {} entr{} (up to {highest_issued}) were deleted",
                     highest_issued - expected_seq + 1,
-                    if highest_issued == expected_seq { "y" } else { "ies" }
+                    if highest_issued == expected_seq {
+                        "y"
+                    } else {
+                        "ies"
+                    }
                 ),
             });
         }

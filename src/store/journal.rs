@@ -122,6 +122,26 @@ pub struct StepRecord {
     pub detail: Option<String>,
 }
 
+/// A step's new state and what it observed.
+#[derive(Debug, Clone)]
+pub struct StepUpdate {
+    pub status: StepStatus,
+    pub elapsed_ms: Option<u64>,
+    pub positions: Option<serde_json::Value>,
+    pub detail: Option<String>,
+}
+
+impl StepUpdate {
+    pub fn status(status: StepStatus) -> Self {
+        StepUpdate {
+            status,
+            elapsed_ms: None,
+            positions: None,
+            detail: None,
+        }
+    }
+}
+
 /// `YYYYMMDD-HHMMSS-xxxxxx`: sortable by start time, unique across hosts.
 pub fn new_run_id() -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -144,7 +164,11 @@ impl Store {
         let run_id = new_run_id();
         let now = whoami::now();
         let actor = whoami::actor();
-        let mut tx = self.pool.begin().await.map_err(|e| self.database_error(e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.database_error(e))?;
         sqlx::query(
             "INSERT INTO runs (run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, host, pid, started_at)
              VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
@@ -221,11 +245,14 @@ impl Store {
         run_id: &str,
         phase_index: usize,
         step_index: usize,
-        status: StepStatus,
-        elapsed_ms: Option<u64>,
-        positions: Option<&serde_json::Value>,
-        detail: Option<&str>,
+        update: &StepUpdate,
     ) -> Result<(), StoreError> {
+        let StepUpdate {
+            status,
+            elapsed_ms,
+            positions,
+            detail,
+        } = update;
         let now = whoami::now();
         sqlx::query(
             "UPDATE steps SET status = ?,
@@ -241,8 +268,8 @@ impl Store {
         .bind(status.as_str())
         .bind(&now)
         .bind(elapsed_ms.map(|ms| ms as i64))
-        .bind(positions.map(serde_json::Value::to_string))
-        .bind(detail)
+        .bind(positions.as_ref().map(serde_json::Value::to_string))
+        .bind(detail.as_deref())
         .bind(run_id)
         .bind(phase_index as i64)
         .bind(step_index as i64)
@@ -384,12 +411,13 @@ impl Store {
 
     /// The most recent runs first.
     pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.database_error(e))?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
         let mut runs = Vec::with_capacity(ids.len());
         for id in ids {
             runs.push(self.run(&id).await?);

@@ -25,7 +25,11 @@ pub struct PlanLock {
 
 impl Store {
     /// Take the lock for `plan` on behalf of `run_id`, or say who holds it.
-    pub async fn acquire_plan_lock(&self, plan: &str, run_id: &str) -> Result<PlanLock, StoreError> {
+    pub async fn acquire_plan_lock(
+        &self,
+        plan: &str,
+        run_id: &str,
+    ) -> Result<PlanLock, StoreError> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -53,7 +57,7 @@ impl Store {
             if !same_host || whoami::process_alive(holder.pid, start_time) {
                 return Err(StoreError::LockHeld {
                     plan: plan.to_string(),
-                    holder,
+                    holder: Box::new(holder),
                 });
             }
             tracing::warn!(

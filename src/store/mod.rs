@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use audit::{AuditEntry, AuditProblem, AuditVerification, StoredAuditEntry};
 pub use journal::{
-    EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, new_run_id,
+    EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate, new_run_id,
 };
 pub use lock::{LockHolder, PlanLock};
 
@@ -22,7 +22,9 @@ pub const DATABASE_FILE: &str = "cutover.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create state directory {path}: {reason} (set --state or CUTOVER_STATE to a writable directory)")]
+    #[error(
+        "cannot create state directory {path}: {reason} (set --state or CUTOVER_STATE to a writable directory)"
+    )]
     Directory { path: PathBuf, reason: String },
     #[error("state store {path}: {source}")]
     Database {
@@ -40,7 +42,10 @@ pub enum StoreError {
         "plan `{plan}` is locked by run {} ({} pid {} on {}, since {}); wait for it to finish, or check it with `cutover status {}`",
         holder.run_id, holder.actor, holder.pid, holder.host, holder.acquired_at, holder.run_id
     )]
-    LockHeld { plan: String, holder: LockHolder },
+    LockHeld {
+        plan: String,
+        holder: Box<LockHolder>,
+    },
     #[error("no run with id `{0}` in the state store")]
     UnknownRun(String),
 }
@@ -128,20 +133,32 @@ mod tests {
     #[tokio::test]
     async fn a_second_holder_of_the_plan_lock_is_refused_with_exit_3() {
         let (_dir, store) = store().await;
-        let lock = store.acquire_plan_lock("lab-switchover", "run-a").await.unwrap();
+        let lock = store
+            .acquire_plan_lock("lab-switchover", "run-a")
+            .await
+            .unwrap();
         let refused = store
             .acquire_plan_lock("lab-switchover", "run-b")
             .await
             .unwrap_err();
         let message = refused.to_string();
         assert!(message.contains("locked by run run-a"), "{message}");
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         assert_eq!(Error::from(refused).exit_code(), ExitCode::Refused);
         // Another plan is independent.
-        let other = store.acquire_plan_lock("lab-migration", "run-c").await.unwrap();
+        let other = store
+            .acquire_plan_lock("lab-migration", "run-c")
+            .await
+            .unwrap();
         store.release_plan_lock(lock).await.unwrap();
         store.release_plan_lock(other).await.unwrap();
-        let again = store.acquire_plan_lock("lab-switchover", "run-d").await.unwrap();
+        let again = store
+            .acquire_plan_lock("lab-switchover", "run-d")
+            .await
+            .unwrap();
         assert_eq!(again.run_id, "run-d");
     }
 
@@ -180,7 +197,10 @@ mod tests {
 
     async fn audited_store() -> (tempfile::TempDir, Store) {
         let (dir, store) = store().await;
-        for (index, action) in ["SET GLOBAL read_only = 1", "STOP SLAVE", "DNS CAS"].iter().enumerate() {
+        for (index, action) in ["SET GLOBAL read_only = 1", "STOP SLAVE", "DNS CAS"]
+            .iter()
+            .enumerate()
+        {
             store
                 .audit(&AuditEntry {
                     run_id: Some("run-1".into()),
@@ -228,7 +248,10 @@ mod tests {
         let verification = store.verify_audit().await.unwrap();
         assert!(!verification.intact);
         assert!(
-            verification.problems.iter().any(|p| p.problem.contains("missing")),
+            verification
+                .problems
+                .iter()
+                .any(|p| p.problem.contains("missing")),
             "{verification:?}"
         );
     }
@@ -243,7 +266,10 @@ mod tests {
         let verification = store.verify_audit().await.unwrap();
         assert!(!verification.intact);
         assert!(
-            verification.problems.iter().any(|p| p.problem.contains("last 1 entry")),
+            verification
+                .problems
+                .iter()
+                .any(|p| p.problem.contains("last 1 entry")),
             "{verification:?}"
         );
     }
@@ -272,11 +298,27 @@ mod tests {
         let run = store.create_run(&plan, false).await.unwrap();
         let positions = serde_json::json!({"frozen_gtid": "0-10-99"});
         store
-            .record_event(&run.run_id, EventKind::Intent, Some("cutover"), Some("switchover-c1.freeze"), Some("legacy"), None, None)
+            .record_event(
+                &run.run_id,
+                EventKind::Intent,
+                Some("cutover"),
+                Some("switchover-c1.freeze"),
+                Some("legacy"),
+                None,
+                None,
+            )
             .await
             .unwrap();
         store
-            .record_event(&run.run_id, EventKind::Result, Some("cutover"), Some("switchover-c1.freeze"), Some("legacy"), Some(&positions), Some("ok"))
+            .record_event(
+                &run.run_id,
+                EventKind::Result,
+                Some("cutover"),
+                Some("switchover-c1.freeze"),
+                Some("legacy"),
+                Some(&positions),
+                Some("ok"),
+            )
             .await
             .unwrap();
         let events = store.events(&run.run_id).await.unwrap();

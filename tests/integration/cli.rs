@@ -5,8 +5,16 @@ use crate::harness::{Sandbox, stdout_json};
 #[test]
 fn lab_plans_are_valid() {
     let sandbox = Sandbox::new();
-    for plan in ["plans/lab-switchover.yaml", "plans/lab-migration.yaml", "plans/docker-migration.yaml"] {
-        let output = sandbox.cutover().args(["plan", "check", plan]).output().unwrap();
+    for plan in [
+        "plans/lab-switchover.yaml",
+        "plans/lab-migration.yaml",
+        "plans/docker-migration.yaml",
+    ] {
+        let output = sandbox
+            .cutover()
+            .args(["plan", "check", plan])
+            .output()
+            .unwrap();
         assert_eq!(
             output.status.code(),
             Some(0),
@@ -40,7 +48,11 @@ fn plan_check_renders_errors_with_snippets() {
     let sandbox = Sandbox::new();
     let output = sandbox
         .cutover()
-        .args(["plan", "check", "tests/plans/broken/04-unknown-cluster.yaml"])
+        .args([
+            "plan",
+            "check",
+            "tests/plans/broken/04-unknown-cluster.yaml",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -53,7 +65,12 @@ fn plan_schema_is_a_json_schema_of_the_format() {
     let output = sandbox.cutover().args(["plan", "schema"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let schema = stdout_json(&output);
-    assert!(schema["$schema"].as_str().unwrap().contains("json-schema.org"));
+    assert!(
+        schema["$schema"]
+            .as_str()
+            .unwrap()
+            .contains("json-schema.org")
+    );
     for field in ["name", "clusters", "dns", "gates", "phases"] {
         assert!(schema["properties"][field].is_object(), "property {field}");
     }
@@ -65,11 +82,20 @@ fn plan_schema_is_a_json_schema_of_the_format() {
         .collect();
     assert_eq!(required, ["name", "clusters", "phases"]);
     let text = serde_json::to_string(&schema).unwrap();
-    for kind in ["switchover", "wait_lag", "dns_switch", "reverse_replication", "catch_up"] {
+    for kind in [
+        "switchover",
+        "wait_lag",
+        "dns_switch",
+        "reverse_replication",
+        "catch_up",
+    ] {
         assert!(text.contains(&format!("\"{kind}\"")), "step kind {kind}");
     }
     // Literal secrets are not part of the format.
-    assert!(!text.contains("\"password\":"), "password must not be a schema property");
+    assert!(
+        !text.contains("\"password\":"),
+        "password must not be a schema property"
+    );
 }
 
 #[test]
@@ -78,7 +104,11 @@ fn status_on_an_empty_store() {
     let output = sandbox.cutover().arg("status").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("no runs recorded"));
-    let json = sandbox.cutover().args(["status", "--output", "json"]).output().unwrap();
+    let json = sandbox
+        .cutover()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
     assert_eq!(stdout_json(&json), serde_json::json!({ "runs": [] }));
 }
 
@@ -87,18 +117,24 @@ fn status_lists_recorded_runs_and_their_steps() {
     let sandbox = Sandbox::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let run_id = runtime.block_on(async {
-        let store = cutover::store::Store::open(&sandbox.state_dir()).await.unwrap();
-        let plan = cutover::plan::load(&crate::harness::repo_root().join("plans/lab-switchover.yaml")).unwrap();
+        let store = cutover::store::Store::open(&sandbox.state_dir())
+            .await
+            .unwrap();
+        let plan =
+            cutover::plan::load(&crate::harness::repo_root().join("plans/lab-switchover.yaml"))
+                .unwrap();
         let run = store.create_run(&plan, true).await.unwrap();
         store
             .set_step_status(
                 &run.run_id,
                 0,
                 0,
-                cutover::store::StepStatus::Completed,
-                Some(42),
-                Some(&serde_json::json!({"gtid": "0-10-47"})),
-                None,
+                &cutover::store::StepUpdate {
+                    status: cutover::store::StepStatus::Completed,
+                    elapsed_ms: Some(42),
+                    positions: Some(serde_json::json!({"gtid": "0-10-47"})),
+                    detail: None,
+                },
             )
             .await
             .unwrap();
@@ -109,13 +145,21 @@ fn status_lists_recorded_runs_and_their_steps() {
         store.close().await;
         run.run_id
     });
-    let list = sandbox.cutover().args(["status", "--output", "json"]).output().unwrap();
+    let list = sandbox
+        .cutover()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
     let document = stdout_json(&list);
     assert_eq!(document["runs"][0]["run_id"], run_id.as_str());
     assert_eq!(document["runs"][0]["status"], "completed");
     assert_eq!(document["runs"][0]["dry_run"], true);
 
-    let one = sandbox.cutover().args(["status", &run_id, "--output", "json"]).output().unwrap();
+    let one = sandbox
+        .cutover()
+        .args(["status", &run_id, "--output", "json"])
+        .output()
+        .unwrap();
     let run = stdout_json(&one);
     let first = &run["phases"][0]["steps"][0];
     assert_eq!(first["name"], "lag-under-gate");
@@ -126,11 +170,22 @@ fn status_lists_recorded_runs_and_their_steps() {
     assert_eq!(run["phases"][1]["steps"][1]["name"], "switchover-c1.freeze");
     assert_eq!(run["phases"][1]["steps"][1]["status"], "pending");
 
-    let human = sandbox.cutover().args(["status", &run_id]).output().unwrap();
+    let human = sandbox
+        .cutover()
+        .args(["status", &run_id])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.contains("lag-under-gate") && text.contains("42 ms"), "{text}");
+    assert!(
+        text.contains("lag-under-gate") && text.contains("42 ms"),
+        "{text}"
+    );
 
-    let missing = sandbox.cutover().args(["status", "no-such-run"]).output().unwrap();
+    let missing = sandbox
+        .cutover()
+        .args(["status", "no-such-run"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no run with id `no-such-run`"));
 }
@@ -141,10 +196,22 @@ fn help_documents_commands_examples_and_exit_codes() {
     let output = sandbox.cutover().arg("--help").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
-    for needle in ["plan", "status", "lab", "audit", "Examples:", "Exit codes:", "4  a data mismatch"] {
+    for needle in [
+        "plan",
+        "status",
+        "lab",
+        "audit",
+        "Examples:",
+        "Exit codes:",
+        "4  a data mismatch",
+    ] {
         assert!(help.contains(needle), "help mentions {needle}:\n{help}");
     }
-    let lab_help = sandbox.cutover().args(["lab", "up", "--help"]).output().unwrap();
+    let lab_help = sandbox
+        .cutover()
+        .args(["lab", "up", "--help"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&lab_help.stdout).contains("--replicating"));
 }
 
@@ -153,7 +220,11 @@ fn bad_command_line_use_exits_2() {
     let sandbox = Sandbox::new();
     sandbox.cutover().arg("no-such-command").assert().code(2);
     sandbox.cutover().args(["plan", "check"]).assert().code(2);
-    sandbox.cutover().args(["status", "--output", "yaml"]).assert().code(2);
+    sandbox
+        .cutover()
+        .args(["status", "--output", "yaml"])
+        .assert()
+        .code(2);
 }
 
 #[test]
@@ -187,7 +258,11 @@ fn audit_verify_on_a_fresh_store_is_intact() {
 #[test]
 fn completions_are_generated() {
     let sandbox = Sandbox::new();
-    let output = sandbox.cutover().args(["completions", "bash"]).output().unwrap();
+    let output = sandbox
+        .cutover()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("cutover"));
 }

@@ -16,7 +16,11 @@ use crate::harness::{Sandbox, stdout_json};
 fn live_processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -24,7 +28,10 @@ fn live_processes_mentioning(needle: &str) -> Vec<String> {
             .unwrap_or_default();
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|stat| stat.rfind(')').map(|i| stat[i + 1..].trim_start().starts_with('Z')))
+            .and_then(|stat| {
+                stat.rfind(')')
+                    .map(|i| stat[i + 1..].trim_start().starts_with('Z'))
+            })
             .unwrap_or(true);
         if !zombie && cmdline.contains(needle) {
             found.push(format!("{pid}: {cmdline}"));
@@ -33,12 +40,21 @@ fn live_processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-async fn wait_for_answer(server: SocketAddr, expected: &str, limit: Duration) -> dns::AuthoritativeAnswer {
+async fn wait_for_answer(
+    server: SocketAddr,
+    expected: &str,
+    limit: Duration,
+) -> dns::AuthoritativeAnswer {
     let deadline = Instant::now() + limit;
     loop {
-        let answer = dns::query_authoritative(server, "refunds-primary.bank.internal.", RecordType::CNAME, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let answer = dns::query_authoritative(
+            server,
+            "refunds-primary.bank.internal.",
+            RecordType::CNAME,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
         if answer.values == [expected] || Instant::now() > deadline {
             return answer;
         }
@@ -52,14 +68,32 @@ fn lab_replicates_serves_dns_with_tsig_and_tears_down() {
     let lab_dir = sandbox.path().join("lab");
     let up = sandbox
         .cutover()
-        .args(["lab", "up", "--replicating", "--rows", "2000", "--output", "json", "--dir"])
+        .args([
+            "lab",
+            "up",
+            "--replicating",
+            "--rows",
+            "2000",
+            "--output",
+            "json",
+            "--dir",
+        ])
         .arg(&lab_dir)
         .output()
         .unwrap();
-    assert_eq!(up.status.code(), Some(0), "lab up: {}", String::from_utf8_lossy(&up.stderr));
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "lab up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let status = stdout_json(&up);
     assert!(
-        status["processes"].as_array().unwrap().iter().all(|p| p["running"] == true),
+        status["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["running"] == true),
         "{status}"
     );
 
@@ -67,7 +101,12 @@ fn lab_replicates_serves_dns_with_tsig_and_tears_down() {
     struct Down<'a>(&'a Sandbox, std::path::PathBuf);
     impl Drop for Down<'_> {
         fn drop(&mut self) {
-            let _ = self.0.cutover().args(["lab", "down", "--dir"]).arg(&self.1).output();
+            let _ = self
+                .0
+                .cutover()
+                .args(["lab", "down", "--dir"])
+                .arg(&self.1)
+                .output();
         }
     }
     let guard = Down(&sandbox, lab_dir.clone());
@@ -80,10 +119,23 @@ fn lab_replicates_serves_dns_with_tsig_and_tears_down() {
         .assert()
         .code(0);
 
-    let env = sandbox.cutover().args(["lab", "env", "--dir"]).arg(&lab_dir).output().unwrap();
+    let env = sandbox
+        .cutover()
+        .args(["lab", "env", "--dir"])
+        .arg(&lab_dir)
+        .output()
+        .unwrap();
     let env_text = String::from_utf8_lossy(&env.stdout);
-    for variable in ["CUTOVER_LAB_ADMIN_USER", "CUTOVER_LAB_ADMIN_PASSWORD", "CUTOVER_LAB_PASSWORD", "CUTOVER_LAB_TSIG_SECRET"] {
-        assert!(env_text.contains(&format!("export {variable}=")), "{env_text}");
+    for variable in [
+        "CUTOVER_LAB_ADMIN_USER",
+        "CUTOVER_LAB_ADMIN_PASSWORD",
+        "CUTOVER_LAB_PASSWORD",
+        "CUTOVER_LAB_TSIG_SECRET",
+    ] {
+        assert!(
+            env_text.contains(&format!("export {variable}=")),
+            "{env_text}"
+        );
     }
 
     let lab = Lab::new(&lab_dir);

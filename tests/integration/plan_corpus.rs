@@ -11,24 +11,60 @@ const CORPUS: &[(&str, &str, u64)] = &[
     ("03-inline-password.yaml", "has a literal `password`", 7),
     ("04-unknown-cluster.yaml", "unknown cluster `c9`", 17),
     ("05-two-sources.yaml", "two sources: `c1` and `legacy`", 9),
-    ("06-target-is-source.yaml", "promote candidate `legacy` is the source", 17),
+    (
+        "06-target-is-source.yaml",
+        "promote candidate `legacy` is the source",
+        17,
+    ),
     ("07-bad-duration.yaml", "`10 parsecs` is not a duration", 17),
     ("08-empty-file.yaml", "plan file is empty", 1),
     ("09-non-utf8.yaml", "not valid UTF-8", 1),
     ("10-alias-bomb.yaml", "alias bomb", 6),
-    ("11-deep-nesting.yaml", "nesting is deeper than 32 levels", 2),
+    (
+        "11-deep-nesting.yaml",
+        "nesting is deeper than 32 levels",
+        2,
+    ),
     ("12-disabled-cluster.yaml", "cluster `c1` is disabled", 19),
     ("13-duplicate-phase.yaml", "duplicate phase name `go`", 18),
-    ("14-port-out-of-range.yaml", "port is 70000, but must be between 1 and 65535", 6),
-    ("15-two-password-sources.yaml", "sets both `password_env` and `password_file`", 7),
-    ("16-inline-tsig-secret.yaml", "`dns.tsig` has a literal `secret`", 29),
-    ("17-dns-switch-without-dns.yaml", "dns_switch needs a `dns` section", 17),
-    ("18-bad-env-name.yaml", "is not an environment variable name", 7),
+    (
+        "14-port-out-of-range.yaml",
+        "port is 70000, but must be between 1 and 65535",
+        6,
+    ),
+    (
+        "15-two-password-sources.yaml",
+        "sets both `password_env` and `password_file`",
+        7,
+    ),
+    (
+        "16-inline-tsig-secret.yaml",
+        "`dns.tsig` has a literal `secret`",
+        29,
+    ),
+    (
+        "17-dns-switch-without-dns.yaml",
+        "dns_switch needs a `dns` section",
+        17,
+    ),
+    (
+        "18-bad-env-name.yaml",
+        "is not an environment variable name",
+        7,
+    ),
     ("19-no-source.yaml", "no source cluster", 1),
     ("20-syntax-error.yaml", "unclosed bracket", 17),
     ("21-wrong-type.yaml", "expected a whole number", 6),
-    ("22-bad-rollback-mode.yaml", "unknown variant `sometimes`", 15),
-    ("23-snapshot-into-source.yaml", "snapshot target `legacy` is the source", 17),
+    (
+        "22-bad-rollback-mode.yaml",
+        "unknown variant `sometimes`",
+        15,
+    ),
+    (
+        "23-snapshot-into-source.yaml",
+        "snapshot target `legacy` is the source",
+        17,
+    ),
 ];
 
 #[test]
@@ -47,7 +83,10 @@ fn every_broken_plan_is_refused_with_its_line() {
             .unwrap();
         assert_eq!(human.status.code(), Some(2), "{file}: exit code");
         let stderr = String::from_utf8_lossy(&human.stderr);
-        assert!(stderr.contains(message), "{file}: message `{message}` in:\n{stderr}");
+        assert!(
+            stderr.contains(message),
+            "{file}: message `{message}` in:\n{stderr}"
+        );
         assert!(
             stderr.contains(&format!("{file}:{line}:")),
             "{file}: location line {line} in:\n{stderr}"
@@ -82,7 +121,11 @@ fn alias_bomb_is_refused_in_under_a_second() {
         .assert()
         .code(2);
     // Process start included; the parse itself is milliseconds.
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -92,7 +135,12 @@ fn a_huge_plan_is_refused_before_parsing() {
     text.push_str(&"x".repeat(1_100_000));
     text.push_str("\"\n");
     let path = sandbox.write("huge.yaml", text);
-    let output = sandbox.cutover().args(["plan", "check"]).arg(&path).output().unwrap();
+    let output = sandbox
+        .cutover()
+        .args(["plan", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("plans are limited to 1048576 bytes"));
 }
@@ -115,7 +163,13 @@ fn an_inline_password_is_never_echoed() {
     for format in ["human", "json"] {
         let output = sandbox
             .cutover()
-            .args(["plan", "check", "--output", format, "tests/plans/broken/03-inline-password.yaml"])
+            .args([
+                "plan",
+                "check",
+                "--output",
+                format,
+                "tests/plans/broken/03-inline-password.yaml",
+            ])
             .output()
             .unwrap();
         let all = format!(
