@@ -157,6 +157,23 @@ fn rdata_text(rdata: &RData) -> String {
     }
 }
 
+/// One unsigned query straight to `server`, bounded by `timeout`.
+async fn ask(
+    server: SocketAddr,
+    name: Name,
+    record_type: RecordType,
+    timeout: Duration,
+) -> Result<hickory_proto::op::DnsResponse, DnsError> {
+    let mut client = client(server, timeout, None);
+    tokio::time::timeout(timeout, client.query(name, DNSClass::IN, record_type))
+        .await
+        .map_err(|_| DnsError::Timeout {
+            server,
+            after: timeout,
+        })?
+        .map_err(|error| transport_error(server, timeout, None, error))
+}
+
 /// Ask one server directly for `record` of `record_type`.
 pub async fn query_authoritative(
     server: SocketAddr,
@@ -165,17 +182,7 @@ pub async fn query_authoritative(
     timeout: Duration,
 ) -> Result<AuthoritativeAnswer, DnsError> {
     let record_name = name(record, "DNS name")?;
-    let mut client = client(server, timeout, None);
-    let response = tokio::time::timeout(
-        timeout,
-        client.query(record_name.clone(), DNSClass::IN, record_type),
-    )
-    .await
-    .map_err(|_| DnsError::Timeout {
-        server,
-        after: timeout,
-    })?
-    .map_err(|error| transport_error(server, timeout, None, error))?;
+    let response = ask(server, record_name.clone(), record_type, timeout).await?;
     let values = response
         .answers
         .iter()
@@ -196,18 +203,7 @@ pub async fn soa_serial(
     zone: &str,
     timeout: Duration,
 ) -> Result<u32, DnsError> {
-    let zone_name = name(zone, "zone")?;
-    let mut client = client(server, timeout, None);
-    let response = tokio::time::timeout(
-        timeout,
-        client.query(zone_name, DNSClass::IN, RecordType::SOA),
-    )
-    .await
-    .map_err(|_| DnsError::Timeout {
-        server,
-        after: timeout,
-    })?
-    .map_err(|error| transport_error(server, timeout, None, error))?;
+    let response = ask(server, name(zone, "zone")?, RecordType::SOA, timeout).await?;
     response
         .answers
         .iter()

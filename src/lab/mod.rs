@@ -170,8 +170,13 @@ pub struct Programs {
 
 impl Programs {
     pub fn find() -> Result<Programs, LabError> {
+        Programs::find_in(&process::search_dirs())
+    }
+
+    pub fn find_in(dirs: &[PathBuf]) -> Result<Programs, LabError> {
         let find = |program: &'static str, package: &'static str| {
-            process::find_program(program).ok_or(LabError::MissingProgram { program, package })
+            process::find_program_in(program, dirs)
+                .ok_or(LabError::MissingProgram { program, package })
         };
         Ok(Programs {
             mariadbd: find("mariadbd", "mariadb-server")?,
@@ -564,4 +569,37 @@ impl Lab {
 /// Quote a value for a POSIX shell `export` line.
 pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_server_program_names_its_debian_package() {
+        let empty = tempfile::tempdir().unwrap();
+        let error = Programs::find_in(&[empty.path().to_path_buf()]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`mariadbd` not found: install the Debian package `mariadb-server` (apt-get install mariadb-server)"
+        );
+        assert_eq!(error.exit_code(), ExitCode::InvalidInput);
+
+        let only_mariadb = tempfile::tempdir().unwrap();
+        for program in ["mariadbd", "mariadb-install-db"] {
+            std::fs::write(only_mariadb.path().join(program), "").unwrap();
+        }
+        let error = Programs::find_in(&[only_mariadb.path().to_path_buf()]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`named` not found: install the Debian package `bind9`")
+        );
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+        assert_eq!(shell_quote("plain"), "'plain'");
+    }
 }

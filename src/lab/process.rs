@@ -106,13 +106,22 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join(" | ")
 }
 
-/// Find an executable by name on PATH or in the sbin directories Debian uses.
-pub fn find_program(name: &str) -> Option<PathBuf> {
+/// PATH plus the sbin directories Debian installs servers into.
+pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect())
         .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
-    dirs.into_iter()
+    dirs
+}
+
+/// Find an executable by name in `dirs`.
+pub fn find_program_in(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter()
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    find_program_in(name, &search_dirs())
 }
