@@ -215,6 +215,13 @@ mod tests {
         (dir, store)
     }
 
+    /// Three chained entries, changed behind the store's back by `tampering`, then verified.
+    async fn verify_after(tampering: &'static str) -> AuditVerification {
+        let (_dir, store) = audited_store().await;
+        sqlx::query(tampering).execute(&store.pool).await.unwrap();
+        store.verify_audit().await.unwrap()
+    }
+
     #[tokio::test]
     async fn an_untouched_audit_chain_verifies() {
         let (_dir, store) = audited_store().await;
@@ -226,12 +233,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_edited_audit_entry_is_detected() {
-        let (_dir, store) = audited_store().await;
-        sqlx::query("UPDATE audit_log SET result = 'failed' WHERE seq = 2")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let verification = store.verify_audit().await.unwrap();
+        let verification =
+            verify_after("UPDATE audit_log SET result = 'failed' WHERE seq = 2").await;
         assert!(!verification.intact);
         assert_eq!(verification.problems.len(), 1, "{verification:?}");
         assert_eq!(verification.problems[0].seq, Some(2));
@@ -240,12 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_audit_entry_is_detected() {
-        let (_dir, store) = audited_store().await;
-        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let verification = store.verify_audit().await.unwrap();
+        let verification = verify_after("DELETE FROM audit_log WHERE seq = 2").await;
         assert!(!verification.intact);
         assert!(
             verification
@@ -258,12 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_last_entry_is_detected() {
-        let (_dir, store) = audited_store().await;
-        sqlx::query("DELETE FROM audit_log WHERE seq = 3")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let verification = store.verify_audit().await.unwrap();
+        let verification = verify_after("DELETE FROM audit_log WHERE seq = 3").await;
         assert!(!verification.intact);
         assert!(
             verification
@@ -276,13 +269,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_rewritten_chain_with_a_forged_hash_is_detected() {
-        let (_dir, store) = audited_store().await;
-        // Edit the entry and recompute only its own hash: the next link breaks.
-        sqlx::query("UPDATE audit_log SET action = 'nothing', hash = 'forged' WHERE seq = 1")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let verification = store.verify_audit().await.unwrap();
+        // Edit the entry and replace only its own hash: the next link breaks.
+        let verification =
+            verify_after("UPDATE audit_log SET action = 'nothing', hash = 'forged' WHERE seq = 1")
+                .await;
         assert!(!verification.intact);
         assert!(verification.problems.len() >= 2, "{verification:?}");
     }

@@ -1,6 +1,8 @@
 //! The command-line contract: plan check, plan schema, status, help, exit codes.
 
-use crate::harness::{Sandbox, stdout_json};
+use predicates::str::contains;
+
+use crate::harness::{Sandbox, stdout_json, strings};
 
 #[test]
 fn lab_plans_are_valid() {
@@ -74,13 +76,7 @@ fn plan_schema_is_a_json_schema_of_the_format() {
     for field in ["name", "clusters", "dns", "gates", "phases"] {
         assert!(schema["properties"][field].is_object(), "property {field}");
     }
-    let required: Vec<&str> = schema["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(required, ["name", "clusters", "phases"]);
+    assert_eq!(strings(&schema["required"]), ["name", "clusters", "phases"]);
     let text = serde_json::to_string(&schema).unwrap();
     for kind in [
         "switchover",
@@ -101,9 +97,12 @@ fn plan_schema_is_a_json_schema_of_the_format() {
 #[test]
 fn status_on_an_empty_store() {
     let sandbox = Sandbox::new();
-    let output = sandbox.cutover().arg("status").output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("no runs recorded"));
+    sandbox
+        .cutover()
+        .arg("status")
+        .assert()
+        .code(0)
+        .stdout(contains("no runs recorded"));
     let json = sandbox
         .cutover()
         .args(["status", "--output", "json"])
@@ -181,13 +180,12 @@ fn status_lists_recorded_runs_and_their_steps() {
         "{text}"
     );
 
-    let missing = sandbox
+    sandbox
         .cutover()
         .args(["status", "no-such-run"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no run with id `no-such-run`"));
+        .assert()
+        .code(2)
+        .stderr(contains("no run with id `no-such-run`"));
 }
 
 #[test]
@@ -207,12 +205,12 @@ fn help_documents_commands_examples_and_exit_codes() {
     ] {
         assert!(help.contains(needle), "help mentions {needle}:\n{help}");
     }
-    let lab_help = sandbox
+    sandbox
         .cutover()
         .args(["lab", "up", "--help"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&lab_help.stdout).contains("--replicating"));
+        .assert()
+        .code(0)
+        .stdout(contains("--replicating"));
 }
 
 #[test]
@@ -258,19 +256,21 @@ fn audit_verify_on_a_fresh_store_is_intact() {
 #[test]
 fn completions_are_generated() {
     let sandbox = Sandbox::new();
-    let output = sandbox
+    sandbox
         .cutover()
         .args(["completions", "bash"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("cutover"));
+        .assert()
+        .code(0)
+        .stdout(contains("cutover"));
 }
 
 #[test]
 fn lab_env_before_up_says_what_to_do() {
     let sandbox = Sandbox::new();
-    let output = sandbox.cutover().args(["lab", "env"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("run `cutover lab up` first"));
+    sandbox
+        .cutover()
+        .args(["lab", "env"])
+        .assert()
+        .code(2)
+        .stderr(contains("run `cutover lab up` first"));
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use cutover::plan::{self, ClusterRole, SecretSource};
 use serde_json::Value;
 
-use crate::harness::repo_root;
+use crate::harness::{repo_root, strings};
 
 fn compose() -> (Value, String) {
     let text = std::fs::read_to_string(repo_root().join("docker/compose.yaml")).unwrap();
@@ -45,12 +45,7 @@ fn compose_services_match_the_docker_plan() {
             "{} address",
             cluster.name
         );
-        let command: Vec<&str> = service["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let command = strings(&service["command"]);
         assert!(
             command.contains(&format!("--port={}", cluster.port).as_str()),
             "{} port {} in {command:?}",

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use predicates::str::contains;
+
 use crate::harness::{Sandbox, repo_root, stdout_json};
 
 /// (file, expected message fragment, line)
@@ -135,26 +137,24 @@ fn a_huge_plan_is_refused_before_parsing() {
     text.push_str(&"x".repeat(1_100_000));
     text.push_str("\"\n");
     let path = sandbox.write("huge.yaml", text);
-    let output = sandbox
+    sandbox
         .cutover()
         .args(["plan", "check"])
         .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("plans are limited to 1048576 bytes"));
+        .assert()
+        .code(2)
+        .stderr(contains("plans are limited to 1048576 bytes"));
 }
 
 #[test]
 fn a_missing_plan_file_is_invalid_input() {
     let sandbox = Sandbox::new();
-    let output = sandbox
+    sandbox
         .cutover()
         .args(["plan", "check", "no/such/plan.yaml"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read plan file"));
+        .assert()
+        .code(2)
+        .stderr(contains("cannot read plan file"));
 }
 
 #[test]
