@@ -3,6 +3,8 @@
 //! mysql_async has no timeouts of its own, so every await on the network goes
 //! through [`with_timeout`]. Errors name the cluster and never carry secrets.
 
+pub mod gtid;
+
 use std::time::Duration;
 
 use mysql_async::prelude::{FromRow, Queryable};
