@@ -5,7 +5,7 @@ use std::path::Path;
 use super::render::table;
 use super::{AuditCommand, Cli, Command, LabCommand, PlanCommand};
 use crate::error::{Error, ExitCode, Result};
-use crate::lab::{Lab, UpOptions};
+use crate::lab::{Lab, StartOptions, UpOptions};
 use crate::plan::{self, ValidatedPlan};
 use crate::store::{RunRecord, Store};
 
@@ -283,6 +283,34 @@ async fn lab(cli: &Cli, command: &LabCommand) -> Result<ExitCode> {
                 print_json(&serde_json::json!({ "dir": lab.dir(), "down": true }));
             } else {
                 println!("lab in {} stopped and removed", lab.dir().display());
+            }
+        }
+        LabCommand::Restart {
+            server,
+            clock_offset,
+            without_tls,
+            dir,
+        } => {
+            if clock_offset.is_some_and(|offset| !offset.is_finite() || offset.abs() > 86_400.0) {
+                return Err(Error::Usage(
+                    "--clock-offset must be a number of seconds within ±86400".into(),
+                ));
+            }
+            let lab = lab_for(cli, dir);
+            let options = StartOptions {
+                clock_offset_secs: *clock_offset,
+                without_tls: *without_tls,
+            };
+            lab.restart(server, &options).await?;
+            if cli.global.json() {
+                print_json(&serde_json::json!({
+                    "server": server,
+                    "restarted": true,
+                    "clock_offset_secs": clock_offset,
+                    "tls": !without_tls,
+                }));
+            } else {
+                println!("{server} restarted");
             }
         }
         LabCommand::Status { dir } => {

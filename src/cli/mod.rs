@@ -159,6 +159,23 @@ pub enum LabCommand {
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Restart one database server, optionally with its wall clock moved (libfaketime)
+    /// or without TLS; a read-only server comes back read-only.
+    #[command(
+        after_help = "Examples:\n  cutover lab restart c2 --clock-offset 5\n  cutover lab restart c6 --without-tls\n  cutover lab restart c2"
+    )]
+    Restart {
+        /// legacy, c1, c2, c3 or c6.
+        server: String,
+        /// Seconds to move the server's wall clock (negative: behind).
+        #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+        clock_offset: Option<f64>,
+        /// Start without TLS.
+        #[arg(long)]
+        without_tls: bool,
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print `export` lines for the variables lab plans use: eval "$(cutover lab env)".
     Env {
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]

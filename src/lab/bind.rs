@@ -148,7 +148,7 @@ key \"{TSIG_KEY_NAME}\" {{
                 self.config_path(lab).display().to_string(),
             ];
             let out = self.dir(lab).join("named.out");
-            let mut child = process::spawn(&programs.named, &args, &out)
+            let mut child = process::spawn(&programs.named, &args, &[], &out)
                 .map_err(|e| LabError::io(&programs.named, e))?;
             self.pid_file(lab)
                 .write(child.id())

@@ -4,9 +4,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::process::{self, PidFile};
-use super::{LabError, LabSecrets, MYSQL_PORT, Programs, accounts};
+use super::{LabError, LabSecrets, MYSQL_PORT, Programs, accounts, tls};
 use crate::mysql::{Address, Endpoint, Session, quote};
 use crate::secret::Secret;
+
+/// How to start a lab server; the default is the normal configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Run under libfaketime with the wall clock moved by this many seconds.
+    pub clock_offset_secs: Option<f64>,
+    /// Start without TLS, to show what a plan requiring TLS does then.
+    pub without_tls: bool,
+}
 
 /// A lab database server.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +66,7 @@ impl LabServer {
             password: Some(Secret::new(secrets.admin.clone())),
             connect_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(120),
+            tls: None,
         }
     }
 
@@ -93,6 +103,9 @@ innodb-log-file-size=64M
 innodb-flush-log-at-trx-commit=2
 sync-binlog=0
 slave-net-timeout=10
+ssl-ca={ca}
+ssl-cert={cert}
+ssl-key={key}
 ",
             data = data.display(),
             socket = self.socket(lab).display(),
@@ -102,6 +115,9 @@ slave-net-timeout=10
             port = MYSQL_PORT,
             id = self.server_id,
             name = self.name,
+            ca = tls::ca_file(lab).display(),
+            cert = tls::server_cert(lab).display(),
+            key = tls::server_key(lab).display(),
         )
     }
 
@@ -126,7 +142,12 @@ slave-net-timeout=10
     }
 
     /// Start mariadbd and wait until it accepts connections on its socket.
-    pub async fn start(&self, lab: &Path, programs: &Programs) -> Result<(), LabError> {
+    pub async fn start(
+        &self,
+        lab: &Path,
+        programs: &Programs,
+        options: &StartOptions,
+    ) -> Result<(), LabError> {
         if self.running(lab).is_some() {
             return Ok(());
         }
@@ -137,9 +158,24 @@ slave-net-timeout=10
         if nix::unistd::geteuid().is_root() {
             args.push("--user=root".to_string());
         }
+        if options.without_tls {
+            args.push("--skip-ssl".to_string());
+        }
+        let mut env = Vec::new();
+        if let Some(offset) = options.clock_offset_secs {
+            let library = process::find_faketime_library().ok_or(LabError::MissingProgram {
+                program: "libfaketime.so.1",
+                package: "libfaketime",
+            })?;
+            env.push(("LD_PRELOAD", library.display().to_string()));
+            env.push(("FAKETIME", format!("{offset:+}")));
+            // Only the wall clock moves; the server's timers keep real time.
+            env.push(("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()));
+        }
         let mut child = process::spawn(
             &programs.mariadbd,
             &args,
+            &env,
             &self.log(lab).with_extension("out"),
         )
         .map_err(|e| LabError::io(&programs.mariadbd, e))?;
@@ -188,6 +224,7 @@ slave-net-timeout=10
             password: password.map(Secret::new),
             connect_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 

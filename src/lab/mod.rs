@@ -6,6 +6,7 @@ pub mod bind;
 pub mod dataset;
 pub mod mariadb;
 pub mod process;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::ExitCode;
 use crate::mysql::{MysqlError, Session, quote};
 pub use bind::{NAMESERVERS, NameServer, RECORD, TSIG_KEY_NAME, ZONE};
-pub use mariadb::LabServer;
+pub use mariadb::{LabServer, StartOptions};
 
 pub const MYSQL_PORT: u16 = 13306;
 
@@ -88,6 +89,8 @@ pub enum LabError {
     Replication(String),
     #[error("could not stop {0} within the time allowed")]
     StopFailed(String),
+    #[error("there is no lab server `{0}`: the lab has legacy, c1, c2, c3 and c6")]
+    UnknownServer(String),
 }
 
 impl LabError {
@@ -109,7 +112,8 @@ impl LabError {
         match self {
             LabError::MissingProgram { .. }
             | LabError::NotUp { .. }
-            | LabError::Conflict { .. } => ExitCode::InvalidInput,
+            | LabError::Conflict { .. }
+            | LabError::UnknownServer(_) => ExitCode::InvalidInput,
             _ => ExitCode::StepFailed,
         }
     }
@@ -166,6 +170,7 @@ pub struct Programs {
     pub mariadbd: PathBuf,
     pub install_db: PathBuf,
     pub named: PathBuf,
+    pub openssl: PathBuf,
 }
 
 impl Programs {
@@ -182,6 +187,7 @@ impl Programs {
             mariadbd: find("mariadbd", "mariadb-server")?,
             install_db: find("mariadb-install-db", "mariadb-server")?,
             named: find("named", "bind9")?,
+            openssl: find("openssl", "openssl")?,
         })
     }
 }
@@ -314,6 +320,7 @@ impl Lab {
         state.replicating = options.replicating;
         self.save_state(&state)?;
 
+        tls::ensure(&self.dir, &programs.openssl)?;
         for server in SERVERS {
             server.prepare(&self.dir, &programs)?;
         }
@@ -322,7 +329,11 @@ impl Lab {
             let server = *server;
             let dir = self.dir.clone();
             let programs = programs.clone();
-            starts.spawn(async move { server.start(&dir, &programs).await });
+            starts.spawn(async move {
+                server
+                    .start(&dir, &programs, &StartOptions::default())
+                    .await
+            });
         }
         while let Some(result) = starts.join_next().await {
             result.map_err(|e| LabError::StartFailed {
@@ -469,6 +480,44 @@ impl Lab {
         Ok(())
     }
 
+    /// Restart one database server, optionally under a moved clock or without TLS.
+    /// A server that was read-only comes back read-only.
+    pub async fn restart(&self, name: &str, options: &StartOptions) -> Result<(), LabError> {
+        let server = SERVERS
+            .iter()
+            .find(|server| server.name == name)
+            .ok_or_else(|| LabError::UnknownServer(name.to_string()))?;
+        let secrets = self.secrets()?;
+        let programs = Programs::find()?;
+        let was_read_only = match self.admin_session(server, &secrets).await {
+            Ok(mut session) => {
+                let read_only: Option<i64> = session
+                    .query_first("read read_only", "SELECT @@GLOBAL.read_only")
+                    .await
+                    .map_err(|e| LabError::server(server.name, e))?;
+                session.close().await;
+                read_only == Some(1)
+            }
+            // A stopped server: keep the replicas' usual fence.
+            Err(_) => server.name != SERVERS[0].name,
+        };
+        if !process::stop(&server.pid_file(&self.dir), Duration::from_secs(30)) {
+            return Err(LabError::StopFailed(server.name.to_string()));
+        }
+        server.prepare(&self.dir, &programs)?;
+        server.start(&self.dir, &programs, options).await?;
+        if was_read_only {
+            let mut session = self.admin_session(server, &secrets).await?;
+            session
+                .exec("make the server read-only", "SET GLOBAL read_only = 1")
+                .await
+                .map_err(|e| LabError::server(server.name, e))?;
+            session.close().await;
+        }
+        tracing::info!(server = server.name, ?options, "restarted");
+        Ok(())
+    }
+
     /// Stop only the lab's own processes (by pid file) and remove its directory.
     pub fn down(&self) -> Result<(), LabError> {
         if !self.dir.exists() {
@@ -562,6 +611,10 @@ impl Lab {
             ("CUTOVER_LAB_APP_PASSWORD", secrets.application),
             ("CUTOVER_LAB_TSIG_KEY", TSIG_KEY_NAME.to_string()),
             ("CUTOVER_LAB_TSIG_SECRET", secrets.tsig),
+            (
+                "CUTOVER_LAB_CA",
+                tls::ca_file(&self.dir).display().to_string(),
+            ),
         ])
     }
 }

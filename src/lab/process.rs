@@ -41,11 +41,17 @@ impl PidFile {
 }
 
 /// Start `program` in its own process group with output appended to `log`.
-pub fn spawn(program: &Path, args: &[String], log: &Path) -> std::io::Result<Child> {
+pub fn spawn(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    log: &Path,
+) -> std::io::Result<Child> {
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
     Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(name, value)| (*name, value)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -124,4 +130,15 @@ pub fn find_program_in(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
 
 pub fn find_program(name: &str) -> Option<PathBuf> {
     find_program_in(name, &search_dirs())
+}
+
+/// Debian's libfaketime preload library (multiarch path).
+pub fn find_faketime_library() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("/usr/lib/faketime/libfaketime.so.1")];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        for entry in entries.flatten() {
+            candidates.push(entry.path().join("faketime/libfaketime.so.1"));
+        }
+    }
+    candidates.into_iter().find(|path| path.is_file())
 }

@@ -4,13 +4,18 @@
 //! through [`with_timeout`]. Errors name the cluster and never carry secrets.
 
 pub mod gtid;
+pub mod server;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mysql_async::prelude::{FromRow, Queryable};
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::{Conn, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 
-use crate::secret::Secret;
+use crate::plan::Cluster;
+use crate::secret::{self, Secret, SecretError};
+
+pub use gtid::{Flavor, GtidSet};
 
 /// Where and how to reach one server.
 #[derive(Debug, Clone)]
@@ -22,6 +27,151 @@ pub struct Endpoint {
     pub password: Option<Secret>,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// `None`: plain TCP. `Some`: TLS is required; a server without it is refused.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// CA bundle that must have signed the server's certificate; `None`: the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// `false` accepts any certificate (encryption without authentication).
+    pub verify: bool,
+}
+
+impl Endpoint {
+    /// The endpoint a plan's cluster describes, with its password read from its source.
+    pub fn for_cluster(cluster: &Cluster) -> Result<Endpoint, SecretError> {
+        let password = secret::resolve(
+            &cluster.password,
+            &format!("cluster `{}` password", cluster.name),
+        )?;
+        Ok(Endpoint {
+            name: cluster.name.clone(),
+            address: Address::Tcp {
+                host: cluster.host.clone(),
+                port: cluster.port,
+            },
+            user: cluster.user.clone(),
+            password: Some(password),
+            connect_timeout: cluster.pool.connect_timeout,
+            query_timeout: cluster.pool.query_timeout,
+            tls: cluster.tls.as_ref().map(|tls| TlsSettings {
+                ca_file: tls.ca_file.clone(),
+                verify: tls.verify,
+            }),
+        })
+    }
+
+    fn opts(&self) -> OptsBuilder {
+        let mut builder = OptsBuilder::default()
+            .user(Some(self.user.clone()))
+            .pass(self.password.as_ref().map(|p| p.expose().to_string()))
+            // A loopback TCP address must not be swapped for a Unix socket with other grants.
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+            .tcp_nodelay(true);
+        builder = match &self.address {
+            Address::Tcp { host, port } => builder.ip_or_hostname(host.clone()).tcp_port(*port),
+            Address::Socket(path) => builder.socket(Some(path.display().to_string())),
+        };
+        if let Some(tls) = &self.tls {
+            let mut ssl = SslOpts::default()
+                .with_danger_accept_invalid_certs(!tls.verify)
+                .with_danger_skip_domain_validation(!tls.verify);
+            if let Some(ca_file) = &tls.ca_file {
+                ssl = ssl
+                    .with_root_certs(vec![ca_file.clone().into()])
+                    .with_disable_built_in_roots(true);
+            }
+            builder = builder.ssl_opts(ssl);
+        }
+        builder
+    }
+
+    fn connect_error(&self, error: mysql_async::Error) -> MysqlError {
+        let mut reason = error.to_string();
+        if let Some(tls) = &self.tls {
+            let lower = reason.to_ascii_lowercase();
+            if matches!(
+                error,
+                mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+            ) {
+                reason = "the plan requires TLS (`tls:`) but the server does not offer it; \
+                          enable TLS on the server or remove `tls:` from the cluster"
+                    .to_string();
+            } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+                let ca = tls.ca_file.as_ref().map_or_else(
+                    || "the built-in roots".to_string(),
+                    |ca| format!("tls.ca_file {}", ca.display()),
+                );
+                reason = format!("TLS certificate rejected ({reason}); check {ca}");
+            } else if let Some(ca_file) = tls
+                .ca_file
+                .as_ref()
+                .filter(|_| lower.contains("no such file"))
+            {
+                reason = format!("cannot read tls.ca_file {}: {reason}", ca_file.display());
+            }
+        }
+        MysqlError::Connect {
+            cluster: self.name.clone(),
+            address: self.address.to_string(),
+            reason,
+        }
+    }
+
+    fn connect_timed_out(&self, after: Duration) -> MysqlError {
+        MysqlError::Timeout {
+            cluster: self.name.clone(),
+            address: self.address.to_string(),
+            what: "connect".to_string(),
+            after,
+        }
+    }
+}
+
+/// A connection pool to one cluster, sized from the plan (never the crate's 10..100 default).
+pub struct ClusterPool {
+    pool: mysql_async::Pool,
+    endpoint: Endpoint,
+}
+
+impl ClusterPool {
+    pub fn new(endpoint: Endpoint, max: u32) -> ClusterPool {
+        let constraints =
+            PoolConstraints::new(0, max.max(1) as usize).expect("0 <= max and max >= 1");
+        let opts = endpoint.opts().pool_opts(
+            PoolOpts::default()
+                .with_constraints(constraints)
+                .with_inactive_connection_ttl(Duration::from_secs(30)),
+        );
+        ClusterPool {
+            pool: mysql_async::Pool::new(opts),
+            endpoint,
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A pooled session; it goes back to the pool when dropped.
+    pub async fn session(&self) -> Result<Session, MysqlError> {
+        match with_timeout(self.endpoint.connect_timeout, self.pool.get_conn()).await {
+            Ok(Ok(conn)) => Ok(Session {
+                conn,
+                endpoint: self.endpoint.clone(),
+            }),
+            Ok(Err(error)) => Err(self.endpoint.connect_error(error)),
+            Err(after) => Err(self.endpoint.connect_timed_out(after)),
+        }
+    }
+
+    /// Close every pooled connection, waiting at most a second.
+    pub async fn close(self) {
+        let _ = with_timeout(Duration::from_secs(1), self.pool.disconnect()).await;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -77,35 +227,15 @@ pub struct Session {
 }
 
 impl Session {
+    /// One unpooled connection (for one-off work such as the lab's setup).
     pub async fn connect(endpoint: &Endpoint) -> Result<Session, MysqlError> {
-        let mut builder = OptsBuilder::default()
-            .user(Some(endpoint.user.clone()))
-            .pass(endpoint.password.as_ref().map(|p| p.expose().to_string()))
-            // A loopback TCP address must not be swapped for a Unix socket with other grants.
-            .prefer_socket(false)
-            .stmt_cache_size(0)
-            .tcp_nodelay(true);
-        builder = match &endpoint.address {
-            Address::Tcp { host, port } => builder.ip_or_hostname(host.clone()).tcp_port(*port),
-            Address::Socket(path) => builder.socket(Some(path.display().to_string())),
-        };
-        let connect = Conn::new(builder);
-        match with_timeout(endpoint.connect_timeout, connect).await {
+        match with_timeout(endpoint.connect_timeout, Conn::new(endpoint.opts())).await {
             Ok(Ok(conn)) => Ok(Session {
                 conn,
                 endpoint: endpoint.clone(),
             }),
-            Ok(Err(error)) => Err(MysqlError::Connect {
-                cluster: endpoint.name.clone(),
-                address: endpoint.address.to_string(),
-                reason: error.to_string(),
-            }),
-            Err(after) => Err(MysqlError::Timeout {
-                cluster: endpoint.name.clone(),
-                address: endpoint.address.to_string(),
-                what: "connect".to_string(),
-                after,
-            }),
+            Ok(Err(error)) => Err(endpoint.connect_error(error)),
+            Err(after) => Err(endpoint.connect_timed_out(after)),
         }
     }
 
