@@ -38,6 +38,8 @@ pub enum Error {
     Lab(#[from] LabError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Lag(#[from] crate::lag::LagError),
     #[error(
         "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
     )]
@@ -59,6 +61,8 @@ impl Error {
             Error::Store(_) | Error::Io { .. } => ExitCode::StepFailed,
             Error::Lab(error) => error.exit_code(),
             Error::AuditBroken { .. } => ExitCode::DataMismatch,
+            Error::Lag(crate::lag::LagError::Secret(_)) => ExitCode::InvalidInput,
+            Error::Lag(_) => ExitCode::StepFailed,
         }
     }
 }

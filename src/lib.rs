@@ -9,11 +9,13 @@ pub mod cli;
 pub mod dns;
 pub mod error;
 pub mod lab;
+pub mod lag;
 pub mod logging;
 pub mod mysql;
 pub mod plan;
 pub mod secret;
 pub mod store;
+pub mod topology;
 pub mod whoami;
 
 pub use error::{Error, ExitCode, Result};

@@ -96,6 +96,24 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Show every enabled cluster: reachable, flavor, role, source, fences, GTID
+    /// position, replication threads, errant transactions, clock offset.
+    #[command(
+        after_help = "Examples:\n  cutover topology plans/lab-switchover.yaml\n  cutover topology plans/lab-switchover.yaml --output json\n\n\
+Exit codes: 0 every cluster reached and none has errant transactions; 1 a cluster\n\
+is unreachable (the others are still reported); 2 invalid plan or missing secret;\n\
+4 a replica has errant transactions (it wins over 1)."
+    )]
+    Topology { plan: PathBuf },
+    /// Replication lag of every enabled target, measured with the orchestrator's
+    /// own heartbeat (no server clock is trusted), and transactions behind.
+    #[command(
+        after_help = "Examples:\n  cutover lag plans/lab-switchover.yaml\n  cutover lag plans/lab-switchover.yaml --watch\n  cutover lag plans/lab-switchover.yaml --watch --output json --duration 30s\n  cutover lag plans/lab-switchover.yaml --wait --max-lag-ms 200 --sustained 3s --timeout 60s\n\n\
+Writes one row per process to `cutover.heartbeat` on the plan's source.\n\
+Exit codes: 0 measured (or --wait passed); 1 a target could not be measured;\n\
+2 invalid plan or arguments; 3 --wait timed out with targets over the limit."
+    )]
+    Lag(LagArgs),
     /// The audit log of every change made to servers and DNS.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -107,6 +125,35 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct LagArgs {
+    pub plan: PathBuf,
+    /// Keep measuring: a live table on a terminal, JSON lines with --output json.
+    #[arg(long, conflicts_with = "wait")]
+    pub watch: bool,
+    /// How long --watch runs.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub duration: std::time::Duration,
+    /// How often --watch reports.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "500ms")]
+    pub every: std::time::Duration,
+    /// Wait until every target stays under the limit for the window (the `wait_lag` gate).
+    #[arg(long)]
+    pub wait: bool,
+    /// Gate limit; default: the plan's `gates.max_lag_ms`.
+    #[arg(long, value_name = "MS")]
+    pub max_lag_ms: Option<u64>,
+    /// Gate window; default: the plan's `gates.sustained_for`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub sustained: Option<std::time::Duration>,
+    /// Gate timeout; default: the plan's `gates.lag_timeout`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Heartbeat interval (10 ms or more); default: the plan's `gates.heartbeat_interval_ms`.
+    #[arg(long, value_name = "MS")]
+    pub interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

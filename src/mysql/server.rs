@@ -142,6 +142,31 @@ pub async fn facts(session: &mut Session) -> Result<ServerFacts, MysqlError> {
     })
 }
 
+/// Just the executed GTID set, in one round trip (for frequent polling).
+pub async fn executed(session: &mut Session, flavor: Flavor) -> Result<GtidSet, MysqlError> {
+    let text = match flavor {
+        Flavor::Mariadb => {
+            let row: Option<(String, String)> = session
+                .query_first(
+                    "read the executed GTIDs",
+                    "SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos",
+                )
+                .await?;
+            row.map(|(state, position)| format!("{state},{position}"))
+        }
+        Flavor::Mysql => {
+            session
+                .query_first("read the executed GTIDs", "SELECT @@GLOBAL.gtid_executed")
+                .await?
+        }
+    };
+    GtidSet::parse(flavor, &text.unwrap_or_default()).map_err(|error| MysqlError::Query {
+        cluster: session_name(session),
+        what: "read the executed GTIDs".to_string(),
+        reason: error.to_string(),
+    })
+}
+
 fn session_name(session: &Session) -> String {
     session.endpoint().name.clone()
 }

@@ -70,3 +70,159 @@ pub fn strings(value: &serde_json::Value) -> Vec<&str> {
         })
         .collect()
 }
+
+/// A lab of its own (`lab up --replicating`) inside a sandbox, torn down on drop.
+pub struct LabFixture {
+    pub sandbox: Sandbox,
+    pub env: Vec<(String, String)>,
+}
+
+/// One cluster of a generated plan: `extra` is added YAML (e.g. `tls: {...}`).
+pub struct PlanCluster<'a> {
+    pub name: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub extra: &'a str,
+}
+
+pub const LAB_CLUSTERS: [(&str, &str); 5] = [
+    ("legacy", "127.0.0.10"),
+    ("c1", "127.0.0.11"),
+    ("c2", "127.0.0.12"),
+    ("c3", "127.0.0.13"),
+    ("c6", "127.0.0.16"),
+];
+
+impl LabFixture {
+    pub fn up() -> LabFixture {
+        let sandbox = Sandbox::new();
+        let lab_dir = sandbox.path().join("lab");
+        sandbox
+            .cutover()
+            .args([
+                "lab",
+                "up",
+                "--replicating",
+                "--rows",
+                "2000",
+                "-q",
+                "--dir",
+            ])
+            .arg(&lab_dir)
+            .assert()
+            .success();
+        let output = sandbox
+            .cutover()
+            .args(["lab", "env", "--output", "json", "--dir"])
+            .arg(&lab_dir)
+            .output()
+            .expect("lab env");
+        let env = stdout_json(&output)
+            .as_object()
+            .expect("lab env is an object")
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string()))
+            .collect();
+        LabFixture { sandbox, env }
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.env
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("lab env has no {name}"))
+    }
+
+    /// `cutover` with the lab's variables exported.
+    pub fn cutover(&self) -> Command {
+        let mut command = self.sandbox.cutover();
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    /// A plan over the lab's five servers, with per-cluster changes.
+    pub fn plan(&self, file: &str, changes: &[PlanCluster]) -> PathBuf {
+        let mut yaml = String::from("name: test-lab\nclusters:\n");
+        for (index, (name, ip)) in LAB_CLUSTERS.iter().enumerate() {
+            let change = changes.iter().find(|c| c.name == *name);
+            let (host, port, extra) =
+                change.map_or((*ip, 13306, ""), |c| (c.host, c.port, c.extra));
+            yaml.push_str(&format!(
+                "  {name}:\n    role: {role}\n    host: {host}\n    port: {port}\n    user: cutover\n    \
+                 password_env: CUTOVER_LAB_PASSWORD\n    \
+                 pool: {{ max: 4, connect_timeout_ms: 1000, query_timeout_ms: 5000 }}\n{extra}",
+                role = if index == 0 { "source" } else { "target" },
+            ));
+        }
+        yaml.push_str(
+            "gates:\n  max_lag_ms: 100\n  sustained_for: 1s\n  lag_timeout: 10s\n  \
+             heartbeat_interval_ms: 50\n  max_clock_skew_ms: 500\n\
+             phases:\n  - name: verify\n    rollback: manual\n    steps:\n      - wait_lag: {}\n",
+        );
+        self.sandbox.write(file, yaml)
+    }
+
+    /// An admin session to one lab server, on a small runtime of its own.
+    pub fn admin_exec(&self, ip: &str, statements: &[&str]) {
+        let endpoint = self.admin_endpoint(ip);
+        runtime().block_on(async {
+            let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+            for sql in statements {
+                session.exec("test statement", sql).await.unwrap();
+            }
+            session.close().await;
+        });
+    }
+
+    pub fn admin_endpoint(&self, ip: &str) -> cutover::mysql::Endpoint {
+        cutover::mysql::Endpoint {
+            name: ip.to_string(),
+            address: cutover::mysql::Address::Tcp {
+                host: ip.to_string(),
+                port: 13306,
+            },
+            user: self.var("CUTOVER_LAB_ADMIN_USER").to_string(),
+            password: Some(cutover::secret::Secret::new(
+                self.var("CUTOVER_LAB_ADMIN_PASSWORD"),
+            )),
+            connect_timeout: std::time::Duration::from_secs(2),
+            query_timeout: std::time::Duration::from_secs(10),
+            tls: None,
+        }
+    }
+
+    pub fn lab_dir(&self) -> PathBuf {
+        self.sandbox.path().join("lab")
+    }
+}
+
+impl Drop for LabFixture {
+    fn drop(&mut self) {
+        let _ = self
+            .sandbox
+            .cutover()
+            .args(["lab", "down", "-q", "--dir"])
+            .arg(self.lab_dir())
+            .output();
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test runtime")
+}
+
+/// A cluster entry in a test plan from a `cluster` row of `topology --output json`.
+pub fn cluster<'a>(document: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    document["clusters"]
+        .as_array()
+        .expect("clusters array")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name} in {document}"))
+}

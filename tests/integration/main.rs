@@ -6,4 +6,5 @@ mod harness;
 mod cli;
 mod docker;
 mod lab;
+mod lab_topology;
 mod plan_corpus;
