@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::mysql::gtid::{self, Flavor, GtidSet};
 use crate::mysql::server::{self, unix_micros_now};
-use crate::mysql::{Endpoint, MysqlError, Session, quote};
+use crate::mysql::{ClusterPool, Endpoint, MysqlError, Session, quote};
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
 
@@ -129,14 +129,21 @@ impl LagMonitor {
     /// Create the heartbeat table if needed and start writing and polling.
     pub async fn start(plan: &ValidatedPlan, interval: Duration) -> Result<LagMonitor, LagError> {
         let source_cluster = plan.source();
-        let source = Endpoint::for_cluster(source_cluster)?;
-        let targets: Vec<Endpoint> = plan
+        // Pools are sized from the plan; the source needs two (writer and position reader).
+        let source = Arc::new(ClusterPool::new(
+            Endpoint::for_cluster(source_cluster)?,
+            source_cluster.pool.max.max(2),
+        ));
+        let targets: Vec<Arc<ClusterPool>> = plan
             .enabled_targets()
-            .map(Endpoint::for_cluster)
-            .collect::<Result<_, _>>()?;
-        let mut writer = Session::connect(&source)
-            .await
-            .map_err(LagError::Heartbeat)?;
+            .map(|cluster| {
+                Ok(Arc::new(ClusterPool::new(
+                    Endpoint::for_cluster(cluster)?,
+                    cluster.pool.max,
+                )))
+            })
+            .collect::<Result<_, SecretError>>()?;
+        let mut writer = source.session().await.map_err(LagError::Heartbeat)?;
         create_table(&mut writer)
             .await
             .map_err(LagError::Heartbeat)?;
@@ -145,12 +152,22 @@ impl LagMonitor {
             host: crate::whoami::hostname(),
             sent: Mutex::new(SentLog::default()),
             paused: std::sync::atomic::AtomicBool::new(false),
-            samples: Mutex::new(targets.iter().map(|t| LagSample::empty(&t.name)).collect()),
+            samples: Mutex::new(
+                targets
+                    .iter()
+                    .map(|t| LagSample::empty(&t.endpoint().name))
+                    .collect(),
+            ),
             source_executed: Mutex::new(None),
         });
         let mut tasks = JoinSet::new();
-        tasks.spawn(write_heartbeats(writer, Arc::clone(&shared), interval));
-        tasks.spawn(watch_source(source.clone(), Arc::clone(&shared), interval));
+        tasks.spawn(write_heartbeats(
+            writer,
+            Arc::clone(&source),
+            Arc::clone(&shared),
+            interval,
+        ));
+        tasks.spawn(watch_source(source, Arc::clone(&shared), interval));
         for (index, target) in targets.into_iter().enumerate() {
             tasks.spawn(poll_target(target, index, Arc::clone(&shared), interval));
         }
@@ -217,7 +234,12 @@ async fn create_table(session: &mut Session) -> Result<(), MysqlError> {
         .await
 }
 
-async fn write_heartbeats(mut session: Session, shared: Arc<Shared>, interval: Duration) {
+async fn write_heartbeats(
+    mut session: Session,
+    pool: Arc<ClusterPool>,
+    shared: Arc<Shared>,
+    interval: Duration,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let host = quote(&shared.host);
@@ -254,23 +276,22 @@ async fn write_heartbeats(mut session: Session, shared: Arc<Shared>, interval: D
         let failed = result.is_err();
         lock(&shared.sent).last_error = result.err().map(|e| e.to_string());
         if failed {
-            // Reconnect within the endpoint's connect timeout; the ticker bounds the retries.
-            let endpoint = session.endpoint().clone();
-            if let Ok(fresh) = Session::connect(&endpoint).await {
+            // Reconnect within the cluster's connect timeout; the ticker bounds the retries.
+            if let Ok(fresh) = pool.session().await {
                 session = fresh;
             }
         }
     }
 }
 
-async fn watch_source(endpoint: Endpoint, shared: Arc<Shared>, interval: Duration) {
+async fn watch_source(pool: Arc<ClusterPool>, shared: Arc<Shared>, interval: Duration) {
     let mut session: Option<(Session, Flavor)> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticker.tick().await;
         if session.is_none() {
-            session = connect_with_flavor(&endpoint).await.ok();
+            session = connect_with_flavor(&pool).await.ok();
         }
         let Some((conn, flavor)) = session.as_mut() else {
             continue;
@@ -282,8 +303,8 @@ async fn watch_source(endpoint: Endpoint, shared: Arc<Shared>, interval: Duratio
     }
 }
 
-async fn connect_with_flavor(endpoint: &Endpoint) -> Result<(Session, Flavor), MysqlError> {
-    let mut session = Session::connect(endpoint).await?;
+async fn connect_with_flavor(pool: &ClusterPool) -> Result<(Session, Flavor), MysqlError> {
+    let mut session = pool.session().await?;
     let version: Option<String> = session
         .query_first("read the server version", "SELECT VERSION()")
         .await?;
@@ -291,7 +312,12 @@ async fn connect_with_flavor(endpoint: &Endpoint) -> Result<(Session, Flavor), M
     Ok((session, flavor))
 }
 
-async fn poll_target(endpoint: Endpoint, index: usize, shared: Arc<Shared>, interval: Duration) {
+async fn poll_target(
+    pool: Arc<ClusterPool>,
+    index: usize,
+    shared: Arc<Shared>,
+    interval: Duration,
+) {
     let mut session: Option<(Session, Flavor)> = None;
     let mut ticker = tokio::time::interval(poll_period(interval));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -300,7 +326,7 @@ async fn poll_target(endpoint: Endpoint, index: usize, shared: Arc<Shared>, inte
     loop {
         ticker.tick().await;
         if session.is_none() {
-            match connect_with_flavor(&endpoint).await {
+            match connect_with_flavor(&pool).await {
                 Ok(connected) => session = Some(connected),
                 Err(error) => {
                     lock(&shared.samples)[index].error = Some(error.to_string());
