@@ -1,6 +1,9 @@
 //! One function per command. Results go to stdout; everything else to stderr.
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::lag::{GateOutcome, LagGate, LagMonitor};
 
 use super::render::{self, table};
 use super::{AuditCommand, Cli, Command, LabCommand, LagArgs, PlanCommand};
@@ -131,8 +134,6 @@ async fn topology(cli: &Cli, path: &Path) -> Result<ExitCode> {
 }
 
 async fn lag(cli: &Cli, args: &LagArgs) -> Result<ExitCode> {
-    use crate::lag::{GateOutcome, LagGate, LagMonitor};
-    use std::time::Duration;
     let plan = plan::load(&args.plan)?;
     let interval = match args.interval_ms {
         Some(ms) if !(10..=60_000).contains(&ms) => {
@@ -143,106 +144,130 @@ async fn lag(cli: &Cli, args: &LagArgs) -> Result<ExitCode> {
         Some(ms) => Duration::from_millis(ms),
         None => plan.gates.heartbeat_interval,
     };
-    let json = cli.global.json();
     if args.wait {
-        let gate = LagGate {
-            max_lag: Duration::from_millis(args.max_lag_ms.unwrap_or(plan.gates.max_lag_ms)),
-            sustained_for: args.sustained.unwrap_or(plan.gates.sustained_for),
-            timeout: args.timeout.unwrap_or(plan.gates.lag_timeout),
-        };
-        let monitor = LagMonitor::start(&plan, interval).await?;
-        tracing::info!(
-            max_lag_ms = gate.max_lag.as_millis() as u64,
-            sustained = %humantime::format_duration(gate.sustained_for),
-            timeout = %humantime::format_duration(gate.timeout),
-            "waiting for every target to stay under the lag limit"
-        );
-        let outcome = crate::lag::wait_for(&monitor, gate).await;
-        let samples = monitor.snapshot();
-        monitor.stop().await;
-        let code = match &outcome {
-            GateOutcome::Passed { .. } => ExitCode::Success,
-            GateOutcome::Refused { .. } => ExitCode::Refused,
-        };
-        if json {
-            print_json(&serde_json::json!({
-                "passed": code == ExitCode::Success,
-                "outcome": outcome,
-                "max_lag_ms": gate.max_lag.as_millis() as u64,
-                "sustained_for_ms": gate.sustained_for.as_millis() as u64,
-                "clusters": samples,
-            }));
-        } else {
-            print!("{}", render::lag(&samples));
-            match &outcome {
-                GateOutcome::Passed { waited_ms } => println!(
-                    "\nlag gate passed after {waited_ms} ms: every target under {} ms for {}",
-                    gate.max_lag.as_millis(),
-                    humantime::format_duration(gate.sustained_for)
-                ),
-                GateOutcome::Refused {
-                    laggards,
-                    waited_ms,
-                } => {
-                    let names: Vec<String> = laggards
-                        .iter()
-                        .map(|l| match (l.lag_ms, &l.error) {
-                            (Some(ms), _) => format!("{} ({ms:.0} ms)", l.name),
-                            (None, Some(error)) => format!("{} ({error})", l.name),
-                            (None, None) => format!("{} (not measured)", l.name),
-                        })
-                        .collect();
-                    eprintln!(
-                        "error: lag gate refused after {waited_ms} ms: not under {} ms for {}: {}",
-                        gate.max_lag.as_millis(),
-                        humantime::format_duration(gate.sustained_for),
-                        names.join(", ")
-                    );
-                }
-            }
-        }
-        return Ok(code);
+        lag_wait(cli, args, &plan, interval).await
+    } else if args.watch {
+        lag_watch(cli, args, &plan, interval).await
+    } else {
+        lag_once(cli, &plan, interval).await
     }
-    if args.watch {
-        let monitor = LagMonitor::start(&plan, interval).await?;
-        let deadline = std::time::Instant::now() + args.duration;
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        let mut drawn_lines = 0;
-        let mut ticker = tokio::time::interval(args.every.max(Duration::from_millis(10)));
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = tokio::signal::ctrl_c() => break,
-            }
-            let samples = monitor.snapshot();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "at": crate::whoami::now(),
-                        "source": monitor.source,
-                        "heartbeat_error": monitor.writer_error(),
-                        "clusters": samples,
+}
+
+/// `lag --wait`: the `wait_lag` gate with the plan's limits (or the flags').
+async fn lag_wait(
+    cli: &Cli,
+    args: &LagArgs,
+    plan: &ValidatedPlan,
+    interval: Duration,
+) -> Result<ExitCode> {
+    let gate = LagGate {
+        max_lag: Duration::from_millis(args.max_lag_ms.unwrap_or(plan.gates.max_lag_ms)),
+        sustained_for: args.sustained.unwrap_or(plan.gates.sustained_for),
+        timeout: args.timeout.unwrap_or(plan.gates.lag_timeout),
+    };
+    let monitor = LagMonitor::start(plan, interval).await?;
+    tracing::info!(
+        max_lag_ms = gate.max_lag.as_millis() as u64,
+        sustained = %humantime::format_duration(gate.sustained_for),
+        timeout = %humantime::format_duration(gate.timeout),
+        "waiting for every target to stay under the lag limit"
+    );
+    let outcome = crate::lag::wait_for(&monitor, gate).await;
+    let samples = monitor.snapshot();
+    monitor.stop().await;
+    let code = match &outcome {
+        GateOutcome::Passed { .. } => ExitCode::Success,
+        GateOutcome::Refused { .. } => ExitCode::Refused,
+    };
+    if cli.global.json() {
+        print_json(&serde_json::json!({
+            "passed": code == ExitCode::Success,
+            "outcome": outcome,
+            "max_lag_ms": gate.max_lag.as_millis() as u64,
+            "sustained_for_ms": gate.sustained_for.as_millis() as u64,
+            "clusters": samples,
+        }));
+    } else {
+        print!("{}", render::lag(&samples));
+        match &outcome {
+            GateOutcome::Passed { waited_ms } => println!(
+                "\nlag gate passed after {waited_ms} ms: every target under {} ms for {}",
+                gate.max_lag.as_millis(),
+                humantime::format_duration(gate.sustained_for)
+            ),
+            GateOutcome::Refused {
+                laggards,
+                waited_ms,
+            } => {
+                let names: Vec<String> = laggards
+                    .iter()
+                    .map(|l| match (l.lag_ms, &l.error) {
+                        (Some(ms), _) => format!("{} ({ms:.0} ms)", l.name),
+                        (None, Some(error)) => format!("{} ({error})", l.name),
+                        (None, None) => format!("{} (not measured)", l.name),
                     })
+                    .collect();
+                eprintln!(
+                    "error: lag gate refused after {waited_ms} ms: not under {} ms for {}: {}",
+                    gate.max_lag.as_millis(),
+                    humantime::format_duration(gate.sustained_for),
+                    names.join(", ")
                 );
-            } else {
-                let text = render::lag(&samples);
-                if terminal && drawn_lines > 0 {
-                    print!("\x1b[{drawn_lines}A\x1b[J");
-                }
-                print!("{text}");
-                drawn_lines = text.lines().count();
-            }
-            if std::time::Instant::now() >= deadline {
-                break;
             }
         }
-        monitor.stop().await;
-        return Ok(ExitCode::Success);
     }
+    Ok(code)
+}
+
+/// `lag --watch`: a live table, or JSON lines, for `--duration`.
+async fn lag_watch(
+    cli: &Cli,
+    args: &LagArgs,
+    plan: &ValidatedPlan,
+    interval: Duration,
+) -> Result<ExitCode> {
+    let monitor = LagMonitor::start(plan, interval).await?;
+    let deadline = std::time::Instant::now() + args.duration;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut drawn_lines = 0;
+    let mut ticker = tokio::time::interval(args.every.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        let samples = monitor.snapshot();
+        if cli.global.json() {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "at": crate::whoami::now(),
+                    "source": monitor.source,
+                    "heartbeat_error": monitor.writer_error(),
+                    "clusters": samples,
+                })
+            );
+        } else {
+            let text = render::lag(&samples);
+            if terminal && drawn_lines > 0 {
+                print!("\x1b[{drawn_lines}A\x1b[J");
+            }
+            print!("{text}");
+            drawn_lines = text.lines().count();
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    monitor.stop().await;
+    Ok(ExitCode::Success)
+}
+
+/// `lag`: one measurement once every target has shown a heartbeat of ours.
+async fn lag_once(cli: &Cli, plan: &ValidatedPlan, interval: Duration) -> Result<ExitCode> {
     let settle = Duration::from_secs(2).max(interval * 20);
-    let (samples, writer_error) = crate::lag::measure_once(&plan, interval, settle).await?;
-    if json {
+    let (samples, writer_error) = crate::lag::measure_once(plan, interval, settle).await?;
+    if cli.global.json() {
         print_json(&serde_json::json!({
             "source": plan.source().name,
             "heartbeat_interval_ms": interval.as_millis() as u64,

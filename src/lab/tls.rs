@@ -6,6 +6,15 @@ use std::process::Command;
 
 use super::{LabError, SERVERS};
 
+/// A new P-256 key, unencrypted (the lab's servers read it without a passphrase).
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 pub fn dir(lab: &Path) -> PathBuf {
     lab.join("tls")
 }
@@ -54,19 +63,18 @@ pub fn ensure(lab: &Path, openssl: &Path) -> Result<(), LabError> {
         openssl,
         &dir,
         &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server-key.pem",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=cutover lab server",
-        ],
+            &["req"][..],
+            &NEW_EC_KEY,
+            &[
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=cutover lab server",
+            ],
+        ]
+        .concat(),
     )?;
     run(
         openssl,
@@ -93,30 +101,29 @@ pub fn ensure(lab: &Path, openssl: &Path) -> Result<(), LabError> {
 
 /// A self-signed CA (`ca.pem`, `ca-key.pem`) in `dir`.
 pub fn generate_ca(openssl: &Path, dir: &Path, common_name: &str) -> Result<(), LabError> {
+    let subject = format!("/CN={common_name}");
     run(
         openssl,
         dir,
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "3650",
-            "-subj",
-            &format!("/CN={common_name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
+            &["req", "-x509"][..],
+            &NEW_EC_KEY,
+            &[
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "3650",
+                "-subj",
+                &subject,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
     )
 }
 

@@ -83,7 +83,7 @@ pub struct ReplicationStatus {
     pub executed_gtids: Option<String>,
 }
 
-/// Read identity, settings and executed GTIDs in two round trips.
+/// Read identity, settings and executed GTIDs in three round trips.
 pub async fn facts(session: &mut Session) -> Result<ServerFacts, MysqlError> {
     let version: String = session
         .query_first("read the server version", "SELECT VERSION()")
@@ -95,8 +95,7 @@ pub async fn facts(session: &mut Session) -> Result<ServerFacts, MysqlError> {
             "read server variables",
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_id', 'read_only', \
              'super_read_only', 'log_bin', 'binlog_format', 'log_slave_updates', \
-             'log_replica_updates', 'gtid_mode', 'gtid_strict_mode', 'gtid_executed', \
-             'gtid_binlog_state', 'gtid_slave_pos')",
+             'log_replica_updates', 'gtid_mode', 'gtid_strict_mode')",
         )
         .await?;
     let variables: HashMap<String, String> = rows
@@ -105,19 +104,7 @@ pub async fn facts(session: &mut Session) -> Result<ServerFacts, MysqlError> {
         .collect();
     let get = |name: &str| variables.get(name).map(String::as_str);
     let flag = |name: &str| get(name).map(|value| matches!(value, "ON" | "1" | "YES"));
-    let parse = |name: &str| -> Result<GtidSet, MysqlError> {
-        GtidSet::parse(flavor, get(name).unwrap_or_default()).map_err(|error| MysqlError::Query {
-            cluster: session_name(session),
-            what: format!("read {name}"),
-            reason: error.to_string(),
-        })
-    };
-    // MariaDB: the binlog state holds the last GTID per (domain, server); the
-    // replica position covers what was applied without `log_slave_updates`.
-    let executed = match flavor {
-        Flavor::Mariadb => parse("gtid_binlog_state")?.union(&parse("gtid_slave_pos")?),
-        Flavor::Mysql => parse("gtid_executed")?,
-    };
+    let executed = executed(session, flavor).await?;
     Ok(ServerFacts {
         flavor,
         version,
@@ -142,7 +129,10 @@ pub async fn facts(session: &mut Session) -> Result<ServerFacts, MysqlError> {
     })
 }
 
-/// Just the executed GTID set, in one round trip (for frequent polling).
+/// The executed GTID set, in one round trip (also used for frequent polling).
+///
+/// MariaDB: the binlog state holds the last GTID per (domain, server); the
+/// replica position adds what was applied without `log_slave_updates`.
 pub async fn executed(session: &mut Session, flavor: Flavor) -> Result<GtidSet, MysqlError> {
     let text = match flavor {
         Flavor::Mariadb => {

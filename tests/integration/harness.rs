@@ -85,6 +85,23 @@ pub struct PlanCluster<'a> {
     pub extra: &'a str,
 }
 
+impl<'a> PlanCluster<'a> {
+    /// A lab cluster at its usual address with `extra` YAML added.
+    pub fn lab(name: &str, extra: &'a str) -> PlanCluster<'a> {
+        let (name, host) = LAB_CLUSTERS
+            .iter()
+            .find(|(lab_name, _)| *lab_name == name)
+            .copied()
+            .unwrap_or_else(|| panic!("no lab cluster {name}"));
+        PlanCluster {
+            name,
+            host,
+            port: 13306,
+            extra,
+        }
+    }
+}
+
 pub const LAB_CLUSTERS: [(&str, &str); 5] = [
     ("legacy", "127.0.0.10"),
     ("c1", "127.0.0.11"),

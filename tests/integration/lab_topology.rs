@@ -32,12 +32,7 @@ fn lab_quiet_topology_and_lag_over_tls() {
     let tls = format!("    tls: {{ ca_file: {ca}, verify: true }}\n");
     let changes: Vec<PlanCluster> = crate::harness::LAB_CLUSTERS
         .iter()
-        .map(|(name, ip)| PlanCluster {
-            name,
-            host: ip,
-            port: 13306,
-            extra: &tls,
-        })
+        .map(|(name, _)| PlanCluster::lab(name, &tls))
         .collect();
     let plan = lab.plan("tls.yaml", &changes);
 
@@ -88,15 +83,7 @@ fn lab_quiet_topology_and_lag_over_tls() {
         "    tls: {{ ca_file: {}, verify: true }}\n",
         other_ca.join("ca.pem").display()
     );
-    let plan = lab.plan(
-        "wrong-ca.yaml",
-        &[PlanCluster {
-            name: "c1",
-            host: "127.0.0.11",
-            port: 13306,
-            extra: &wrong,
-        }],
-    );
+    let plan = lab.plan("wrong-ca.yaml", &[PlanCluster::lab("c1", &wrong)]);
     let (document, code) = topology(&lab, &plan);
     assert_eq!(code, 1);
     let c1 = cluster(&document, "c1");
@@ -115,15 +102,7 @@ fn lab_quiet_topology_and_lag_over_tls() {
         .arg(lab.lab_dir())
         .assert()
         .success();
-    let plan = lab.plan(
-        "no-tls.yaml",
-        &[PlanCluster {
-            name: "c6",
-            host: "127.0.0.16",
-            port: 13306,
-            extra: &tls,
-        }],
-    );
+    let plan = lab.plan("no-tls.yaml", &[PlanCluster::lab("c6", &tls)]);
     let (document, code) = topology(&lab, &plan);
     assert_eq!(code, 1);
     let error = cluster(&document, "c6")["error"]
