@@ -40,6 +40,10 @@ pub enum Error {
     Usage(String),
     #[error(transparent)]
     Lag(#[from] crate::lag::LagError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Probe(#[from] crate::probe::ProbeError),
     #[error(
         "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
     )]
@@ -63,6 +67,15 @@ impl Error {
             Error::AuditBroken { .. } => ExitCode::DataMismatch,
             Error::Lag(crate::lag::LagError::Secret(_)) => ExitCode::InvalidInput,
             Error::Lag(_) => ExitCode::StepFailed,
+            Error::Engine(crate::engine::EngineError::Store(StoreError::LockHeld { .. })) => {
+                ExitCode::Refused
+            }
+            Error::Engine(crate::engine::EngineError::Store(_)) => ExitCode::StepFailed,
+            Error::Engine(_) => ExitCode::InvalidInput,
+            Error::Probe(
+                crate::probe::ProbeError::Mysql(_) | crate::probe::ProbeError::Resolve { .. },
+            ) => ExitCode::StepFailed,
+            Error::Probe(_) => ExitCode::InvalidInput,
         }
     }
 }

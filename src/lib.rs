@@ -1,20 +1,25 @@
 //! `cutover`: plan-driven, zero-data-loss migration and cutover of MySQL-family
 //! databases onto several clusters.
 //!
-//! Data flows one way: plan file → [`plan::ValidatedPlan`] → (resolved plan →
-//! executor) → [`store`] journal and report. The binary is a thin shell over
+//! Data flows one way: plan file → [`plan::ValidatedPlan`] → prechecks on the
+//! live clusters → [`engine`] running [`steps`] → [`store`] journal and report. The binary is a thin shell over
 //! [`cli::main`].
 
 pub mod cli;
 pub mod dns;
+pub mod engine;
 pub mod error;
 pub mod lab;
 pub mod lag;
 pub mod logging;
 pub mod mysql;
 pub mod plan;
+pub mod probe;
+pub mod runbook;
 pub mod secret;
+pub mod steps;
 pub mod store;
+pub mod text;
 pub mod topology;
 pub mod whoami;
 

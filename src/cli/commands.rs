@@ -7,10 +7,12 @@ use crate::lag::{GateOutcome, LagGate, LagMonitor};
 
 use super::render::{self, table};
 use super::{AuditCommand, Cli, Command, LabCommand, LagArgs, PlanCommand};
+use crate::engine::{self, RunOptions, RunReport};
 use crate::error::{Error, ExitCode, Result};
 use crate::lab::{Lab, StartOptions, UpOptions};
 use crate::plan::{self, ValidatedPlan};
-use crate::store::{RunRecord, Store};
+use crate::probe::ProbeOptions;
+use crate::store::{RunRecord, RunStatus, Store};
 
 pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
@@ -24,6 +26,28 @@ pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Status { run_id, limit } => status(cli, run_id.as_deref(), *limit).await,
         Command::Topology { plan } => topology(cli, plan).await,
+        Command::Run {
+            plan,
+            dry_run,
+            phase,
+        } => run(cli, plan, *dry_run, phase.clone()).await,
+        Command::Resume { run_id, plan } => resume(cli, run_id, plan.as_deref()).await,
+        Command::Rollback {
+            run_id,
+            to_phase,
+            plan,
+        } => rollback(cli, run_id, to_phase.as_deref(), plan.as_deref()).await,
+        Command::Probe {
+            plan,
+            duration,
+            rate,
+            watch_primaries,
+        } => probe(cli, plan, *duration, *rate, *watch_primaries).await,
+        Command::Runbook { plan } => {
+            let plan = plan::load(plan)?;
+            print!("{}", crate::runbook::render(&plan));
+            Ok(ExitCode::Success)
+        }
         Command::Lag(args) => lag(cli, args).await,
         Command::Audit(AuditCommand::Verify) => audit_verify(cli).await,
         Command::Audit(AuditCommand::Log { limit }) => audit_log(cli, *limit).await,
@@ -114,6 +138,181 @@ fn plan_summary(plan: &ValidatedPlan) -> String {
         }
     }
     out
+}
+
+fn print_report(cli: &Cli, report: &RunReport) {
+    if cli.global.json() {
+        print_json(&serde_json::to_value(report).expect("report serialises"));
+    } else {
+        print!("{}", report.render());
+    }
+}
+
+async fn run(cli: &Cli, path: &Path, dry_run: bool, phase: Option<String>) -> Result<ExitCode> {
+    let plan = plan::load(path)?;
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let options = RunOptions {
+        dry_run,
+        phase,
+        yes: cli.global.yes,
+    };
+    let report = engine::run(plan, store.clone(), options).await;
+    store.close().await;
+    let report = report?;
+    print_report(cli, &report);
+    Ok(match report.status {
+        RunStatus::Completed => ExitCode::Success,
+        RunStatus::Refused | RunStatus::RolledBack => ExitCode::Refused,
+        _ => ExitCode::StepFailed,
+    })
+}
+
+/// The plan a journaled run used: `--plan`, else the path it recorded.
+async fn plan_of_run(store: &Store, run_id: &str, path: Option<&Path>) -> Result<ValidatedPlan> {
+    let recorded = store.run(run_id).await?.plan_path;
+    let path = path.map_or_else(|| std::path::PathBuf::from(&recorded), Path::to_path_buf);
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "plan file {} (recorded by run {run_id}) is not there; pass --plan PATH",
+            path.display()
+        )));
+    }
+    Ok(plan::load(&path)?)
+}
+
+/// Changes on a terminal are confirmed by a human, or by --yes.
+fn confirm(cli: &Cli, question: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if cli.global.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!("{question}: confirm with --yes")));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::Usage("not confirmed; nothing changed".into()))
+    }
+}
+
+async fn resume(cli: &Cli, run_id: &str, path: Option<&Path>) -> Result<ExitCode> {
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let plan = plan_of_run(&store, run_id, path).await?;
+    confirm(
+        cli,
+        &format!("Resume run {run_id} of plan `{}`?", plan.name),
+    )?;
+    let report = engine::resume(plan, store.clone(), run_id, cli.global.yes).await;
+    store.close().await;
+    let report = report?;
+    print_report(cli, &report);
+    Ok(match report.status {
+        RunStatus::Completed => ExitCode::Success,
+        RunStatus::RolledBack | RunStatus::Refused => ExitCode::Refused,
+        _ => ExitCode::StepFailed,
+    })
+}
+
+async fn rollback(
+    cli: &Cli,
+    run_id: &str,
+    to_phase: Option<&str>,
+    path: Option<&Path>,
+) -> Result<ExitCode> {
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let plan = plan_of_run(&store, run_id, path).await?;
+    confirm(
+        cli,
+        &format!("Roll back run {run_id} of plan `{}`?", plan.name),
+    )?;
+    let report = engine::rollback(plan, store.clone(), run_id, to_phase, cli.global.yes).await;
+    store.close().await;
+    let report = report?;
+    print_report(cli, &report);
+    Ok(match report.status {
+        RunStatus::RolledBack => ExitCode::Success,
+        _ => ExitCode::StepFailed,
+    })
+}
+
+async fn probe(
+    cli: &Cli,
+    path: &Path,
+    duration: Duration,
+    rate: u32,
+    watch_primaries: bool,
+) -> Result<ExitCode> {
+    let plan = plan::load(path)?;
+    let options = ProbeOptions {
+        duration,
+        rate,
+        watch_primaries,
+    };
+    let stop = async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    tracing::info!(
+        "probe: writing {rate}/s for up to {} s through {}",
+        duration.as_secs(),
+        plan.application
+            .as_ref()
+            .map_or("-".to_string(), |app| format!("{}:{}", app.host, app.port))
+    );
+    let report = crate::probe::run(&plan, &options, stop).await?;
+    if cli.global.json() {
+        print_json(&serde_json::to_value(&report).expect("probe report serialises"));
+    } else {
+        println!(
+            "probe {}: attempted {}, acknowledged {}, lost {}, duplicates {}, longest without a write {} ms, failed attempts {} (read back from {})",
+            report.probe_id,
+            report.attempted,
+            report.acknowledged,
+            report.lost,
+            report.duplicates,
+            report.max_unavailable_ms,
+            report.failed_attempts,
+            report.read_back_from
+        );
+        if !report.lost_sequences.is_empty() {
+            println!("lost sequence numbers: {:?}", report.lost_sequences);
+        }
+        if let Some(writable) = &report.writable_primaries {
+            println!(
+                "read_only polled {} times on every cluster: at most {} writable at once{}",
+                writable.rounds,
+                writable.max_writable,
+                if writable.overlaps.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", writable.overlaps.join("; "))
+                }
+            );
+        }
+    }
+    let overlapping = report
+        .writable_primaries
+        .as_ref()
+        .is_some_and(|writable| writable.overlap_rounds > 0);
+    Ok(if report.lost > 0 || report.duplicates > 0 || overlapping {
+        ExitCode::DataMismatch
+    } else {
+        ExitCode::Success
+    })
 }
 
 async fn topology(cli: &Cli, path: &Path) -> Result<ExitCode> {

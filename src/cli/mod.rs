@@ -96,6 +96,79 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Run a plan: live prechecks, then its phases in order, each step journaled.
+    #[command(
+        after_help = "Examples:\n  cutover run plans/lab-switchover.yaml --dry-run\n  cutover run plans/lab-switchover.yaml --yes\n  cutover run plans/lab-switchover.yaml --phase cutover --output json\n\n\
+Exit codes: 0 completed (or the dry run found nothing wrong); 1 a step failed and\n\
+the state is not what the plan started from (the report says what it left and the\n\
+next command); 2 invalid plan or arguments; 3 a precheck or gate refused, or a\n\
+`rollback: auto` phase failed and was undone cleanly, or the plan is locked by\n\
+another run."
+    )]
+    Run {
+        plan: PathBuf,
+        /// Connect read-only, run every precheck and print the exact operations; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run only this phase.
+        #[arg(long, value_name = "NAME")]
+        phase: Option<String>,
+    },
+    /// Continue an interrupted run from its journal: finish it if it passed the
+    /// point of no return, otherwise roll the interrupted phase back.
+    #[command(
+        after_help = "Example:\n  cutover resume 20261121-101500-a1b2c3 --yes\n\n\
+Exit codes: 0 the run finished; 3 it was rolled back (it had not passed the point\n\
+of no return); 1 a step failed again; 2 unknown run or changed plan file."
+    )]
+    Resume {
+        run_id: String,
+        /// The plan file, when it moved since the run (it must be unchanged).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+    },
+    /// Undo a run's completed phases, latest first; after a switchover this is
+    /// the reverse switchover, with no acknowledged write lost.
+    #[command(
+        after_help = "Examples:\n  cutover rollback 20261121-101500-a1b2c3 --yes\n  cutover rollback 20261121-101500-a1b2c3 --to-phase cutover --yes\n\n\
+Exit codes: 0 rolled back; 1 a rollback step failed (the report says what state it\n\
+left); 2 unknown run, phase or changed plan file; 3 the plan is locked by another run."
+    )]
+    Rollback {
+        run_id: String,
+        /// Undo this phase and every later one (default: the whole run).
+        #[arg(long, value_name = "NAME")]
+        to_phase: Option<String>,
+        #[arg(long)]
+        plan: Option<PathBuf>,
+    },
+    /// Write through the application's DNS name like an application, then read
+    /// every acknowledged write back from the primary.
+    #[command(
+        after_help = "Examples:\n  cutover probe plans/lab-switchover.yaml --duration 60\n  cutover probe plans/lab-switchover.yaml --duration 10m --rate 100 --watch-primaries --output json\n\n\
+Stops at --duration or on Ctrl-C/SIGTERM, then reports. Writes to the\n\
+`cutover_probe.writes` table as the plan's application user.\n\
+Exit codes: 0 nothing lost or duplicated; 4 an acknowledged write is missing or\n\
+duplicated, or two clusters were writable at once; 1 no primary for the read-back."
+    )]
+    Probe {
+        plan: PathBuf,
+        /// Seconds, or a duration like 90s or 10m.
+        #[arg(long, value_parser = parse_seconds, default_value = "60")]
+        duration: std::time::Duration,
+        /// Writes per second.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        rate: u32,
+        /// Also poll read_only on every cluster every 20 ms and report overlaps.
+        #[arg(long)]
+        watch_primaries: bool,
+    },
+    /// Render the plan as a markdown runbook: every step, its SQL or DNS
+    /// operation, how to verify it by hand, and its rollback.
+    #[command(
+        after_help = "Example:\n  cutover runbook plans/lab-switchover.yaml > runbooks/lab-switchover.md"
+    )]
+    Runbook { plan: PathBuf },
     /// Show every enabled cluster: reachable, flavor, role, source, fences, GTID
     /// position, replication threads, errant transactions, clock offset.
     #[command(
@@ -291,6 +364,13 @@ fn report_error(cli: &Cli, error: &Error) {
     match error {
         Error::Plan(errors) if !cli.global.json() => eprint!("{}", errors.render()),
         _ => eprintln!("{prefix}: {error}"),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).map_err(|error| error.to_string()),
     }
 }
 

@@ -297,3 +297,111 @@ pub async fn compare_and_swap(
         }),
     }
 }
+
+/// A TSIG-signed SOA query: proves the key is accepted without changing anything.
+pub async fn signed_soa_query(
+    server: SocketAddr,
+    zone: &str,
+    key: &TsigKey,
+    timeout: Duration,
+) -> Result<u32, DnsError> {
+    let signer = key.signer()?;
+    let mut client = client(server, timeout, Some(signer));
+    let response = tokio::time::timeout(
+        timeout,
+        client.query(name(zone, "zone")?, DNSClass::IN, RecordType::SOA),
+    )
+    .await
+    .map_err(|_| DnsError::Timeout {
+        server,
+        after: timeout,
+    })?
+    .map_err(|error| transport_error(server, timeout, Some(&key.name), error))?;
+    match response.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::NotAuth
+        | ResponseCode::BADSIG
+        | ResponseCode::BADKEY
+        | ResponseCode::BADTIME => {
+            return Err(DnsError::TsigAuth {
+                server,
+                key: key.name.clone(),
+            });
+        }
+        code => {
+            return Err(DnsError::Protocol {
+                server,
+                reason: format!("signed SOA query answered {code}"),
+            });
+        }
+    }
+    response
+        .answers
+        .iter()
+        .find_map(|answer| match &answer.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+        .ok_or_else(|| DnsError::Protocol {
+            server,
+            reason: format!("no SOA for zone {zone}"),
+        })
+}
+
+/// Every server's answer and serial at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Agreement {
+    pub answers: Vec<AuthoritativeAnswer>,
+    pub serials: Vec<Option<u32>>,
+}
+
+impl Agreement {
+    /// Every server answers `expected` authoritatively with one serial.
+    pub fn agrees_on(&self, expected: &str) -> bool {
+        let first = self.serials.first().copied().flatten();
+        first.is_some()
+            && self.serials.iter().all(|serial| *serial == first)
+            && self.answers.iter().all(|answer| {
+                answer.authoritative
+                    && answer.values.len() == 1
+                    && same_value(&answer.values[0], expected)
+            })
+    }
+}
+
+/// Record values compare case-insensitively and with or without the final dot.
+pub fn same_value(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// Ask every server for `record` and the zone serial, concurrently.
+pub async fn poll_servers(
+    servers: &[SocketAddr],
+    zone: &str,
+    record: &str,
+    record_type: RecordType,
+    timeout: Duration,
+) -> Result<Agreement, DnsError> {
+    let mut answers = Vec::new();
+    let mut serials = Vec::new();
+    let queries = servers.iter().map(|server| async move {
+        let answer = query_authoritative(*server, record, record_type, timeout).await;
+        let serial = soa_serial(*server, zone, timeout).await.ok();
+        (answer, serial)
+    });
+    for (answer, serial) in futures_util::future::join_all(queries).await {
+        answers.push(answer?);
+        serials.push(serial);
+    }
+    Ok(Agreement { answers, serials })
+}
+
+impl From<crate::plan::DnsRecordType> for RecordType {
+    fn from(value: crate::plan::DnsRecordType) -> Self {
+        match value {
+            crate::plan::DnsRecordType::A => RecordType::A,
+            crate::plan::DnsRecordType::Cname => RecordType::CNAME,
+        }
+    }
+}

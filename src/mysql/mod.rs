@@ -3,6 +3,7 @@
 //! mysql_async has no timeouts of its own, so every await on the network goes
 //! through [`with_timeout`]. Errors name the cluster and never carry secrets.
 
+pub mod control;
 pub mod gtid;
 pub mod server;
 
@@ -298,7 +299,17 @@ impl Session {
         what: &str,
         sql: &str,
     ) -> Result<Option<T>, MysqlError> {
-        let limit = self.endpoint.query_timeout;
+        self.query_first_within(self.endpoint.query_timeout, what, sql)
+            .await
+    }
+
+    /// Like [`Session::query_first`] with an explicit bound (for server-side waits).
+    pub async fn query_first_within<T: FromRow + Send + 'static>(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        sql: &str,
+    ) -> Result<Option<T>, MysqlError> {
         match with_timeout(limit, self.conn.query_first(sql)).await {
             Ok(Ok(row)) => Ok(row),
             Ok(Err(error)) => Err(self.failure(what, error)),

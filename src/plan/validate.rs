@@ -995,12 +995,13 @@ impl Checker {
         }
     }
 
-    /// freeze → catch-up → promote → reverse replication → DNS → unfreeze → re-point.
+    /// freeze → catch-up → promote → DNS → unfreeze → reverse replication → re-point.
     ///
-    /// Only what protects acknowledged writes sits between freeze and unfreeze;
-    /// re-pointing the other targets waits until writes flow again, which is safe
-    /// because they already follow the frozen source and GTID auto-positioning
-    /// lets them continue from the new primary's binlog.
+    /// Only what protects acknowledged writes sits between freeze and unfreeze.
+    /// Reverse replication and re-pointing wait until writes flow again: the old
+    /// source is already read-only from the frozen position, the others already
+    /// follow it, and GTID positioning lets each continue from the new primary's
+    /// binlog whenever it connects.
     fn switchover(
         &mut self,
         step: SwitchoverStep,
@@ -1034,10 +1035,6 @@ impl Checker {
             StepKind::Promote {
                 cluster: to.clone(),
             },
-            StepKind::ReverseReplication {
-                from: to.clone(),
-                cluster: source,
-            },
         ];
         if self.has_dns {
             self.dns_target(&step.to, "switchover");
@@ -1048,6 +1045,10 @@ impl Checker {
             });
         }
         sequence.push(StepKind::Unfreeze);
+        sequence.push(StepKind::ReverseReplication {
+            from: to.clone(),
+            cluster: source,
+        });
         if !others.is_empty() {
             sequence.push(StepKind::Repoint {
                 to,

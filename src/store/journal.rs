@@ -175,7 +175,13 @@ impl Store {
         )
         .bind(&run_id)
         .bind(&plan.name)
-        .bind(plan.path.display().to_string())
+        // Absolute, so `resume` and `rollback` find it from any directory.
+        .bind(
+            std::fs::canonicalize(&plan.path)
+                .unwrap_or_else(|_| plan.path.clone())
+                .display()
+                .to_string(),
+        )
         .bind(&plan.sha256)
         .bind(dry_run)
         .bind(&actor)
@@ -331,6 +337,20 @@ impl Store {
         Ok(())
     }
 
+    /// This process takes over a run (for `resume` and `rollback`).
+    pub async fn adopt_run(&self, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET status = 'running', ended_at = NULL, host = ?, pid = ? WHERE run_id = ?",
+        )
+        .bind(whoami::hostname())
+        .bind(i64::from(std::process::id()))
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
     pub async fn mark_point_of_no_return(&self, run_id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET point_of_no_return = 1 WHERE run_id = ?")
             .bind(run_id)
@@ -344,7 +364,7 @@ impl Store {
     pub async fn run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
         let row = sqlx::query(
             "SELECT run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, started_at,
-                    ended_at, point_of_no_return, detail
+                    ended_at, point_of_no_return, detail, host, pid
              FROM runs WHERE run_id = ?",
         )
         .bind(run_id)
@@ -357,7 +377,20 @@ impl Store {
             plan: row.get("plan_name"),
             plan_path: row.get("plan_path"),
             plan_sha256: row.get("plan_sha256"),
-            status: RunStatus::parse(row.get::<&str, _>("status")).unwrap_or(RunStatus::Failed),
+            status: match RunStatus::parse(row.get::<&str, _>("status")) {
+                // A run whose process is gone was interrupted, whatever it last wrote.
+                Some(RunStatus::Running)
+                    if row.get::<&str, _>("host") == whoami::hostname()
+                        && !whoami::process_alive(
+                            u32::try_from(row.get::<i64, _>("pid")).unwrap_or(0),
+                            None,
+                        ) =>
+                {
+                    RunStatus::Interrupted
+                }
+                Some(status) => status,
+                None => RunStatus::Failed,
+            },
             dry_run: row.get("dry_run"),
             actor: row.get("actor"),
             started_at: row.get("started_at"),

@@ -1,0 +1,1063 @@
+//! The executor: validated plan → prechecks → phases of steps, with every
+//! step's intent journaled before it acts and its result after; per-phase
+//! rollback, resume from the journal, and dry runs.
+
+pub mod context;
+pub mod prechecks;
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::plan::{Phase, RollbackMode, Step, StepKind, ValidatedPlan};
+use crate::secret::SecretError;
+use crate::steps::{self, StepError};
+use crate::store::{
+    EventKind, PlanLock, RunRecord, RunStatus, StepStatus, StepUpdate, Store, StoreError,
+};
+use context::{Context, SwitchState};
+use prechecks::{CheckStatus, Precheck};
+pub use report::{Operation, RunReport};
+
+/// Test-only: SIGKILL this process when it is about to start the N-th step
+/// (counted from 1 across the run). Lets tests crash the orchestrator at
+/// every step boundary; never set it in production.
+pub const KILL_AT_STEP_ENV: &str = "CUTOVER_TEST_KILL_AT_STEP";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "step `{phase}/{step}` is a `{kind}` step, which this build cannot run yet; remove it from the plan or run the other phases with --phase"
+    )]
+    Unavailable {
+        phase: String,
+        step: String,
+        kind: String,
+    },
+    #[error("the plan has no phase `{0}`")]
+    UnknownPhase(String),
+    #[error(
+        "plan file {path} changed since run {run_id} started (sha256 differs); restore the plan the run used before resuming or rolling back"
+    )]
+    PlanChanged { run_id: String, path: String },
+    #[error("run {run_id} is {status}; there is nothing to {action}")]
+    NothingToDo {
+        run_id: String,
+        status: String,
+        action: String,
+    },
+    #[error(
+        "run {0} was a dry run; it changed nothing, so there is nothing to resume or roll back"
+    )]
+    DryRun(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    /// Only this phase.
+    pub phase: Option<String>,
+    /// Confirmations answered yes.
+    pub yes: bool,
+}
+
+/// How a run (or resume, or rollback) ended.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Completed,
+    /// A gate or precheck said no before anything changed.
+    Refused(String),
+    /// A step failed and its phase was undone cleanly.
+    RolledBack(String),
+    /// A step failed and the state is not what the plan started from.
+    Failed {
+        reason: String,
+        next: String,
+    },
+}
+
+fn selected_phases<'a>(
+    plan: &'a ValidatedPlan,
+    phase: Option<&str>,
+) -> Result<Vec<(usize, &'a Phase)>, EngineError> {
+    match phase {
+        None => Ok(plan.phases.iter().enumerate().collect()),
+        Some(name) => plan
+            .phases
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.name == name)
+            .map(Ok)
+            .next()
+            .map(|found| found.map(|one| vec![one]))
+            .unwrap_or_else(|| Err(EngineError::UnknownPhase(name.to_string()))),
+    }
+}
+
+fn check_available(phases: &[(usize, &Phase)]) -> Result<(), EngineError> {
+    for (_, phase) in phases {
+        for step in &phase.steps {
+            if !steps::is_available(&step.kind) {
+                return Err(EngineError::Unavailable {
+                    phase: phase.name.clone(),
+                    step: step.name.clone(),
+                    kind: step.kind.kind_name().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cutover run PLAN [--dry-run] [--phase NAME]`.
+pub async fn run(
+    plan: ValidatedPlan,
+    store: Store,
+    options: RunOptions,
+) -> Result<RunReport, crate::Error> {
+    let plan = Arc::new(plan);
+    let phases = selected_phases(&plan, options.phase.as_deref())?;
+    if !options.dry_run {
+        check_available(&phases)?;
+    }
+    let record = store.create_run(&plan, options.dry_run).await?;
+    let run_id = record.run_id.clone();
+    let lock = match store.acquire_plan_lock(&plan.name, &run_id).await {
+        Ok(lock) => lock,
+        Err(error) => {
+            store
+                .finish_run(&run_id, RunStatus::Refused, Some(&error.to_string()))
+                .await?;
+            return Err(error.into());
+        }
+    };
+    let result = run_locked(&plan, &store, &run_id, &phases, &options).await;
+    release(&store, lock).await;
+    result
+}
+
+async fn release(store: &Store, lock: PlanLock) {
+    if let Err(error) = store.release_plan_lock(lock).await {
+        tracing::warn!("could not release the plan lock: {error}");
+    }
+}
+
+async fn run_locked(
+    plan: &Arc<ValidatedPlan>,
+    store: &Store,
+    run_id: &str,
+    phases: &[(usize, &Phase)],
+    options: &RunOptions,
+) -> Result<RunReport, crate::Error> {
+    let started = Instant::now();
+    tracing::info!(
+        "run {run_id}: prechecks on {} cluster(s)",
+        plan.enabled_clusters().count()
+    );
+    let phase_refs: Vec<&Phase> = phases.iter().map(|(_, phase)| *phase).collect();
+    let checks = prechecks::run(plan, &phase_refs).await?;
+    let failed: Vec<&Precheck> = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .collect();
+    store
+        .record_event(
+            run_id,
+            EventKind::Observation,
+            None,
+            None,
+            None,
+            Some(&serde_json::to_value(&checks).unwrap_or_default()),
+            Some("prechecks"),
+        )
+        .await?;
+    let mut state = Context::initial_state(plan);
+    if options.dry_run {
+        let operations = report::operations(plan, phases, &checks).await;
+        let outcome = if failed.is_empty() {
+            Outcome::Completed
+        } else {
+            Outcome::Refused(refusal(&failed))
+        };
+        return finish(
+            store, run_id, plan, outcome, checks, operations, None, &state, started,
+        )
+        .await;
+    }
+    if !failed.is_empty() {
+        let outcome = Outcome::Refused(refusal(&failed));
+        return finish(
+            store,
+            run_id,
+            plan,
+            outcome,
+            checks,
+            vec![],
+            None,
+            &state,
+            started,
+        )
+        .await;
+    }
+    let mut ctx = Context::new(
+        plan.clone(),
+        store.clone(),
+        run_id.to_string(),
+        options.yes,
+        state.clone(),
+    )?;
+    let outcome = execute(&mut ctx, phases, None).await;
+    state = ctx.state.clone();
+    let freeze = ctx.write_freeze_ms;
+    ctx.drop_sessions().await;
+    finish(
+        store,
+        run_id,
+        plan,
+        outcome,
+        checks,
+        vec![],
+        freeze,
+        &state,
+        started,
+    )
+    .await
+}
+
+fn refusal(failed: &[&Precheck]) -> String {
+    format!(
+        "precheck refused: {}",
+        failed
+            .iter()
+            .map(|c| format!("{} {}: {}", c.cluster, c.check, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    store: &Store,
+    run_id: &str,
+    plan: &ValidatedPlan,
+    outcome: Outcome,
+    prechecks: Vec<Precheck>,
+    operations: Vec<Operation>,
+    write_freeze_ms: Option<u64>,
+    state: &SwitchState,
+    started: Instant,
+) -> Result<RunReport, crate::Error> {
+    let (status, detail, next) = match &outcome {
+        Outcome::Completed => (RunStatus::Completed, None, None),
+        Outcome::Refused(reason) => (RunStatus::Refused, Some(reason.clone()), None),
+        Outcome::RolledBack(reason) => (RunStatus::RolledBack, Some(reason.clone()), None),
+        Outcome::Failed { reason, next } => {
+            (RunStatus::Failed, Some(reason.clone()), Some(next.clone()))
+        }
+    };
+    store.finish_run(run_id, status, detail.as_deref()).await?;
+    let record = store.run(run_id).await?;
+    Ok(RunReport::new(
+        &record,
+        plan,
+        detail,
+        next,
+        prechecks,
+        operations,
+        write_freeze_ms,
+        state,
+        started.elapsed(),
+    ))
+}
+
+/// Run phases from `start` (phase index, step index) or from their beginning.
+async fn execute(
+    ctx: &mut Context,
+    phases: &[(usize, &Phase)],
+    start: Option<(usize, usize)>,
+) -> Outcome {
+    let kill_at: Option<u64> = std::env::var(KILL_AT_STEP_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut started_steps = 0u64;
+    for (phase_index, phase) in phases {
+        let first_step = match start {
+            Some((p, s)) if p == *phase_index => s,
+            Some((p, _)) if p > *phase_index => continue,
+            _ => 0,
+        };
+        if let Err(error) = ctx
+            .store
+            .set_phase_status(&ctx.run_id, *phase_index, StepStatus::Running)
+            .await
+        {
+            return store_failure(ctx, error);
+        }
+        tracing::info!("phase `{}` ({} step(s))", phase.name, phase.steps.len());
+        for (step_index, step) in phase.steps.iter().enumerate().skip(first_step) {
+            started_steps += 1;
+            if kill_at == Some(started_steps) {
+                tracing::warn!(
+                    "{KILL_AT_STEP_ENV}={started_steps}: killing this process (test only)"
+                );
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getpid(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            ctx.phase = phase.name.clone();
+            ctx.step = step.name.clone();
+            match run_step(ctx, *phase_index, step_index, step).await {
+                Ok(()) => {}
+                Err(StepFailure::Store(error)) => return store_failure(ctx, error),
+                Err(StepFailure::Step(error)) => {
+                    let reason = format!(
+                        "step `{}/{}` ({}): {error}",
+                        phase.name,
+                        step.name,
+                        step.kind.kind_name()
+                    );
+                    tracing::error!("{reason}");
+                    ctx.drop_sessions().await;
+                    return after_failure(ctx, *phase_index, phase, reason, error.is_refusal())
+                        .await;
+                }
+            }
+        }
+        if let Err(error) = ctx
+            .store
+            .set_phase_status(&ctx.run_id, *phase_index, StepStatus::Completed)
+            .await
+        {
+            return store_failure(ctx, error);
+        }
+    }
+    Outcome::Completed
+}
+
+fn store_failure(ctx: &Context, error: StoreError) -> Outcome {
+    Outcome::Failed {
+        reason: format!("the state store failed, so the journal is incomplete: {error}"),
+        next: format!(
+            "cutover status {}   # then resume or roll back once the store is writable",
+            ctx.run_id
+        ),
+    }
+}
+
+enum StepFailure {
+    Step(StepError),
+    Store(StoreError),
+}
+
+/// Journal intent, act, journal the result.
+async fn run_step(
+    ctx: &mut Context,
+    phase_index: usize,
+    step_index: usize,
+    step: &Step,
+) -> Result<(), StepFailure> {
+    let description = steps::describe(&ctx.plan, &step.kind);
+    let intent = json!({ "state": ctx.state });
+    ctx.store
+        .record_event(
+            &ctx.run_id,
+            EventKind::Intent,
+            Some(&ctx.phase),
+            Some(&step.name),
+            Some(&description.cluster),
+            Some(&intent),
+            Some(&description.action),
+        )
+        .await
+        .map_err(StepFailure::Store)?;
+    ctx.store
+        .set_step_status(
+            &ctx.run_id,
+            phase_index,
+            step_index,
+            &StepUpdate::status(StepStatus::Running),
+        )
+        .await
+        .map_err(StepFailure::Store)?;
+    tracing::info!(
+        "▶ {}/{} ({}): {}",
+        ctx.phase,
+        step.name,
+        step.kind.kind_name(),
+        description.action
+    );
+    let started = Instant::now();
+    let result = steps::act(ctx, &step.kind).await;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(mut observed) => {
+            observed["state"] = json!(ctx.state);
+            ctx.store
+                .set_step_status(
+                    &ctx.run_id,
+                    phase_index,
+                    step_index,
+                    &StepUpdate {
+                        status: StepStatus::Completed,
+                        elapsed_ms: Some(elapsed_ms),
+                        positions: Some(observed.clone()),
+                        detail: None,
+                    },
+                )
+                .await
+                .map_err(StepFailure::Store)?;
+            ctx.store
+                .record_event(
+                    &ctx.run_id,
+                    EventKind::Result,
+                    Some(&ctx.phase),
+                    Some(&step.name),
+                    Some(&description.cluster),
+                    Some(&observed),
+                    Some("ok"),
+                )
+                .await
+                .map_err(StepFailure::Store)?;
+            tracing::info!("✓ {}/{} {elapsed_ms} ms", ctx.phase, step.name);
+            Ok(())
+        }
+        Err(error) => {
+            let detail = error.to_string();
+            let _ = ctx
+                .store
+                .set_step_status(
+                    &ctx.run_id,
+                    phase_index,
+                    step_index,
+                    &StepUpdate {
+                        status: StepStatus::Failed,
+                        elapsed_ms: Some(elapsed_ms),
+                        positions: Some(json!({ "state": ctx.state })),
+                        detail: Some(detail.clone()),
+                    },
+                )
+                .await;
+            let _ = ctx
+                .store
+                .record_event(
+                    &ctx.run_id,
+                    EventKind::Result,
+                    Some(&ctx.phase),
+                    Some(&step.name),
+                    Some(&description.cluster),
+                    Some(&json!({ "state": ctx.state })),
+                    Some(&detail),
+                )
+                .await;
+            Err(StepFailure::Step(error))
+        }
+    }
+}
+
+/// A step failed: an automatic phase is undone; a manual one is left for the
+/// operator, except that a freeze short of promotion is always released.
+async fn after_failure(
+    ctx: &mut Context,
+    phase_index: usize,
+    phase: &Phase,
+    reason: String,
+    refusal: bool,
+) -> Outcome {
+    let record = match ctx.store.run(&ctx.run_id).await {
+        Ok(record) => record,
+        Err(error) => return store_failure(ctx, error),
+    };
+    let completed = completed_steps(&record, phase_index, phase);
+    let changed_something = completed.iter().any(|(_, step, _)| step.kind.is_mutating());
+    if phase.rollback == RollbackMode::Auto {
+        tracing::warn!(
+            "phase `{}` is `rollback: auto`: undoing {} completed step(s)",
+            phase.name,
+            completed.len()
+        );
+        match undo_phase(ctx, phase_index, phase, &completed).await {
+            Ok(()) => {
+                let _ = ctx
+                    .store
+                    .set_phase_status(&ctx.run_id, phase_index, StepStatus::RolledBack)
+                    .await;
+                if refusal || !changed_something {
+                    Outcome::RolledBack(reason)
+                } else {
+                    Outcome::RolledBack(format!("{reason} (the phase was rolled back)"))
+                }
+            }
+            Err(undo_error) => {
+                let _ = ctx
+                    .store
+                    .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
+                    .await;
+                Outcome::Failed {
+                    reason: format!(
+                        "{reason}; rolling the phase back also failed: {undo_error}. Primary now: `{}`, DNS points at `{}`",
+                        ctx.state.primary, ctx.state.dns_points_to
+                    ),
+                    next: format!(
+                        "cutover status {id}; then cutover rollback {id} (or cutover resume {id} once the cause is fixed)",
+                        id = ctx.run_id
+                    ),
+                }
+            }
+        }
+    } else {
+        // The freeze budget is a safety rule, not a rollback choice.
+        if let Some(cluster) = ctx.fence.as_ref().map(|fence| fence.cluster.clone()) {
+            let _ = steps::freeze::undo(ctx, &cluster).await;
+        }
+        let _ = ctx
+            .store
+            .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
+            .await;
+        if refusal && !changed_something {
+            Outcome::Refused(reason)
+        } else {
+            Outcome::Failed {
+                reason: format!(
+                    "{reason}. Phase `{}` is `rollback: manual`; primary now: `{}`, DNS points at `{}`",
+                    phase.name, ctx.state.primary, ctx.state.dns_points_to
+                ),
+                next: format!(
+                    "cutover resume {id}   # retry from the failed step, or: cutover rollback {id}",
+                    id = ctx.run_id
+                ),
+            }
+        }
+    }
+}
+
+/// The completed steps of one phase with what they journaled, in plan order.
+fn completed_steps<'a>(
+    record: &RunRecord,
+    phase_index: usize,
+    phase: &'a Phase,
+) -> Vec<(usize, &'a Step, serde_json::Value)> {
+    let Some(journaled) = record.phases.get(phase_index) else {
+        return vec![];
+    };
+    phase
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, step)| {
+            let entry = journaled.steps.get(index)?;
+            (entry.status == StepStatus::Completed).then(|| {
+                (
+                    index,
+                    step,
+                    entry.positions.clone().unwrap_or(serde_json::Value::Null),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Undo a phase's completed steps in reverse. Once writes resumed on a newly
+/// promoted primary, undoing means a reverse switchover instead.
+async fn undo_phase(
+    ctx: &mut Context,
+    phase_index: usize,
+    phase: &Phase,
+    completed: &[(usize, &Step, serde_json::Value)],
+) -> Result<(), StepError> {
+    let promoted = completed
+        .iter()
+        .any(|(_, step, _)| matches!(step.kind, StepKind::Promote { .. }));
+    let writes_resumed = promoted
+        && completed
+            .iter()
+            .any(|(_, step, _)| matches!(step.kind, StepKind::Unfreeze));
+    if writes_resumed {
+        if let Some(previous) = ctx.state.previous_primary.clone() {
+            reverse_switchover(ctx, &previous).await?;
+        }
+        for (index, step, _) in completed.iter().rev() {
+            mark_rolled_back(
+                ctx,
+                phase_index,
+                *index,
+                step,
+                "undone by the reverse switchover",
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    for (index, step, observed) in completed.iter().rev() {
+        ctx.step = step.name.clone();
+        tracing::info!(
+            "↶ undo {}/{} ({})",
+            phase.name,
+            step.name,
+            step.kind.kind_name()
+        );
+        let result = steps::undo(ctx, &step.kind, observed).await;
+        if let Err(error) = result {
+            ctx.drop_sessions().await;
+            let _ = ctx
+                .store
+                .record_event(
+                    &ctx.run_id,
+                    EventKind::Rollback,
+                    Some(&phase.name),
+                    Some(&step.name),
+                    None,
+                    Some(&json!({ "state": ctx.state })),
+                    Some(&format!("undo failed: {error}")),
+                )
+                .await;
+            return Err(error);
+        }
+        mark_rolled_back(ctx, phase_index, *index, step, "undone").await;
+    }
+    // Whatever happened, no fence outlives the rollback.
+    if let Some(fence) = ctx.fence.take() {
+        fence.release().await;
+    }
+    Ok(())
+}
+
+async fn mark_rolled_back(
+    ctx: &Context,
+    phase_index: usize,
+    step_index: usize,
+    step: &Step,
+    message: &str,
+) {
+    let _ = ctx
+        .store
+        .set_step_status(
+            &ctx.run_id,
+            phase_index,
+            step_index,
+            &StepUpdate::status(StepStatus::RolledBack),
+        )
+        .await;
+    let _ = ctx
+        .store
+        .record_event(
+            &ctx.run_id,
+            EventKind::Rollback,
+            Some(&ctx.phase),
+            Some(&step.name),
+            None,
+            Some(&json!({ "state": ctx.state })),
+            Some(message),
+        )
+        .await;
+}
+
+/// Switch back to `back_to` the way the switchover came: freeze the current
+/// primary, let `back_to` catch up through reverse replication, promote it,
+/// switch DNS back, resume writes, then re-point everyone under it.
+pub async fn reverse_switchover(ctx: &mut Context, back_to: &str) -> Result<(), StepError> {
+    let current = ctx.state.primary.clone();
+    if current == back_to {
+        return Ok(());
+    }
+    let gates = ctx.plan.gates.clone();
+    let others: Vec<String> = ctx
+        .plan
+        .enabled_clusters()
+        .map(|c| c.name.clone())
+        .filter(|name| *name != current && name != back_to)
+        .collect();
+    let mut sequence = vec![
+        StepKind::ReverseReplication {
+            from: current.clone(),
+            cluster: back_to.to_string(),
+        },
+        StepKind::Freeze {
+            cluster: current.clone(),
+            drain_timeout: gates.drain_timeout,
+            budget: gates.freeze_budget,
+        },
+        StepKind::CatchUp {
+            targets: vec![back_to.to_string()],
+            timeout: gates.freeze_budget,
+        },
+        StepKind::Promote {
+            cluster: back_to.to_string(),
+        },
+    ];
+    if ctx.plan.dns.is_some() && ctx.state.dns_points_to != back_to {
+        sequence.push(StepKind::DnsSwitch {
+            to: back_to.to_string(),
+            wait_ttl: false,
+            verify_timeout: gates.dns_verify_timeout,
+        });
+    }
+    sequence.push(StepKind::Unfreeze);
+    sequence.push(StepKind::ReverseReplication {
+        from: back_to.to_string(),
+        cluster: current.clone(),
+    });
+    if !others.is_empty() {
+        sequence.push(StepKind::Repoint {
+            to: back_to.to_string(),
+            clusters: others,
+        });
+    }
+    tracing::info!("reverse switchover: `{current}` → `{back_to}`");
+    let phase = ctx.phase.clone();
+    for kind in sequence {
+        let name = format!("rollback-to-{back_to}.{}", kind.kind_name());
+        ctx.step = name.clone();
+        let description = steps::describe(&ctx.plan, &kind);
+        let _ = ctx
+            .store
+            .record_event(
+                &ctx.run_id,
+                EventKind::Rollback,
+                Some(&phase),
+                Some(&name),
+                Some(&description.cluster),
+                Some(&json!({ "state": ctx.state })),
+                Some(&format!("intent: {}", description.action)),
+            )
+            .await;
+        tracing::info!("▶ {name}: {}", description.action);
+        let started = Instant::now();
+        match steps::act(ctx, &kind).await {
+            Ok(mut observed) => {
+                observed["state"] = json!(ctx.state);
+                let _ = ctx
+                    .store
+                    .record_event(
+                        &ctx.run_id,
+                        EventKind::Rollback,
+                        Some(&phase),
+                        Some(&name),
+                        Some(&description.cluster),
+                        Some(&observed),
+                        Some("ok"),
+                    )
+                    .await;
+                tracing::info!("✓ {name} {} ms", started.elapsed().as_millis());
+            }
+            Err(error) => {
+                ctx.drop_sessions().await;
+                // Short of promotion the current primary simply keeps its role.
+                if ctx.state.primary == current
+                    && let Some(fence) = ctx.fence.take()
+                {
+                    fence.release().await;
+                }
+                let _ = ctx
+                    .store
+                    .record_event(
+                        &ctx.run_id,
+                        EventKind::Rollback,
+                        Some(&phase),
+                        Some(&name),
+                        None,
+                        Some(&json!({ "state": ctx.state })),
+                        Some(&format!("failed: {error}")),
+                    )
+                    .await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The state a run left, from the last step that journaled one.
+fn journaled_state(record: &RunRecord, plan: &ValidatedPlan) -> SwitchState {
+    record
+        .phases
+        .iter()
+        .flat_map(|phase| &phase.steps)
+        .filter(|step| {
+            matches!(
+                step.status,
+                StepStatus::Completed | StepStatus::Failed | StepStatus::RolledBack
+            )
+        })
+        .filter_map(|step| step.positions.as_ref()?.get("state").cloned())
+        .filter_map(|state| serde_json::from_value::<SwitchState>(state).ok())
+        .next_back()
+        .unwrap_or_else(|| Context::initial_state(plan))
+}
+
+fn check_same_plan(record: &RunRecord, plan: &ValidatedPlan) -> Result<(), EngineError> {
+    if record.plan_sha256 != plan.sha256 {
+        return Err(EngineError::PlanChanged {
+            run_id: record.run_id.clone(),
+            path: record.plan_path.clone(),
+        });
+    }
+    if record.dry_run {
+        return Err(EngineError::DryRun(record.run_id.clone()));
+    }
+    Ok(())
+}
+
+/// `cutover resume RUN_ID`: finish an interrupted run past its point of no
+/// return, or roll back the interrupted phase if it never got there.
+pub async fn resume(
+    plan: ValidatedPlan,
+    store: Store,
+    run_id: &str,
+    yes: bool,
+) -> Result<RunReport, crate::Error> {
+    let record = store.run(run_id).await?;
+    check_same_plan(&record, &plan)?;
+    if matches!(
+        record.status,
+        RunStatus::Completed | RunStatus::RolledBack | RunStatus::Refused
+    ) {
+        return Err(EngineError::NothingToDo {
+            run_id: run_id.into(),
+            status: record.status.to_string(),
+            action: "resume".into(),
+        }
+        .into());
+    }
+    let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    store.adopt_run(run_id).await?;
+    let plan = Arc::new(plan);
+    let started = Instant::now();
+    let state = journaled_state(&record, &plan);
+    let Some((phase_index, step_index)) = first_unfinished(&record) else {
+        release(&store, lock).await;
+        store.finish_run(run_id, RunStatus::Completed, None).await?;
+        let record = store.run(run_id).await?;
+        return Ok(RunReport::new(
+            &record,
+            &plan,
+            None,
+            None,
+            vec![],
+            vec![],
+            None,
+            &state,
+            started.elapsed(),
+        ));
+    };
+    let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
+    let phase = &plan.phases[phase_index];
+    let outcome = if record.point_of_no_return {
+        tracing::info!(
+            "run {run_id} passed its point of no return: finishing it from `{}/{}`",
+            phase.name,
+            phase.steps[step_index].name
+        );
+        let _ = store
+            .record_event(
+                run_id,
+                EventKind::Note,
+                Some(&phase.name),
+                None,
+                None,
+                None,
+                Some("resume: past the point of no return, finishing the run"),
+            )
+            .await;
+        let phases: Vec<(usize, &Phase)> =
+            plan.phases.iter().enumerate().skip(phase_index).collect();
+        execute(&mut ctx, &phases, Some((phase_index, step_index))).await
+    } else {
+        tracing::info!(
+            "run {run_id} stopped before its point of no return: rolling back phase `{}`",
+            phase.name
+        );
+        let _ = store
+            .record_event(
+                run_id,
+                EventKind::Note,
+                Some(&phase.name),
+                None,
+                None,
+                None,
+                Some("resume: before the point of no return, rolling the interrupted phase back"),
+            )
+            .await;
+        ctx.phase = phase.name.clone();
+        let completed = completed_steps(&record, phase_index, phase);
+        match undo_phase(&mut ctx, phase_index, phase, &completed).await {
+            Ok(()) => {
+                let _ = store
+                    .set_phase_status(run_id, phase_index, StepStatus::RolledBack)
+                    .await;
+                Outcome::RolledBack(format!(
+                    "the run was interrupted in phase `{}` before the point of no return; that phase was rolled back (start again with `cutover run`)",
+                    phase.name
+                ))
+            }
+            Err(error) => Outcome::Failed {
+                reason: format!(
+                    "rolling back the interrupted phase `{}` failed: {error}",
+                    phase.name
+                ),
+                next: format!(
+                    "cutover status {run_id}; fix the cause, then cutover resume {run_id}"
+                ),
+            },
+        }
+    };
+    let state = ctx.state.clone();
+    let freeze = ctx.write_freeze_ms;
+    ctx.drop_sessions().await;
+    let report = finish(
+        &store,
+        run_id,
+        &plan,
+        outcome,
+        vec![],
+        vec![],
+        freeze,
+        &state,
+        started,
+    )
+    .await;
+    release(&store, lock).await;
+    report
+}
+
+/// The first step that did not complete, phase by phase.
+fn first_unfinished(record: &RunRecord) -> Option<(usize, usize)> {
+    record.phases.iter().enumerate().find_map(|(p, phase)| {
+        if phase.status == StepStatus::Completed {
+            return None;
+        }
+        phase
+            .steps
+            .iter()
+            .position(|step| step.status != StepStatus::Completed)
+            .map(|s| (p, s))
+    })
+}
+
+/// `cutover rollback RUN_ID [--to-phase NAME]`: undo completed phases, the
+/// latest first, back to the start of `NAME` (default: the whole run).
+pub async fn rollback(
+    plan: ValidatedPlan,
+    store: Store,
+    run_id: &str,
+    to_phase: Option<&str>,
+    yes: bool,
+) -> Result<RunReport, crate::Error> {
+    let record = store.run(run_id).await?;
+    check_same_plan(&record, &plan)?;
+    if record.status == RunStatus::RolledBack {
+        return Err(EngineError::NothingToDo {
+            run_id: run_id.into(),
+            status: record.status.to_string(),
+            action: "roll back".into(),
+        }
+        .into());
+    }
+    let boundary = match to_phase {
+        Some(name) => plan
+            .phases
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| EngineError::UnknownPhase(name.to_string()))?,
+        None => 0,
+    };
+    let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    store.adopt_run(run_id).await?;
+    let plan = Arc::new(plan);
+    let started = Instant::now();
+    let state = journaled_state(&record, &plan);
+    let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
+    let _ = store
+        .record_event(
+            run_id,
+            EventKind::Note,
+            None,
+            None,
+            None,
+            None,
+            Some(&format!(
+                "rollback to the start of phase `{}`",
+                plan.phases[boundary].name
+            )),
+        )
+        .await;
+    let mut outcome = Outcome::RolledBack(format!(
+        "rolled back to the start of phase `{}`",
+        plan.phases[boundary].name
+    ));
+    for phase_index in (boundary..plan.phases.len()).rev() {
+        let phase = &plan.phases[phase_index];
+        ctx.phase = phase.name.clone();
+        let completed = completed_steps(&record, phase_index, phase);
+        if completed.is_empty() {
+            continue;
+        }
+        let promoted = completed
+            .iter()
+            .any(|(_, step, _)| matches!(step.kind, StepKind::Promote { .. }));
+        let result = if promoted
+            && ctx.state.previous_primary.is_some()
+            && ctx.state.primary != plan.source().name
+        {
+            // A completed (or partly completed) switchover: the whole way back.
+            let back_to = ctx.state.previous_primary.clone().unwrap_or_default();
+            let result = reverse_switchover(&mut ctx, &back_to).await;
+            for (index, step, _) in completed.iter().rev() {
+                mark_rolled_back(
+                    &ctx,
+                    phase_index,
+                    *index,
+                    step,
+                    "undone by the reverse switchover",
+                )
+                .await;
+            }
+            result
+        } else {
+            undo_phase(&mut ctx, phase_index, phase, &completed).await
+        };
+        match result {
+            Ok(()) => {
+                let _ = store
+                    .set_phase_status(run_id, phase_index, StepStatus::RolledBack)
+                    .await;
+            }
+            Err(error) => {
+                outcome = Outcome::Failed {
+                    reason: format!(
+                        "rolling back phase `{}` failed: {error}. Primary now: `{}`, DNS points at `{}`",
+                        phase.name, ctx.state.primary, ctx.state.dns_points_to
+                    ),
+                    next: format!(
+                        "cutover status {run_id}; fix the cause, then cutover rollback {run_id}"
+                    ),
+                };
+                break;
+            }
+        }
+    }
+    let state = ctx.state.clone();
+    let freeze = ctx.write_freeze_ms;
+    ctx.drop_sessions().await;
+    // A successful rollback is the operator's success: report it as completed work.
+    let report = finish(
+        &store,
+        run_id,
+        &plan,
+        outcome,
+        vec![],
+        vec![],
+        freeze,
+        &state,
+        started,
+    )
+    .await;
+    release(&store, lock).await;
+    report
+}

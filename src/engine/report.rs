@@ -1,0 +1,283 @@
+//! The run report (DESIGN §3 `run` document) and the dry run's ordered
+//! operations with live positions.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::context::SwitchState;
+use super::prechecks::{CheckStatus, Precheck};
+use crate::dns;
+use crate::mysql::{Endpoint, Session, control};
+use crate::plan::{Phase, StepKind, ValidatedPlan};
+use crate::steps;
+use crate::store::{RunRecord, RunStatus, StepStatus};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Operation {
+    pub phase: String,
+    pub step: String,
+    pub kind: String,
+    pub cluster: String,
+    pub action: String,
+    /// Live facts it would start from (positions, the DNS record now).
+    pub current: Option<String>,
+    pub inverse: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub elapsed_ms: Option<i64>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub name: String,
+    pub status: StepStatus,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub plan: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub phases: Vec<PhaseReport>,
+    pub write_freeze_ms: Option<u64>,
+    pub prechecks: Vec<Precheck>,
+    pub operations: Vec<Operation>,
+    /// Why it did not complete.
+    pub detail: Option<String>,
+    /// What to run next when the state needs an operator.
+    pub next_command: Option<String>,
+    /// Where things stand now.
+    pub primary: String,
+    pub dns_points_to: String,
+    pub point_of_no_return: bool,
+    pub elapsed_ms: u64,
+}
+
+impl RunReport {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        record: &RunRecord,
+        plan: &ValidatedPlan,
+        detail: Option<String>,
+        next_command: Option<String>,
+        prechecks: Vec<Precheck>,
+        operations: Vec<Operation>,
+        write_freeze_ms: Option<u64>,
+        state: &SwitchState,
+        elapsed: Duration,
+    ) -> RunReport {
+        RunReport {
+            run_id: record.run_id.clone(),
+            plan: plan.name.clone(),
+            status: record.status,
+            dry_run: record.dry_run,
+            phases: record
+                .phases
+                .iter()
+                .map(|phase| PhaseReport {
+                    name: phase.name.clone(),
+                    status: phase.status,
+                    steps: phase
+                        .steps
+                        .iter()
+                        .map(|step| StepReport {
+                            name: step.name.clone(),
+                            kind: step.kind.clone(),
+                            status: step.status,
+                            elapsed_ms: step.elapsed_ms,
+                            detail: step.detail.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            write_freeze_ms,
+            prechecks,
+            operations,
+            detail,
+            next_command,
+            primary: state.primary.clone(),
+            dns_points_to: state.dns_points_to.clone(),
+            point_of_no_return: record.point_of_no_return,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Human rendering for stdout.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if !self.prechecks.is_empty() {
+            out.push_str("prechecks:\n");
+            let rows: Vec<Vec<String>> = self
+                .prechecks
+                .iter()
+                .map(|check| {
+                    vec![
+                        match check.status {
+                            CheckStatus::Pass => "pass".into(),
+                            CheckStatus::Warn => "WARN".into(),
+                            CheckStatus::Fail => "FAIL".into(),
+                        },
+                        check.cluster.clone(),
+                        check.check.clone(),
+                        check.detail.clone(),
+                    ]
+                })
+                .collect();
+            out.push_str(&crate::text::table(
+                &["status", "cluster", "check", "detail"],
+                &rows,
+            ));
+            out.push('\n');
+        }
+        if !self.operations.is_empty() {
+            out.push_str("operations, in order:\n");
+            for (index, op) in self.operations.iter().enumerate() {
+                out.push_str(&format!(
+                    "{:>3}. [{}] {} ({}) on {}: {}\n",
+                    index + 1,
+                    op.phase,
+                    op.step,
+                    op.kind,
+                    op.cluster,
+                    op.action
+                ));
+                if let Some(current) = &op.current {
+                    out.push_str(&format!("       now: {current}\n"));
+                }
+                out.push_str(&format!("       inverse: {}\n", op.inverse));
+            }
+            out.push('\n');
+        }
+        if !self.dry_run {
+            for phase in &self.phases {
+                out.push_str(&format!("phase {} — {}\n", phase.name, phase.status));
+                for step in &phase.steps {
+                    out.push_str(&format!(
+                        "  {:<12} {:<40} {:>8}\n",
+                        step.status.to_string(),
+                        format!("{} ({})", step.name, step.kind),
+                        step.elapsed_ms
+                            .map(|ms| format!("{ms} ms"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out.push_str(&format!(
+            "\nrun {} {}{} in {} ms; primary `{}`, DNS → `{}`{}\n",
+            self.run_id,
+            if self.dry_run { "(dry run) " } else { "" },
+            self.status,
+            self.elapsed_ms,
+            self.primary,
+            self.dns_points_to,
+            self.write_freeze_ms
+                .map(|ms| format!(", write freeze {ms} ms"))
+                .unwrap_or_default()
+        ));
+        if let Some(detail) = &self.detail {
+            out.push_str(&format!("reason: {detail}\n"));
+        }
+        if let Some(next) = &self.next_command {
+            out.push_str(&format!("next: {next}\n"));
+        }
+        out
+    }
+}
+
+/// Every step the selected phases would run, with live positions where a
+/// step starts from one. Read-only.
+pub async fn operations(
+    plan: &ValidatedPlan,
+    phases: &[(usize, &Phase)],
+    checks: &[Precheck],
+) -> Vec<Operation> {
+    let _ = checks;
+    let mut out = Vec::new();
+    for (_, phase) in phases {
+        for step in &phase.steps {
+            let description = steps::describe(plan, &step.kind);
+            out.push(Operation {
+                phase: phase.name.clone(),
+                step: step.name.clone(),
+                kind: step.kind.kind_name().to_string(),
+                cluster: description.cluster,
+                action: description.action,
+                current: live_fact(plan, &step.kind).await,
+                inverse: description.inverse,
+            });
+        }
+    }
+    out
+}
+
+async fn position_of(plan: &ValidatedPlan, cluster: &str) -> Option<String> {
+    let endpoint = Endpoint::for_cluster(plan.cluster(cluster)?).ok()?;
+    let mut session = Session::connect(&endpoint).await.ok()?;
+    let version: String = session
+        .query_first("read the server version", "SELECT VERSION()")
+        .await
+        .ok()??;
+    let flavor = crate::mysql::Flavor::from_version(&version);
+    let position = control::binlog_position(&mut session, flavor).await.ok();
+    let read_only = control::read_only(&mut session).await.ok();
+    session.close().await;
+    Some(format!(
+        "`{cluster}` at {}{}",
+        position.unwrap_or_else(|| "?".into()),
+        match read_only {
+            Some(true) => ", read_only = 1",
+            Some(false) => ", read_only = 0",
+            None => "",
+        }
+    ))
+}
+
+async fn live_fact(plan: &ValidatedPlan, kind: &StepKind) -> Option<String> {
+    match kind {
+        StepKind::Freeze { cluster, .. } => position_of(plan, cluster).await,
+        StepKind::CatchUp { targets, .. } => {
+            let mut facts = Vec::new();
+            for target in targets {
+                facts.extend(position_of(plan, target).await);
+            }
+            Some(facts.join("; "))
+        }
+        StepKind::Promote { cluster } => position_of(plan, cluster).await,
+        StepKind::DnsSwitch { .. } => {
+            let config = plan.dns.as_ref()?;
+            let answer = dns::query_authoritative(
+                config.update_server,
+                &config.record,
+                config.record_type.into(),
+                Duration::from_millis(1500),
+            )
+            .await
+            .ok()?;
+            let serial = dns::soa_serial(
+                config.update_server,
+                &config.zone,
+                Duration::from_millis(1500),
+            )
+            .await
+            .ok();
+            Some(format!(
+                "{} = {:?} at {} (serial {})",
+                config.record,
+                answer.values,
+                config.update_server,
+                serial.map_or("?".into(), |s| s.to_string())
+            ))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,297 @@
+//! Statements that change a server's role: fences, replication source,
+//! GTID waits, session kills. Flavor differences live here and nowhere else.
+
+use std::time::Duration;
+
+use super::gtid::Flavor;
+use super::server::{self, ReplicationStatus};
+use super::{MysqlError, Session, quote};
+use crate::secret::Secret;
+
+/// `SET GLOBAL read_only` (and `super_read_only` on MySQL, which also fences
+/// accounts with SUPER).
+pub async fn set_read_only(
+    session: &mut Session,
+    flavor: Flavor,
+    read_only: bool,
+) -> Result<(), MysqlError> {
+    let value = u8::from(read_only);
+    let sql = match (flavor, read_only) {
+        (Flavor::Mariadb, _) => format!("SET GLOBAL read_only = {value}"),
+        (Flavor::Mysql, true) => "SET GLOBAL super_read_only = 1".to_string(),
+        (Flavor::Mysql, false) => {
+            "SET GLOBAL super_read_only = 0; SET GLOBAL read_only = 0".to_string()
+        }
+    };
+    let what = if read_only {
+        "set read_only = 1"
+    } else {
+        "set read_only = 0"
+    };
+    session.exec(what, &sql).await
+}
+
+pub async fn read_only(session: &mut Session) -> Result<bool, MysqlError> {
+    let value: Option<i64> = session
+        .query_first("read read_only", "SELECT @@GLOBAL.read_only")
+        .await?;
+    Ok(value.unwrap_or(0) != 0)
+}
+
+/// The position a replica waits for and a new replica starts from, as the
+/// server prints it: MariaDB `gtid_binlog_pos` (last GTID per domain), MySQL
+/// `gtid_executed`.
+pub async fn binlog_position(session: &mut Session, flavor: Flavor) -> Result<String, MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => "SELECT @@GLOBAL.gtid_binlog_pos",
+        Flavor::Mysql => "SELECT @@GLOBAL.gtid_executed",
+    };
+    let text: Option<String> = session.query_first("read the GTID position", sql).await?;
+    Ok(text.unwrap_or_default().replace('\n', ""))
+}
+
+/// Wait until the server has applied `position`; `false` when `limit` ran out first.
+pub async fn wait_for_position(
+    session: &mut Session,
+    flavor: Flavor,
+    position: &str,
+    limit: Duration,
+) -> Result<bool, MysqlError> {
+    let seconds = limit.as_secs_f64().max(0.001);
+    let sql = match flavor {
+        Flavor::Mariadb => format!("SELECT MASTER_GTID_WAIT({}, {seconds:.3})", quote(position)),
+        Flavor::Mysql => format!(
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {seconds:.3})",
+            quote(position)
+        ),
+    };
+    // The server bounds the wait; the client bound adds a margin for the round trip.
+    let client_limit = limit + Duration::from_secs(2);
+    let result: Option<i64> = session
+        .query_first_within(client_limit, "wait for the GTID position", &sql)
+        .await?;
+    // MariaDB: 0 reached, -1 timeout. MySQL: 0 reached, 1 timeout.
+    Ok(result == Some(0))
+}
+
+/// Stop and forget every replication channel (the server becomes a primary).
+pub async fn reset_replication(session: &mut Session, flavor: Flavor) -> Result<(), MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => "STOP ALL SLAVES; RESET SLAVE ALL",
+        Flavor::Mysql => "STOP REPLICA; RESET REPLICA ALL",
+    };
+    session.exec("stop and reset replication", sql).await
+}
+
+pub async fn stop_replication(session: &mut Session, flavor: Flavor) -> Result<(), MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => "STOP ALL SLAVES",
+        Flavor::Mysql => "STOP REPLICA",
+    };
+    session.exec("stop replication", sql).await
+}
+
+pub async fn start_replication(session: &mut Session, flavor: Flavor) -> Result<(), MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => "START SLAVE",
+        Flavor::Mysql => "START REPLICA",
+    };
+    session.exec("start replication", sql).await
+}
+
+/// Where a replica pulls from.
+#[derive(Debug, Clone)]
+pub struct SourceSpec<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub password: &'a Secret,
+    pub tls: bool,
+}
+
+/// Point replication at `source` with GTID auto-positioning. Replication must
+/// be stopped. The statement holds the password, so errors never echo it.
+pub async fn change_source(
+    session: &mut Session,
+    flavor: Flavor,
+    source: &SourceSpec<'_>,
+) -> Result<(), MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => format!(
+            "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}, \
+             MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_SSL={}",
+            quote(source.host),
+            source.port,
+            quote(source.user),
+            quote(source.password.expose()),
+            u8::from(source.tls)
+        ),
+        Flavor::Mysql => format!(
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, SOURCE_USER={}, \
+             SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, SOURCE_SSL={}",
+            quote(source.host),
+            source.port,
+            quote(source.user),
+            quote(source.password.expose()),
+            u8::from(source.tls)
+        ),
+    };
+    session
+        .exec(
+            &format!(
+                "point replication at {}:{} (CHANGE MASTER)",
+                source.host, source.port
+            ),
+            &sql,
+        )
+        .await
+}
+
+/// MariaDB: the position a `slave_pos` replica continues from. MySQL replicas
+/// position themselves from `gtid_executed`, so this is a no-op there.
+pub async fn set_replica_start(
+    session: &mut Session,
+    flavor: Flavor,
+    position: &str,
+) -> Result<(), MysqlError> {
+    match flavor {
+        Flavor::Mariadb => {
+            session
+                .exec(
+                    "set gtid_slave_pos",
+                    &format!("SET GLOBAL gtid_slave_pos = {}", quote(position)),
+                )
+                .await
+        }
+        Flavor::Mysql => Ok(()),
+    }
+}
+
+/// The first replication channel, if any.
+pub async fn channel(
+    session: &mut Session,
+    flavor: Flavor,
+) -> Result<Option<ReplicationStatus>, MysqlError> {
+    Ok(server::replication(session, flavor)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// A session the freeze must drain: not ours, not replication, not a server thread.
+#[derive(Debug, Clone)]
+pub struct ClientSession {
+    pub id: u64,
+    pub user: String,
+    pub command: String,
+    pub busy: bool,
+}
+
+/// Client sessions other than `exclude_users` and this connection.
+pub async fn client_sessions(
+    session: &mut Session,
+    exclude_users: &[&str],
+) -> Result<Vec<ClientSession>, MysqlError> {
+    let rows: Vec<(u64, String, String, Option<String>)> = session
+        .query(
+            "list client sessions",
+            "SELECT ID, USER, COMMAND, INFO FROM information_schema.PROCESSLIST \
+             WHERE ID <> CONNECTION_ID()",
+        )
+        .await?;
+    const SERVER_COMMANDS: [&str; 8] = [
+        "Binlog Dump",
+        "Binlog Dump GTID",
+        "Daemon",
+        "Slave_IO",
+        "Slave_SQL",
+        "Slave_worker",
+        "Connect",
+        "Killed",
+    ];
+    Ok(rows
+        .into_iter()
+        .filter(|(_, user, command, _)| {
+            !SERVER_COMMANDS.contains(&command.as_str())
+                && user != "system user"
+                && user != "event_scheduler"
+                && !exclude_users.contains(&user.as_str())
+        })
+        .map(|(id, user, command, info)| ClientSession {
+            id,
+            user,
+            busy: command != "Sleep" || info.is_some(),
+            command,
+        })
+        .collect())
+}
+
+/// `KILL CONNECTION`; a session that is already gone is not an error.
+pub async fn kill_connection(session: &mut Session, id: u64) -> Result<(), MysqlError> {
+    match session
+        .exec("kill a client session", &format!("KILL CONNECTION {id}"))
+        .await
+    {
+        Err(MysqlError::Query { reason, .. }) if reason.contains("1094") => Ok(()),
+        other => other,
+    }
+}
+
+pub async fn connection_id(session: &mut Session) -> Result<u64, MysqlError> {
+    Ok(session
+        .query_first("read the connection id", "SELECT CONNECTION_ID()")
+        .await?
+        .unwrap_or(0))
+}
+
+/// Global privileges of the connected account, upper-case, from `SHOW GRANTS`.
+pub async fn global_privileges(session: &mut Session) -> Result<Vec<String>, MysqlError> {
+    let rows: Vec<String> = session.query("read grants", "SHOW GRANTS").await?;
+    Ok(parse_global_privileges(&rows))
+}
+
+/// Privileges granted `ON *.*`; `ALL PRIVILEGES` comes back as `ALL`.
+pub fn parse_global_privileges(grants: &[String]) -> Vec<String> {
+    let mut privileges = Vec::new();
+    for grant in grants {
+        let upper = grant.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        let Some((list, target)) = rest.split_once(" ON ") else {
+            continue;
+        };
+        if !target.trim_start().starts_with("*.*") {
+            continue;
+        }
+        for privilege in list.split(',') {
+            let privilege = privilege.trim();
+            if privilege == "ALL PRIVILEGES" || privilege == "ALL" {
+                privileges.push("ALL".to_string());
+            } else if !privilege.is_empty() {
+                privileges.push(privilege.to_string());
+            }
+        }
+    }
+    privileges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_privileges_come_from_grants_on_star_star() {
+        let grants = vec![
+            "GRANT RELOAD, PROCESS, SUPER, READ_ONLY ADMIN ON *.* TO `cutover`@`127.%` IDENTIFIED BY PASSWORD '*9B'".to_string(),
+            "GRANT SELECT, INSERT ON `refunds`.* TO `cutover`@`127.%`".to_string(),
+        ];
+        assert_eq!(
+            parse_global_privileges(&grants),
+            ["RELOAD", "PROCESS", "SUPER", "READ_ONLY ADMIN"]
+        );
+        let all =
+            vec!["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_string()];
+        assert_eq!(parse_global_privileges(&all), ["ALL"]);
+    }
+}

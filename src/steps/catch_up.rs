@@ -1,0 +1,110 @@
+//! `catch_up`: every target applies exactly the frozen position, inside the
+//! freeze budget.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Description, StepError, millis};
+use crate::engine::context::{Context, Frozen};
+use crate::mysql::server::{self, ThreadState};
+use crate::mysql::{GtidSet, control, gtid};
+use crate::plan::ValidatedPlan;
+
+pub async fn act(
+    ctx: &mut Context,
+    targets: &[String],
+    timeout: Duration,
+) -> Result<serde_json::Value, StepError> {
+    let frozen = ctx.state.frozen.clone().ok_or_else(|| {
+        StepError::Failed("catch_up needs a frozen position: put a `freeze` step before it".into())
+    })?;
+    // Inside a freeze the budget is what is left of it, whatever the step says.
+    let limit = match &ctx.fence {
+        Some(fence) => fence.remaining().min(timeout),
+        None => timeout,
+    };
+    let started = Instant::now();
+    let mut reached = serde_json::Map::new();
+    for target in targets {
+        let position = wait_one(
+            ctx,
+            target,
+            &frozen,
+            limit.saturating_sub(started.elapsed()),
+        )
+        .await?;
+        reached.insert(target.clone(), json!(position));
+    }
+    Ok(json!({
+        "frozen_position": frozen.position,
+        "targets": reached,
+        "waited_ms": millis(started.elapsed()),
+    }))
+}
+
+/// Wait for one target; returns its executed set once it holds the frozen one.
+pub async fn wait_one(
+    ctx: &mut Context,
+    target: &str,
+    frozen: &Frozen,
+    limit: Duration,
+) -> Result<String, StepError> {
+    let (session, flavor) = ctx.session_and_flavor(target).await?;
+    let frozen_set = GtidSet::parse(flavor, &frozen.executed)
+        .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
+    let executed = server::executed(session, flavor).await?;
+    if !executed.contains(&frozen_set) {
+        if let Some(channel) = control::channel(session, flavor).await?
+            && channel.sql_thread == ThreadState::Stopped
+        {
+            return Err(StepError::Refused(format!(
+                "cluster `{target}` cannot reach the frozen position {}: its replication SQL thread is stopped ({})",
+                frozen.position,
+                channel
+                    .last_sql_error
+                    .as_deref()
+                    .unwrap_or("no error reported")
+            )));
+        }
+        let reached = control::wait_for_position(session, flavor, &frozen.position, limit).await?;
+        if !reached {
+            let now = server::executed(session, flavor).await?;
+            let behind = gtid::transactions_behind(flavor, &now, &frozen_set);
+            return Err(StepError::Refused(format!(
+                "cluster `{target}` did not reach the frozen position {} within {} ms ({} transaction(s) behind)",
+                frozen.position,
+                limit.as_millis(),
+                behind
+            )));
+        }
+    }
+    let executed = server::executed(session, flavor).await?;
+    let errant = gtid::errant(&executed, &frozen_set);
+    if !errant.is_empty() {
+        return Err(StepError::Refused(format!(
+            "cluster `{target}` has transactions the frozen source never had (errant GTIDs {errant}); \
+             it cannot take over without losing or duplicating writes"
+        )));
+    }
+    Ok(executed.to_string())
+}
+
+pub fn describe(_plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> Description {
+    Description {
+        cluster: targets.join(", "),
+        action: format!(
+            "wait until {} applied exactly the frozen position (at most {} ms, and never past the freeze budget)",
+            targets.join(", "),
+            timeout.as_millis()
+        ),
+        commands: vec![
+            "SELECT MASTER_GTID_WAIT('<frozen position>', <seconds left>)   -- MySQL: WAIT_FOR_EXECUTED_GTID_SET".into(),
+        ],
+        verify: vec![
+            "SELECT @@GLOBAL.gtid_slave_pos on the target equals the frozen position".into(),
+            "no GTID on the target that the source lacks (cutover topology shows errant_gtids)".into(),
+        ],
+        inverse: "nothing to undo (read-only)".into(),
+    }
+}

@@ -1,0 +1,218 @@
+//! `freeze`: fence the primary against writes on a connection whose loss
+//! releases the fence, drain or kill client sessions, capture the position.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Description, StepError, millis};
+use crate::engine::context::{Context, Fence, Frozen};
+use crate::mysql::control;
+use crate::mysql::server;
+use crate::mysql::{MysqlError, Session};
+use crate::plan::ValidatedPlan;
+
+pub async fn act(
+    ctx: &mut Context,
+    cluster: &str,
+    drain_timeout: Duration,
+    budget: Duration,
+) -> Result<serde_json::Value, StepError> {
+    if let Some(fence) = &ctx.fence {
+        return Err(StepError::Failed(format!(
+            "`{}` is already frozen by this run",
+            fence.cluster
+        )));
+    }
+    let flavor = ctx.flavor(cluster).await?;
+    let endpoint = ctx.endpoint(cluster)?.clone();
+    let mut fence_session = Session::connect(&endpoint).await?;
+    let connection_id = control::connection_id(&mut fence_session).await?;
+    // If this process hangs or is cut off, the server drops the idle fence
+    // connection (and its lock) one second after the budget.
+    let idle_limit = budget.as_secs() + 2;
+    fence_session
+        .exec(
+            "bound the fence connection",
+            &format!(
+                "SET SESSION wait_timeout = {idle_limit}, SESSION lock_wait_timeout = {idle_limit}"
+            ),
+        )
+        .await?;
+
+    let own_users = own_users(ctx, cluster);
+    let started = Instant::now();
+    let (killed, fence_session) = lock_with_drain(
+        ctx,
+        cluster,
+        fence_session,
+        connection_id,
+        drain_timeout,
+        &own_users,
+    )
+    .await?;
+    let acquired = Instant::now();
+    ctx.audit(
+        cluster,
+        "FLUSH TABLES WITH READ LOCK (session-held fence)",
+        "ok",
+    )
+    .await;
+
+    let mut fence = Fence::new(
+        cluster.to_string(),
+        fence_session,
+        connection_id,
+        acquired,
+        budget,
+    );
+    let position = control::binlog_position(&mut fence.session, flavor).await?;
+    let executed = server::executed(&mut fence.session, flavor).await?;
+    // Nothing may commit under the fence; a moving position means something bypasses it.
+    let again = control::binlog_position(&mut fence.session, flavor).await?;
+    if again != position {
+        fence.release().await;
+        return Err(StepError::Refused(format!(
+            "cluster `{cluster}`: the GTID position moved under the write fence ({position} → {again}); \
+             something writes without the global read lock (a replication thread or an event?)"
+        )));
+    }
+    ctx.freeze_started = Some(acquired);
+    ctx.state.frozen = Some(Frozen {
+        cluster: cluster.to_string(),
+        position: position.clone(),
+        executed: executed.to_string(),
+    });
+    ctx.fence = Some(fence);
+    tracing::info!(
+        "`{cluster}` frozen at {position} (drain {} ms, {killed} session(s) killed, budget {} ms)",
+        started.elapsed().as_millis(),
+        budget.as_millis()
+    );
+    Ok(json!({
+        "cluster": cluster,
+        "frozen_position": position,
+        "frozen_executed": executed.to_string(),
+        "drain_ms": millis(started.elapsed()),
+        "killed_sessions": killed,
+        "budget_ms": millis(budget),
+    }))
+}
+
+/// The accounts whose sessions the freeze never touches: this orchestrator's
+/// and replication's.
+fn own_users(ctx: &Context, cluster: &str) -> Vec<String> {
+    let mut users = vec![];
+    if let Some(c) = ctx.plan.cluster(cluster) {
+        users.push(c.user.clone());
+    }
+    if let Some(replication) = &ctx.plan.replication {
+        users.push(replication.user.clone());
+    }
+    users
+}
+
+/// Take the global read lock. Busy client sessions get `drain_timeout` to
+/// finish; then they are killed, and after a second `drain_timeout` the lock
+/// attempt is abandoned.
+async fn lock_with_drain(
+    ctx: &Context,
+    cluster: &str,
+    mut fence_session: Session,
+    connection_id: u64,
+    drain_timeout: Duration,
+    own_users: &[String],
+) -> Result<(usize, Session), StepError> {
+    let endpoint = ctx.endpoint(cluster)?.clone();
+    let excluded: Vec<String> = own_users.to_vec();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(drain_timeout).await;
+        let mut session = Session::connect(&endpoint).await?;
+        let users: Vec<&str> = excluded.iter().map(String::as_str).collect();
+        let mut killed = 0usize;
+        for client in control::client_sessions(&mut session, &users).await? {
+            if client.busy && client.id != connection_id {
+                control::kill_connection(&mut session, client.id).await?;
+                killed += 1;
+            }
+        }
+        tokio::time::sleep(drain_timeout.max(Duration::from_millis(200))).await;
+        // Still waiting: give up the attempt rather than queue behind it.
+        let _ = session
+            .exec(
+                "abandon the lock attempt",
+                &format!("KILL QUERY {connection_id}"),
+            )
+            .await;
+        session.close().await;
+        Ok::<usize, MysqlError>(killed)
+    });
+    let limit = drain_timeout * 2 + Duration::from_secs(5);
+    let locked = fence_session
+        .exec_within(
+            limit,
+            "take the global read lock",
+            "FLUSH TABLES WITH READ LOCK",
+        )
+        .await;
+    let killed = if killer.is_finished() {
+        killer.await.ok().and_then(Result::ok).unwrap_or(0)
+    } else {
+        killer.abort();
+        0
+    };
+    match locked {
+        Ok(()) => Ok((killed, fence_session)),
+        Err(error) => {
+            fence_session.close().await;
+            Err(StepError::Refused(format!(
+                "cluster `{cluster}`: could not fence writes within the drain timeout ({} ms, {killed} busy session(s) killed): {error}",
+                drain_timeout.as_millis()
+            )))
+        }
+    }
+}
+
+/// Release the fence and make sure the primary takes writes again.
+pub async fn undo(ctx: &mut Context, cluster: &str) -> Result<(), StepError> {
+    if let Some(fence) = ctx.fence.take() {
+        let held = fence.release().await;
+        ctx.write_freeze_ms = Some(millis(held));
+        ctx.audit(cluster, "UNLOCK TABLES (release fence)", "ok")
+            .await;
+    }
+    if ctx.state.primary == cluster {
+        let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+        if control::read_only(session).await? {
+            control::set_read_only(session, flavor, false).await?;
+            ctx.audit(cluster, "SET GLOBAL read_only = 0", "ok").await;
+        }
+    }
+    Ok(())
+}
+
+pub fn describe(
+    _plan: &ValidatedPlan,
+    cluster: &str,
+    drain_timeout: Duration,
+    budget: Duration,
+) -> Description {
+    Description {
+        cluster: cluster.to_string(),
+        action: format!(
+            "fence writes on `{cluster}`: global read lock on a dedicated connection; busy client sessions get {} ms, then are killed; budget {} ms",
+            drain_timeout.as_millis(),
+            budget.as_millis()
+        ),
+        commands: vec![
+            format!("SET SESSION wait_timeout = {}", budget.as_secs() + 2),
+            "FLUSH TABLES WITH READ LOCK".into(),
+            "SELECT @@GLOBAL.gtid_binlog_pos   -- the frozen position (MySQL: @@GLOBAL.gtid_executed)".into(),
+        ],
+        verify: vec![
+            "SELECT @@GLOBAL.gtid_binlog_pos twice: it must not move".into(),
+            "SHOW PROCESSLIST: application writes wait on 'Waiting for backup lock' / global read lock".into(),
+        ],
+        inverse: "UNLOCK TABLES (or close the fence connection); read_only stays 0".into(),
+    }
+}

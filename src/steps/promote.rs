@@ -1,0 +1,260 @@
+//! `promote`: the point of no return. Refuse a candidate with errant GTIDs
+//! or short of the frozen position; make the old primary's fence persistent;
+//! then detach the candidate from replication and make it writable.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::catch_up;
+use super::{Description, StepError, address_of};
+use crate::engine::context::{Context, Frozen};
+use crate::mysql::server;
+use crate::mysql::{GtidSet, Session, control, gtid};
+use crate::plan::ValidatedPlan;
+
+pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
+    let old_primary = ctx.state.primary.clone();
+    if old_primary == candidate {
+        // Resumed after the candidate took over: make sure it is writable.
+        let (session, flavor) = ctx.session_and_flavor(candidate).await?;
+        if control::channel(session, flavor).await?.is_some() {
+            control::reset_replication(session, flavor).await?;
+        }
+        control::set_read_only(session, flavor, false).await?;
+        return Ok(json!({ "cluster": candidate, "already_primary": true }));
+    }
+    let mut frozen = ctx.state.frozen.clone().ok_or_else(|| {
+        StepError::Failed("promote needs a frozen position: put a `freeze` step before it".into())
+    })?;
+    // The candidate's previous source, so the inverse can put it back.
+    let previous_source = {
+        let (session, flavor) = ctx.session_and_flavor(candidate).await?;
+        control::channel(session, flavor)
+            .await?
+            .map(|channel| format!("{}:{}", channel.source_host, channel.source_port))
+    };
+    // Checks that still allow a clean refusal.
+    check_candidate(ctx, candidate, &frozen).await?;
+    let old_flavor = ctx.flavor(&old_primary).await?;
+    if let Some(fence) = &mut ctx.fence {
+        let flavor = old_flavor;
+        let now = control::binlog_position(&mut fence.session, flavor).await?;
+        if now != frozen.position {
+            return Err(StepError::Refused(format!(
+                "cluster `{old_primary}`: the position moved under the fence ({} → {now})",
+                frozen.position
+            )));
+        }
+        if !fence.commit() {
+            return Err(StepError::Refused(format!(
+                "the freeze budget on `{old_primary}` ran out before promotion; the fence was released"
+            )));
+        }
+    }
+
+    ctx.store.mark_point_of_no_return(&ctx.run_id).await?;
+    ctx.note(
+        Some(candidate),
+        "point of no return: fencing the old primary persistently",
+    )
+    .await;
+    fence_old_primary(ctx, &old_primary).await?;
+    // Without a live fence (a resumed run) writes may have landed before the
+    // persistent fence: the candidate must have them too.
+    let (session, _) = ctx.session_and_flavor(&old_primary).await?;
+    let position = control::binlog_position(session, old_flavor).await?;
+    if position != frozen.position {
+        let executed = server::executed(session, old_flavor).await?;
+        frozen = Frozen {
+            cluster: old_primary.clone(),
+            position,
+            executed: executed.to_string(),
+        };
+        ctx.state.frozen = Some(frozen.clone());
+        let limit = ctx.plan.gates.freeze_budget.max(Duration::from_secs(5));
+        catch_up::wait_one(ctx, candidate, &frozen, limit).await?;
+    }
+
+    let (session, flavor) = ctx.session_and_flavor(candidate).await?;
+    if control::channel(session, flavor).await?.is_some() {
+        control::reset_replication(session, flavor).await?;
+    }
+    control::set_read_only(session, flavor, false).await?;
+    let position = control::binlog_position(session, flavor).await?;
+    ctx.audit(
+        candidate,
+        "STOP ALL SLAVES; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+        "ok",
+    )
+    .await;
+    ctx.state.previous_primary = Some(old_primary.clone());
+    ctx.state.primary = candidate.to_string();
+    tracing::info!("`{candidate}` promoted at {position}; `{old_primary}` is read-only");
+    Ok(json!({
+        "cluster": candidate,
+        "old_primary": old_primary,
+        "frozen_position": frozen.position,
+        "frozen_executed": frozen.executed,
+        "candidate_position": position,
+        "candidate_previous_source": previous_source,
+    }))
+}
+
+async fn check_candidate(
+    ctx: &mut Context,
+    candidate: &str,
+    frozen: &Frozen,
+) -> Result<(), StepError> {
+    let (session, flavor) = ctx.session_and_flavor(candidate).await?;
+    let frozen_set = GtidSet::parse(flavor, &frozen.executed)
+        .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
+    let executed = server::executed(session, flavor).await?;
+    let errant = gtid::errant(&executed, &frozen_set);
+    if !errant.is_empty() {
+        return Err(StepError::Refused(format!(
+            "refusing to promote `{candidate}`: it has errant GTIDs {errant} that `{}` never had",
+            frozen.cluster
+        )));
+    }
+    if !executed.contains(&frozen_set) {
+        return Err(StepError::Refused(format!(
+            "refusing to promote `{candidate}`: it has not reached the frozen position {} ({} transaction(s) behind)",
+            frozen.position,
+            gtid::transactions_behind(flavor, &executed, &frozen_set)
+        )));
+    }
+    Ok(())
+}
+
+/// `read_only = 1` on the old primary, through the fence connection when it
+/// is alive (another connection would queue behind the global read lock).
+async fn fence_old_primary(ctx: &mut Context, old_primary: &str) -> Result<(), StepError> {
+    let flavor = ctx.flavor(old_primary).await?;
+    if let Some(fence) = &mut ctx.fence
+        && fence.cluster == old_primary
+        && control::set_read_only(&mut fence.session, flavor, true)
+            .await
+            .is_ok()
+    {
+        ctx.audit(
+            old_primary,
+            "SET GLOBAL read_only = 1 (persistent fence)",
+            "ok",
+        )
+        .await;
+        return Ok(());
+    }
+    // The fence connection is gone, so its lock is gone too.
+    let endpoint = ctx.endpoint(old_primary)?.clone();
+    let mut session = Session::connect(&endpoint).await?;
+    control::set_read_only(&mut session, flavor, true).await?;
+    session.close().await;
+    ctx.audit(
+        old_primary,
+        "SET GLOBAL read_only = 1 (persistent fence)",
+        "ok",
+    )
+    .await;
+    Ok(())
+}
+
+/// Demote the candidate back under the old primary. Only possible while it
+/// has taken no writes of its own; after that a rollback is a reverse switchover.
+pub async fn undo(
+    ctx: &mut Context,
+    candidate: &str,
+    observed: &serde_json::Value,
+) -> Result<(), StepError> {
+    let old_primary = observed["old_primary"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| ctx.state.previous_primary.clone())
+        .ok_or_else(|| StepError::Failed("the journal does not say who was primary".into()))?;
+    let frozen_executed = observed["frozen_executed"].as_str().unwrap_or_default();
+    let frozen_position = observed["frozen_position"].as_str().unwrap_or_default();
+    let (session, flavor) = ctx.session_and_flavor(candidate).await?;
+    control::set_read_only(session, flavor, true).await?;
+    let frozen_set = GtidSet::parse(flavor, frozen_executed)
+        .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
+    let executed = server::executed(session, flavor).await?;
+    let own = gtid::errant(&executed, &frozen_set);
+    if !own.is_empty() {
+        return Err(StepError::Failed(format!(
+            "`{candidate}` took writes after promotion ({own}); demoting it would lose them. \
+             It is read-only again; finish with `cutover resume` or reverse with `cutover rollback`"
+        )));
+    }
+    if control::channel(session, flavor).await?.is_none() {
+        let (host, port) = address_of(&ctx.plan, &old_primary);
+        let (user, password) = ctx.replication_credentials()?;
+        let tls = ctx
+            .plan
+            .cluster(&old_primary)
+            .is_some_and(|c| c.tls.is_some());
+        let (session, flavor) = ctx.session_and_flavor(candidate).await?;
+        control::set_replica_start(session, flavor, frozen_position).await?;
+        control::change_source(
+            session,
+            flavor,
+            &control::SourceSpec {
+                host: &host,
+                port,
+                user: &user,
+                password: &password,
+                tls,
+            },
+        )
+        .await?;
+        control::start_replication(session, flavor).await?;
+    }
+    ctx.audit(
+        candidate,
+        "demote: SET GLOBAL read_only = 1; replicate from the old primary",
+        "ok",
+    )
+    .await;
+    let old_flavor = ctx.flavor(&old_primary).await?;
+    // A live fence still blocks writes until the freeze is undone; a second
+    // connection would queue behind its lock, so use the fence's own.
+    if let Some(fence) = ctx
+        .fence
+        .as_mut()
+        .filter(|fence| fence.cluster == old_primary)
+    {
+        control::set_read_only(&mut fence.session, old_flavor, false).await?;
+    } else {
+        let (session, _) = ctx.session_and_flavor(&old_primary).await?;
+        control::set_read_only(session, old_flavor, false).await?;
+    }
+    ctx.audit(&old_primary, "SET GLOBAL read_only = 0", "ok")
+        .await;
+    ctx.state.primary = old_primary;
+    Ok(())
+}
+
+pub fn describe(plan: &ValidatedPlan, candidate: &str) -> Description {
+    let source = &plan.source().name;
+    Description {
+        cluster: candidate.to_string(),
+        action: format!(
+            "promote `{candidate}` (point of no return): refuse on errant GTIDs or short of the frozen position; \
+             `{source}` read_only = 1; `{candidate}` leaves replication and becomes writable"
+        ),
+        commands: vec![
+            format!("-- on {source}, through the fence connection:"),
+            "SET GLOBAL read_only = 1   -- MySQL: super_read_only = 1".into(),
+            format!("-- on {candidate}:"),
+            "STOP ALL SLAVES; RESET SLAVE ALL   -- MySQL: STOP REPLICA; RESET REPLICA ALL".into(),
+            "SET GLOBAL read_only = 0".into(),
+        ],
+        verify: vec![
+            format!("on {candidate}: SHOW ALL SLAVES STATUS is empty and SELECT @@read_only is 0"),
+            format!("on {source}: SELECT @@read_only is 1"),
+        ],
+        inverse: format!(
+            "while `{candidate}` has no writes of its own: read_only = 1 on it, CHANGE MASTER back to `{source}` from the frozen position, `{source}` read_only = 0; \
+             after writes: a reverse switchover (`cutover rollback RUN_ID`)"
+        ),
+    }
+}

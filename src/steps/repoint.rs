@@ -1,0 +1,105 @@
+//! `repoint`: move the other clusters under the new primary with GTID
+//! auto-positioning.
+
+use serde_json::json;
+
+use super::{Description, StepError, address_of};
+use crate::engine::context::Context;
+use crate::mysql::control;
+use crate::plan::ValidatedPlan;
+
+pub async fn act(
+    ctx: &mut Context,
+    to: &str,
+    clusters: &[String],
+) -> Result<serde_json::Value, StepError> {
+    let mut previous = serde_json::Map::new();
+    for cluster in clusters {
+        let before = replicate_from(ctx, cluster, to).await?;
+        previous.insert(cluster.clone(), json!(before));
+    }
+    Ok(json!({ "to": to, "previous_sources": previous }))
+}
+
+/// Make `cluster` replicate from `source`, continuing from its own applied
+/// position. Already there and running: nothing to do. Returns the cluster it
+/// replicated from before, by plan name when it is one.
+pub async fn replicate_from(
+    ctx: &mut Context,
+    cluster: &str,
+    source: &str,
+) -> Result<Option<String>, StepError> {
+    let (host, port) = address_of(&ctx.plan, source);
+    let (user, password) = ctx.replication_credentials()?;
+    let tls = ctx.plan.cluster(source).is_some_and(|c| c.tls.is_some());
+    let plan = ctx.plan.clone();
+    let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+    let channel = control::channel(session, flavor).await?;
+    let before = channel.as_ref().map(|channel| {
+        plan.enabled_clusters()
+            .find(|c| c.host == channel.source_host && c.port == channel.source_port)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| format!("{}:{}", channel.source_host, channel.source_port))
+    });
+    if let Some(channel) = &channel
+        && channel.source_host == host
+        && channel.source_port == port
+    {
+        control::start_replication(session, flavor).await?;
+        return Ok(before);
+    }
+    if channel.is_some() {
+        control::stop_replication(session, flavor).await?;
+    }
+    control::change_source(
+        session,
+        flavor,
+        &control::SourceSpec {
+            host: &host,
+            port,
+            user: &user,
+            password: &password,
+            tls,
+        },
+    )
+    .await?;
+    control::start_replication(session, flavor).await?;
+    ctx.audit(
+        cluster,
+        &format!("CHANGE MASTER TO {host}:{port} (GTID slave_pos); START SLAVE"),
+        "ok",
+    )
+    .await;
+    Ok(before)
+}
+
+pub async fn undo(
+    ctx: &mut Context,
+    clusters: &[String],
+    observed: &serde_json::Value,
+) -> Result<(), StepError> {
+    for cluster in clusters {
+        if let Some(previous) = observed["previous_sources"][cluster].as_str()
+            && ctx.plan.cluster(previous).is_some()
+        {
+            replicate_from(ctx, cluster, previous).await?;
+        }
+    }
+    Ok(())
+}
+
+pub fn describe(_plan: &ValidatedPlan, to: &str, clusters: &[String]) -> Description {
+    Description {
+        cluster: clusters.join(", "),
+        action: format!("re-point {} to replicate from `{to}`", clusters.join(", ")),
+        commands: vec![
+            "STOP ALL SLAVES".into(),
+            format!("CHANGE MASTER TO MASTER_HOST='<{to} host>', MASTER_PORT=<port>, MASTER_USER='<replication user>', MASTER_PASSWORD='…', MASTER_USE_GTID=slave_pos"),
+            "START SLAVE   -- MySQL: CHANGE REPLICATION SOURCE … SOURCE_AUTO_POSITION=1; START REPLICA".into(),
+        ],
+        verify: vec![format!(
+            "on each: SHOW ALL SLAVES STATUS shows Master_Host of `{to}`, Slave_IO_Running and Slave_SQL_Running = Yes"
+        )],
+        inverse: "point each back at the source it had before (recorded in the journal)".into(),
+    }
+}

@@ -1,0 +1,75 @@
+//! `reverse_replication`: the old primary becomes a read-only replica of the
+//! new one from the frozen position, so a rollback loses nothing written since.
+
+use serde_json::json;
+
+use super::repoint;
+use super::{Description, StepError, address_of};
+use crate::engine::context::Context;
+use crate::mysql::control;
+use crate::plan::ValidatedPlan;
+
+pub async fn act(
+    ctx: &mut Context,
+    from: &str,
+    cluster: &str,
+) -> Result<serde_json::Value, StepError> {
+    let frozen = ctx.state.frozen.clone().ok_or_else(|| {
+        StepError::Failed("reverse_replication needs the frozen position of a `freeze` step".into())
+    })?;
+    let (host, port) = address_of(&ctx.plan, from);
+    let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+    // Never writable as a replica, whatever happened before.
+    control::set_read_only(session, flavor, true).await?;
+    let channel = control::channel(session, flavor).await?;
+    let already = channel
+        .as_ref()
+        .is_some_and(|channel| channel.source_host == host && channel.source_port == port);
+    if !already {
+        // Continue exactly after the frozen position; any other start would
+        // replay or skip writes.
+        if channel.is_some() {
+            control::reset_replication(session, flavor).await?;
+        }
+        control::set_replica_start(session, flavor, &frozen.position).await?;
+    }
+    repoint::replicate_from(ctx, cluster, from).await?;
+    ctx.audit(
+        cluster,
+        &format!(
+            "read_only = 1; gtid_slave_pos = {}; replicate from `{from}`",
+            frozen.position
+        ),
+        "ok",
+    )
+    .await;
+    Ok(json!({ "cluster": cluster, "from": from, "start_position": frozen.position }))
+}
+
+/// Detach the old primary again (it stays read-only; the freeze's inverse
+/// decides whether it takes writes).
+pub async fn undo(ctx: &mut Context, cluster: &str) -> Result<(), StepError> {
+    let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+    if control::channel(session, flavor).await?.is_some() {
+        control::reset_replication(session, flavor).await?;
+    }
+    ctx.audit(cluster, "STOP ALL SLAVES; RESET SLAVE ALL", "ok")
+        .await;
+    Ok(())
+}
+
+pub fn describe(_plan: &ValidatedPlan, from: &str, cluster: &str) -> Description {
+    Description {
+        cluster: cluster.to_string(),
+        action: format!("make `{cluster}` a read-only replica of `{from}`, starting after the frozen position"),
+        commands: vec![
+            "SET GLOBAL read_only = 1".into(),
+            "SET GLOBAL gtid_slave_pos = '<frozen position>'   -- MySQL: not needed (auto-position)".into(),
+            format!("CHANGE MASTER TO MASTER_HOST='<{from} host>', …, MASTER_USE_GTID=slave_pos; START SLAVE"),
+        ],
+        verify: vec![format!(
+            "on {cluster}: SHOW ALL SLAVES STATUS shows `{from}` with both threads running; @@read_only = 1"
+        )],
+        inverse: "STOP ALL SLAVES; RESET SLAVE ALL (it stays read-only)".into(),
+    }
+}

@@ -1,0 +1,22 @@
+//! `sleep`: wait a fixed time (e.g. for caches to expire).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Description, StepError, millis};
+
+pub async fn act(duration: Duration) -> Result<serde_json::Value, StepError> {
+    tokio::time::sleep(duration).await;
+    Ok(json!({ "slept_ms": millis(duration) }))
+}
+
+pub fn describe(duration: Duration) -> Description {
+    Description {
+        cluster: "-".into(),
+        action: format!("wait {} ms", duration.as_millis()),
+        commands: vec![],
+        verify: vec![],
+        inverse: "nothing to undo".into(),
+    }
+}

@@ -1,0 +1,79 @@
+//! `wait_lag`: hold until every target's heartbeat lag stays under the limit.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Description, StepError, millis};
+use crate::engine::context::Context;
+use crate::lag::{self, GateOutcome, LagGate, LagMonitor};
+
+pub async fn act(
+    ctx: &mut Context,
+    targets: &[String],
+    max_lag_ms: u64,
+    sustained_for: Duration,
+    timeout: Duration,
+) -> Result<serde_json::Value, StepError> {
+    let monitor = LagMonitor::start(&ctx.plan, ctx.plan.gates.heartbeat_interval)
+        .await
+        .map_err(|error| StepError::Failed(error.to_string()))?;
+    let outcome = lag::wait_for(
+        &monitor,
+        LagGate {
+            max_lag: Duration::from_millis(max_lag_ms),
+            sustained_for,
+            timeout,
+        },
+    )
+    .await;
+    let samples = monitor.snapshot();
+    monitor.stop().await;
+    let lags: serde_json::Map<String, serde_json::Value> = samples
+        .iter()
+        .filter(|sample| targets.is_empty() || targets.contains(&sample.name))
+        .map(|sample| (sample.name.clone(), json!(sample.lag_ms)))
+        .collect();
+    match outcome {
+        GateOutcome::Passed { waited_ms } => Ok(json!({ "waited_ms": waited_ms, "lag_ms": lags })),
+        GateOutcome::Refused {
+            waited_ms,
+            laggards,
+        } => Err(StepError::Refused(format!(
+            "lag gate refused after {waited_ms} ms: {}",
+            laggards
+                .iter()
+                .map(|laggard| match (laggard.lag_ms, &laggard.error) {
+                    (_, Some(error)) => format!("{} ({error})", laggard.name),
+                    (Some(lag), None) => format!("{} ({lag:.0} ms)", laggard.name),
+                    (None, None) => format!("{} (not measured)", laggard.name),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+pub fn describe(
+    targets: &[String],
+    max_lag_ms: u64,
+    sustained_for: Duration,
+    timeout: Duration,
+) -> Description {
+    Description {
+        cluster: targets.join(", "),
+        action: format!(
+            "wait until heartbeat lag ≤ {max_lag_ms} ms on {} for {} ms (give up after {} ms)",
+            targets.join(", "),
+            millis(sustained_for),
+            millis(timeout)
+        ),
+        commands: vec![format!(
+            "cutover lag PLAN --wait --max-lag-ms {max_lag_ms} --sustained {}ms --timeout {}ms",
+            millis(sustained_for),
+            millis(timeout)
+        )],
+        verify: vec!["cutover lag PLAN shows every target under the limit".into()],
+        inverse: "nothing to undo (writes only the orchestrator's heartbeat row)".into(),
+    }
+}
