@@ -87,88 +87,82 @@ pub struct ProbeReport {
 }
 
 /// Resolves the application's name through the plan's own nameservers,
-/// afresh on every call (no cached answer survives a reconnect).
+/// afresh on every call: a new resolver each time, so no cached answer
+/// survives a reconnect.
 struct NameLookup {
     host: String,
     port: u16,
-    resolver: Option<Resolver<TokioRuntimeProvider>>,
+    nameservers: Option<Vec<std::net::SocketAddr>>,
     servers: String,
 }
 
 impl NameLookup {
     fn new(plan: &ValidatedPlan, host: &str, port: u16) -> NameLookup {
-        let resolver = plan.dns.as_ref().and_then(|dns| {
-            let servers = dns
-                .authoritative
-                .iter()
-                .map(|server| {
-                    let mut connection = ConnectionConfig::udp();
-                    connection.port = server.port();
-                    let mut config = NameServerConfig::udp(server.ip());
-                    config.trust_negative_responses = false;
-                    config.connections = vec![connection];
-                    config
-                })
-                .collect();
-            let mut builder = Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            );
-            let options = builder.options_mut();
-            options.timeout = Duration::from_millis(500);
-            options.attempts = 2;
-            options.cache_size = 0;
-            builder.build().ok()
-        });
+        let nameservers = plan.dns.as_ref().map(|dns| dns.authoritative.clone());
         NameLookup {
             host: host.to_string(),
             port,
-            servers: plan
-                .dns
+            servers: nameservers
                 .as_ref()
-                .map(|dns| {
-                    dns.authoritative
+                .map(|servers| {
+                    servers
                         .iter()
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", ")
                 })
                 .unwrap_or_else(|| "the system resolver".into()),
-            resolver,
+            nameservers,
         }
+    }
+
+    fn resolver(servers: &[std::net::SocketAddr]) -> Option<Resolver<TokioRuntimeProvider>> {
+        let configs = servers
+            .iter()
+            .map(|server| {
+                let mut connection = ConnectionConfig::udp();
+                connection.port = server.port();
+                let mut config = NameServerConfig::udp(server.ip());
+                config.trust_negative_responses = false;
+                config.connections = vec![connection];
+                config
+            })
+            .collect();
+        let mut builder = Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(configs),
+            TokioRuntimeProvider::default(),
+        );
+        let options = builder.options_mut();
+        options.timeout = Duration::from_millis(500);
+        options.attempts = 2;
+        builder.build().ok()
     }
 
     async fn resolve(&self) -> Result<String, ProbeError> {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(ip.to_string());
         }
-        let Some(resolver) = &self.resolver else {
+        let failed = |reason: String| ProbeError::Resolve {
+            host: self.host.clone(),
+            servers: self.servers.clone(),
+            reason,
+        };
+        let Some(servers) = &self.nameservers else {
             return Ok(self.host.clone());
         };
-        resolver.clear_cache();
+        let resolver =
+            Self::resolver(servers).ok_or_else(|| failed("cannot build a resolver".into()))?;
         let fqdn = format!("{}.", self.host.trim_end_matches('.'));
         let lookup =
             tokio::time::timeout(Duration::from_secs(2), resolver.lookup_ip(fqdn.as_str()))
                 .await
-                .map_err(|_| ProbeError::Resolve {
-                    host: self.host.clone(),
-                    servers: self.servers.clone(),
-                    reason: "timed out".into(),
-                })?
-                .map_err(|error| ProbeError::Resolve {
-                    host: self.host.clone(),
-                    servers: self.servers.clone(),
-                    reason: error.to_string(),
-                })?;
+                .map_err(|_| failed("timed out".into()))?
+                .map_err(|error| failed(error.to_string()))?;
         lookup
             .iter()
             .next()
             .map(|ip| ip.to_string())
-            .ok_or_else(|| ProbeError::Resolve {
-                host: self.host.clone(),
-                servers: self.servers.clone(),
-                reason: "no address".into(),
-            })
+            .ok_or_else(|| failed("no address".into()))
     }
 }
 

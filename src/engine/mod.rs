@@ -205,6 +205,14 @@ async fn run_locked(
         )
         .await;
     }
+    // Phases left out with --phase stay out, also for `resume`.
+    for (index, _) in plan.phases.iter().enumerate() {
+        if !phases.iter().any(|(selected, _)| *selected == index) {
+            store
+                .set_phase_status(run_id, index, StepStatus::Skipped)
+                .await?;
+        }
+    }
     let mut ctx = Context::new(
         plan.clone(),
         store.clone(),
@@ -865,8 +873,18 @@ pub async fn resume(
                 Some("resume: past the point of no return, finishing the run"),
             )
             .await;
-        let phases: Vec<(usize, &Phase)> =
-            plan.phases.iter().enumerate().skip(phase_index).collect();
+        let phases: Vec<(usize, &Phase)> = plan
+            .phases
+            .iter()
+            .enumerate()
+            .skip(phase_index)
+            .filter(|(index, _)| {
+                record
+                    .phases
+                    .get(*index)
+                    .is_none_or(|p| p.status != StepStatus::Skipped)
+            })
+            .collect();
         execute(&mut ctx, &phases, Some((phase_index, step_index))).await
     } else {
         tracing::info!(
@@ -929,7 +947,7 @@ pub async fn resume(
 /// The first step that did not complete, phase by phase.
 fn first_unfinished(record: &RunRecord) -> Option<(usize, usize)> {
     record.phases.iter().enumerate().find_map(|(p, phase)| {
-        if phase.status == StepStatus::Completed {
+        if matches!(phase.status, StepStatus::Completed | StepStatus::Skipped) {
             return None;
         }
         phase

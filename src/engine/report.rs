@@ -114,10 +114,15 @@ impl RunReport {
     /// Human rendering for stdout.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if !self.prechecks.is_empty() {
+        // A real run shows only the prechecks that need attention.
+        let shown: Vec<&Precheck> = self
+            .prechecks
+            .iter()
+            .filter(|check| self.dry_run || check.status != CheckStatus::Pass)
+            .collect();
+        if !shown.is_empty() {
             out.push_str("prechecks:\n");
-            let rows: Vec<Vec<String>> = self
-                .prechecks
+            let rows: Vec<Vec<String>> = shown
                 .iter()
                 .map(|check| {
                     vec![

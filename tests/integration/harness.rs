@@ -161,6 +161,21 @@ impl LabFixture {
     }
 
     /// A plan over the lab's five servers, with per-cluster changes.
+    /// A plain `std::process::Command` with the lab's environment, for
+    /// processes that run in the background.
+    pub fn background(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+        command
+            .env("CUTOVER_STATE", self.sandbox.state_dir())
+            .env("NO_COLOR", "1")
+            .env_remove("CUTOVER_LAB_DIR")
+            .current_dir(repo_root());
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command
+    }
+
     pub fn plan(&self, file: &str, changes: &[PlanCluster]) -> PathBuf {
         let mut yaml = String::from("name: test-lab\nclusters:\n");
         for (index, (name, ip)) in LAB_CLUSTERS.iter().enumerate() {

@@ -6,5 +6,6 @@ mod harness;
 mod cli;
 mod docker;
 mod lab;
+mod lab_cutover;
 mod lab_topology;
 mod plan_corpus;

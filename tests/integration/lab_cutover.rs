@@ -1,0 +1,522 @@
+//! The executor against the real lab: switchover and rollback under a write
+//! probe, freeze budget, DNS failures, errant candidates, crashes at every
+//! step boundary, dry runs and the plan lock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover::dns;
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{LabFixture, cluster, runtime, stdout_json};
+
+const NAMESERVERS: [&str; 2] = ["127.0.0.2:53", "127.0.0.3:53"];
+
+/// `plans/lab-switchover.yaml` with its phases (and optionally more text) replaced.
+fn switchover_plan(fx: &LabFixture, file: &str, phases: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let original =
+        std::fs::read_to_string(crate::harness::repo_root().join("plans/lab-switchover.yaml"))
+            .unwrap();
+    let mut text = original[..original.find("\nphases:").unwrap()].to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "plan has {from}");
+        text = text.replace(from, to);
+    }
+    text.push_str("\nphases:\n");
+    text.push_str(phases);
+    fx.sandbox.write(file, text)
+}
+
+const SWITCHOVER_PHASE: &str =
+    "  - name: cutover\n    rollback: auto\n    steps:\n      - switchover: { to: c1 }\n";
+
+/// `cutover probe` in the background, writing through DNS and polling read_only everywhere.
+struct Probe {
+    child: Child,
+}
+
+impl Probe {
+    fn start(fx: &LabFixture, plan: &Path) -> Probe {
+        let child = fx
+            .background()
+            .args([
+                "probe",
+                "--duration",
+                "600",
+                "--rate",
+                "100",
+                "--watch-primaries",
+                "--output",
+                "json",
+            ])
+            .arg(plan)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        Probe { child }
+    }
+
+    /// SIGTERM, then the probe's report.
+    fn finish(self) -> serde_json::Value {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let output = self.child.wait_with_output().unwrap();
+        assert!(
+            matches!(output.status.code(), Some(0) | Some(4)),
+            "probe: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout_json(&output)
+    }
+}
+
+fn assert_nothing_lost(report: &serde_json::Value) {
+    assert_eq!(report["lost"], 0, "no acknowledged write lost: {report}");
+    assert_eq!(report["duplicates"], 0, "no duplicate: {report}");
+    assert!(
+        report["acknowledged"].as_u64().unwrap() > 100,
+        "the probe wrote: {report}"
+    );
+    let writable = &report["writable_primaries"];
+    assert!(writable["rounds"].as_u64().unwrap() > 50, "{writable}");
+    assert_eq!(
+        writable["overlap_rounds"], 0,
+        "never two writable primaries: {writable}"
+    );
+}
+
+fn topology(fx: &LabFixture, plan: &Path) -> serde_json::Value {
+    let output = fx
+        .cutover()
+        .args(["topology", "--output", "json"])
+        .arg(plan)
+        .output()
+        .unwrap();
+    stdout_json(&output)
+}
+
+fn assert_primary(fx: &LabFixture, plan: &Path, primary: &str) {
+    let topology = topology(fx, plan);
+    for name in ["legacy", "c1", "c2", "c3", "c6"] {
+        let view = cluster(&topology, name);
+        if name == primary {
+            assert_eq!(view["role"], "primary", "{name}: {view}");
+            assert_eq!(view["read_only"], false, "{name} writable");
+        } else {
+            assert_eq!(
+                view["replicating_from"], primary,
+                "{name} follows {primary}: {view}"
+            );
+            assert_eq!(view["read_only"], true, "{name} read-only");
+            assert!(view["errant_gtids"].is_null(), "{name}: {view}");
+            let replication = &view["replication"];
+            assert_eq!(replication["io_thread"], "running", "{name}: {view}");
+            assert_eq!(replication["sql_thread"], "running", "{name}: {view}");
+        }
+    }
+    let expected = format!("{primary}.bank.internal.");
+    runtime().block_on(async {
+        for server in NAMESERVERS {
+            let answer = dns::query_authoritative(
+                server.parse().unwrap(),
+                "refunds-primary.bank.internal.",
+                RecordType::CNAME,
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+            assert_eq!(answer.values, [expected.clone()], "{server}");
+            assert!(answer.authoritative, "{server}");
+        }
+    });
+}
+
+fn run_json(command: &mut assert_cmd::Command) -> (Option<i32>, serde_json::Value) {
+    let output = command.output().unwrap();
+    let code = output.status.code();
+    let document = if output.stdout.is_empty() {
+        serde_json::Value::Null
+    } else {
+        stdout_json(&output)
+    };
+    if document.is_null() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    }
+    (code, document)
+}
+
+/// GTID positions, read_only flags and the DNS serial: what a dry run must not change.
+fn fingerprint(fx: &LabFixture, plan: &Path) -> String {
+    let topology = topology(fx, plan);
+    let mut out = String::new();
+    for view in topology["clusters"].as_array().unwrap() {
+        out.push_str(&format!(
+            "{} {} {}\n",
+            view["name"], view["gtid_position"], view["read_only"]
+        ));
+    }
+    let serial = runtime().block_on(dns::soa_serial(
+        NAMESERVERS[0].parse().unwrap(),
+        "bank.internal.",
+        Duration::from_secs(1),
+    ));
+    out.push_str(&format!("serial {}\n", serial.unwrap()));
+    out
+}
+
+#[test]
+fn lab_switchover_and_rollback_lose_no_acknowledged_write() {
+    let fx = LabFixture::up();
+    let plan = crate::harness::repo_root().join("plans/lab-switchover.yaml");
+
+    // Dry run: a stopped replica fails its precheck; nothing changes either way.
+    fx.admin_exec("127.0.0.12", &["STOP SLAVE"]);
+    let before = fingerprint(&fx, &plan);
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["run", "--dry-run", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(3), "{report}");
+    let failed: Vec<_> = report["prechecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["cluster"], "c2");
+    assert_eq!(failed[0]["check"], "replication");
+    fx.admin_exec("127.0.0.12", &["START SLAVE"]);
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["run", "--dry-run", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["dry_run"], true);
+    let operations = report["operations"].as_array().unwrap();
+    assert_eq!(operations.len(), 9, "{operations:?}");
+    assert!(
+        operations
+            .iter()
+            .all(|op| op["inverse"].as_str().is_some_and(|i| !i.is_empty()))
+    );
+    let freeze = operations.iter().find(|op| op["kind"] == "freeze").unwrap();
+    assert!(
+        freeze["current"].as_str().unwrap().contains("0-10-"),
+        "{freeze}"
+    );
+    assert_eq!(
+        fingerprint(&fx, &plan),
+        before,
+        "the dry run changed nothing"
+    );
+
+    let probe = Probe::start(&fx, &plan);
+
+    // A second run of the same plan is refused while the first holds the lock
+    // (the first waits at its confirm step while the postpone file exists).
+    let postpone = PathBuf::from("/tmp/cutover-postpone");
+    std::fs::write(&postpone, "hold").unwrap();
+    let first = fx
+        .background()
+        .args(["run", "--yes", "--output", "json"])
+        .arg(&plan)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5000));
+    let second = fx
+        .cutover()
+        .args(["run", "--yes"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("locked by run"));
+    std::fs::remove_file(&postpone).unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report = stdout_json(&first);
+    assert_eq!(report["status"], "completed");
+    let freeze_ms = report["write_freeze_ms"].as_u64().unwrap();
+    assert!(freeze_ms < 3000, "within the budget: {freeze_ms} ms");
+    assert_primary(&fx, &plan, "c1");
+
+    // The reverse switchover.
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["rollback", &run_id, "--yes", "--output", "json"]),
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["status"], "rolled_back");
+    assert_primary(&fx, &plan, "legacy");
+
+    let probe = probe.finish();
+    assert_nothing_lost(&probe);
+    assert!(
+        probe["max_unavailable_ms"].as_u64().unwrap() < 3000,
+        "{probe}"
+    );
+}
+
+#[test]
+fn lab_failures_inside_the_freeze_roll_back_cleanly() {
+    let fx = LabFixture::up();
+    let lab = fx.lab_dir();
+    let admin = |ip: &str, sql: &str| {
+        vec![
+            "mariadb".to_string(),
+            format!("-h{ip}"),
+            "-P13306".into(),
+            format!("-u{}", fx.var("CUTOVER_LAB_ADMIN_USER")),
+            format!("-p{}", fx.var("CUTOVER_LAB_ADMIN_PASSWORD")),
+            "--skip-ssl".into(),
+            "-e".into(),
+            sql.to_string(),
+        ]
+    };
+    let hook = |command: Vec<String>| {
+        format!(
+            "      - hook: {{ command: [{}] }}\n",
+            command
+                .iter()
+                .map(|part| format!("{part:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let plain = switchover_plan(
+        &fx,
+        "plain.yaml",
+        SWITCHOVER_PHASE,
+        &[("freeze_budget_ms: 3000", "freeze_budget_ms: 1500")],
+    );
+    let probe = Probe::start(&fx, &plain);
+
+    // 1. c1 stops receiving after the prechecks: catch-up cannot finish, so the
+    //    freeze ends at its budget and the phase is undone.
+    let stop_c1 = switchover_plan(
+        &fx,
+        "stop-c1.yaml",
+        &format!(
+            "  - name: cutover\n    rollback: auto\n    steps:\n{}      - switchover: {{ to: c1 }}\n",
+            hook(admin("127.0.0.11", "STOP SLAVE IO_THREAD"))
+        ),
+        &[("freeze_budget_ms: 3000", "freeze_budget_ms: 1500")],
+    );
+    let started = Instant::now();
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&stop_c1),
+    );
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["status"], "rolled_back");
+    assert!(
+        report["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not reach the frozen position"),
+        "{report}"
+    );
+    let freeze_ms = report["write_freeze_ms"].as_u64().unwrap();
+    assert!(
+        freeze_ms <= 1500 + 1000,
+        "writable again within budget + 1 s: {freeze_ms} ms"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    fx.admin_exec("127.0.0.11", &["START SLAVE"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_primary(&fx, &plain, "legacy");
+
+    // 2. A wrong TSIG secret at dns_switch (the key file is rewritten after the prechecks).
+    let key_file = fx
+        .sandbox
+        .write("tsig.key", fx.var("CUTOVER_LAB_TSIG_SECRET"));
+    let wrong = "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZw==";
+    let swap_key = switchover_plan(
+        &fx,
+        "swap-key.yaml",
+        &format!(
+            "  - name: cutover\n    rollback: auto\n    steps:\n{}      - switchover: {{ to: c1 }}\n",
+            hook(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("printf %s {wrong} > {}", key_file.display())
+            ])
+        ),
+        &[(
+            "secret_env: CUTOVER_LAB_TSIG_SECRET",
+            &format!("secret_file: {}", key_file.display()),
+        )],
+    );
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&swap_key),
+    );
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["status"], "rolled_back");
+    let detail = report["detail"].as_str().unwrap();
+    assert!(detail.contains("TSIG authentication failed"), "{detail}");
+    assert!(
+        !detail.contains(wrong) && !detail.contains(fx.var("CUTOVER_LAB_TSIG_SECRET")),
+        "no secret in errors"
+    );
+    assert_primary(&fx, &plain, "legacy");
+
+    // 3. ns1 (the update server) stops after the prechecks.
+    let named_pid = lab.join("ns1/named.pid");
+    assert!(named_pid.exists(), "{}", named_pid.display());
+    let stop_ns1 = switchover_plan(
+        &fx,
+        "stop-ns1.yaml",
+        &format!(
+            "  - name: cutover\n    rollback: auto\n    steps:\n{}      - switchover: {{ to: c1 }}\n",
+            hook(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("kill $(cat {}); sleep 0.5", named_pid.display())
+            ])
+        ),
+        &[],
+    );
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&stop_ns1),
+    );
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["status"], "rolled_back");
+    assert!(
+        report["detail"].as_str().unwrap().contains("127.0.0.2:53"),
+        "{report}"
+    );
+    let topology = topology(&fx, &plain);
+    assert_eq!(cluster(&topology, "legacy")["read_only"], false);
+    for name in ["c1", "c2", "c3", "c6"] {
+        assert_eq!(
+            cluster(&topology, name)["replicating_from"],
+            "legacy",
+            "{name}"
+        );
+        assert_eq!(cluster(&topology, name)["read_only"], true, "{name}");
+    }
+
+    // 4. An errant transaction on c1 is refused at precheck, before any freeze.
+    fx.admin_exec("127.0.0.11", &["CREATE DATABASE errant_on_c1"]);
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plain),
+    );
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["status"], "refused");
+    assert!(
+        report["detail"]
+            .as_str()
+            .unwrap()
+            .contains("c1 errant GTIDs"),
+        "{report}"
+    );
+    assert!(report["write_freeze_ms"].is_null(), "never frozen");
+    let steps = &report["phases"][0]["steps"];
+    assert!(
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "pending"),
+        "{steps}"
+    );
+
+    let probe = probe.finish();
+    assert_nothing_lost(&probe);
+}
+
+#[test]
+fn lab_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
+    let fx = LabFixture::up();
+    let plan = switchover_plan(&fx, "switchover.yaml", SWITCHOVER_PHASE, &[]);
+    let probe = Probe::start(&fx, &plan);
+    let budget = Duration::from_millis(3000);
+    // Steps: freeze, catch_up, promote, dns_switch, unfreeze, reverse_replication, repoint.
+    for kill_at in 1..=7u32 {
+        let killed = fx
+            .cutover()
+            .env(cutover::engine::KILL_AT_STEP_ENV, kill_at.to_string())
+            .args(["run", "--yes"])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        let killed_at = Instant::now();
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "killed by SIGKILL before step {kill_at}: {}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
+        let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(status["runs"][0]["status"], "interrupted");
+        let passed_point_of_no_return = kill_at > 3;
+        if !passed_point_of_no_return {
+            // Without any resume, the source takes writes again inside the budget.
+            let endpoint = fx.admin_endpoint("127.0.0.10");
+            let wrote = runtime().block_on(async {
+                let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+                let ok = session
+                    .exec_within(
+                        budget,
+                        "write after the crash",
+                        &format!("INSERT INTO cutover_probe.writes (probe_id, seq, written_at_us) VALUES ('crash', {kill_at}, 0)"),
+                    )
+                    .await;
+                session.close().await;
+                ok
+            });
+            assert!(wrote.is_ok(), "kill at {kill_at}: {wrote:?}");
+            assert!(killed_at.elapsed() < budget + Duration::from_secs(1));
+        }
+        let (code, report) = run_json(
+            fx.cutover()
+                .args(["resume", &run_id, "--yes", "--output", "json"]),
+        );
+        if passed_point_of_no_return {
+            assert_eq!(code, Some(0), "kill at {kill_at}: {report}");
+            assert_eq!(report["status"], "completed");
+            assert_primary(&fx, &plan, "c1");
+            let (code, report) = run_json(
+                fx.cutover()
+                    .args(["rollback", &run_id, "--yes", "--output", "json"]),
+            );
+            assert_eq!(code, Some(0), "rollback after kill at {kill_at}: {report}");
+        } else {
+            assert_eq!(code, Some(3), "kill at {kill_at}: {report}");
+            assert_eq!(report["status"], "rolled_back");
+        }
+        assert_primary(&fx, &plan, "legacy");
+    }
+    let probe = probe.finish();
+    assert_nothing_lost(&probe);
+}
