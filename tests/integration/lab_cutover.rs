@@ -473,7 +473,8 @@ fn lab_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
         assert_eq!(
             killed.status.code(),
             None,
-            "killed by SIGKILL before step {kill_at}: {}",
+            "killed by SIGKILL before step {kill_at}: {}{}",
+            String::from_utf8_lossy(&killed.stdout),
             String::from_utf8_lossy(&killed.stderr)
         );
         let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
