@@ -208,23 +208,23 @@ pub async fn discover(plan: &ValidatedPlan) -> Result<Topology, SecretError> {
     // The probes ran concurrently, so a replica may have been read after its
     // source took (and shipped) more writes. Read such sources again, now
     // that every replica was read: a real errant transaction stays errant.
-    for index in 0..views.len() {
-        if views[index].errant_gtids.is_none() {
+    for view in views.iter_mut() {
+        if view.errant_gtids.is_none() {
             continue;
         }
-        let Some(source_name) = views[index].replicating_from.clone() else {
+        let Some(source_name) = view.replicating_from.clone() else {
             continue;
         };
         let Some((_, endpoint)) = endpoints.iter().find(|(c, _)| c.name == source_name) else {
             continue;
         };
-        let (Some(flavor), Some(mine)) = (views[index].flavor, views[index].server.as_ref()) else {
+        let (Some(flavor), Some(mine)) = (view.flavor, view.server.as_ref()) else {
             continue;
         };
         if let Ok(mut session) = Session::connect(endpoint).await {
             if let Ok(fresh) = server::executed(&mut session, flavor).await {
                 let errant = gtid::errant(&mine.executed, &fresh);
-                views[index].errant_gtids = (!errant.is_empty()).then(|| errant.to_string());
+                view.errant_gtids = (!errant.is_empty()).then(|| errant.to_string());
             }
             session.close().await;
         }
