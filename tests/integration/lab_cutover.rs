@@ -131,7 +131,7 @@ fn assert_primary(fx: &LabFixture, plan: &Path, primary: &str) {
             )
             .await
             .unwrap();
-            assert_eq!(answer.values, [expected.clone()], "{server}");
+            assert_eq!(answer.values, std::slice::from_ref(&expected), "{server}");
             assert!(answer.authoritative, "{server}");
         }
     });
