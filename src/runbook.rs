@@ -84,7 +84,7 @@ pub fn render(plan: &ValidatedPlan) -> String {
                 description.action
             );
             if !description.commands.is_empty() {
-                let _ = writeln!(out, "```sql\n{}\n```\n", description.commands.join("\n"));
+                let _ = writeln!(out, "```\n{}\n```\n", description.commands.join("\n"));
             }
             if !description.verify.is_empty() {
                 let _ = writeln!(out, "Verify:");
@@ -93,7 +93,7 @@ pub fn render(plan: &ValidatedPlan) -> String {
                 }
                 out.push('\n');
             }
-            let _ = writeln!(out, "Undo: {}", description.inverse);
+            let _ = writeln!(out, "Undo: {}\n", description.inverse);
         }
     }
     out

@@ -274,3 +274,52 @@ fn lab_env_before_up_says_what_to_do() {
         .code(2)
         .stderr(contains("run `cutover lab up` first"));
 }
+
+#[test]
+fn the_committed_runbook_is_what_the_plan_renders() {
+    let sandbox = Sandbox::new();
+    let output = sandbox
+        .cutover()
+        .args(["runbook", "plans/lab-switchover.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    let committed =
+        std::fs::read_to_string(crate::harness::repo_root().join("runbooks/lab-switchover.md"))
+            .unwrap();
+    assert_eq!(
+        rendered, committed,
+        "regenerate with: cutover runbook plans/lab-switchover.yaml > runbooks/lab-switchover.md"
+    );
+    for kind in [
+        "freeze",
+        "catch_up",
+        "promote",
+        "dns_switch",
+        "unfreeze",
+        "reverse_replication",
+        "repoint",
+    ] {
+        assert!(
+            rendered.contains(&format!("({kind})")),
+            "{kind} in the runbook"
+        );
+    }
+    assert!(rendered.contains("FLUSH TABLES WITH READ LOCK"));
+    assert!(rendered.contains("prereq yxrrset"));
+}
+
+#[test]
+fn a_plan_with_a_step_this_build_cannot_run_is_refused_before_anything() {
+    let sandbox = Sandbox::new();
+    let output = sandbox
+        .cutover()
+        .args(["run", "plans/lab-migration.yaml", "--yes"])
+        .env("CUTOVER_LAB_PASSWORD", "unused")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("this build cannot run yet"), "{stderr}");
+}
