@@ -67,6 +67,8 @@ pub struct WritableReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
     pub probe_id: String,
+    /// Wall-clock start (Unix ms); `windows` are relative to it.
+    pub started_at_unix_ms: u64,
     pub attempted: u64,
     pub acknowledged: u64,
     /// Acknowledged but missing from the primary at the end.
@@ -230,6 +232,8 @@ pub async fn run(
     });
 
     let started = Instant::now();
+    let started_at_unix_ms =
+        u64::try_from(crate::mysql::server::unix_micros_now() / 1000).unwrap_or(0);
     let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
     let deadline = started + options.duration;
     let mut acknowledged: Vec<(u64, Duration)> = Vec::new();
@@ -333,6 +337,7 @@ pub async fn run(
     };
     Ok(ProbeReport {
         probe_id,
+        started_at_unix_ms,
         attempted,
         acknowledged: acknowledged.len() as u64,
         lost: lost_sequences.len() as u64,
