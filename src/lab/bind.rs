@@ -71,6 +71,7 @@ impl NameServer {
     allow-update {{ key \"{TSIG_KEY_NAME}\"; }};
     allow-transfer {{ key \"{TSIG_KEY_NAME}\"; }};
     notify explicit;
+    notify-delay 0;
     also-notify {{ {} key \"{TSIG_KEY_NAME}\"; }};
 }};",
                 secondary.ip
