@@ -29,7 +29,7 @@ pub async fn act(
     let mut fence_session = Session::connect(&endpoint).await?;
     let connection_id = control::connection_id(&mut fence_session).await?;
     // If this process hangs or is cut off, the server drops the idle fence
-    // connection (and its lock) one second after the budget.
+    // connection (and its lock) at most two seconds after the budget.
     let idle_limit = budget.as_secs() + 2;
     fence_session
         .exec(
