@@ -204,19 +204,22 @@ pub async fn soa_serial(
     timeout: Duration,
 ) -> Result<u32, DnsError> {
     let response = ask(server, name(zone, "zone")?, RecordType::SOA, timeout).await?;
+    serial_of(&response).ok_or_else(|| DnsError::Protocol {
+        server,
+        reason: format!(
+            "no SOA for zone {zone} ({}): is this server authoritative for it?",
+            response.response_code
+        ),
+    })
+}
+
+fn serial_of(response: &hickory_proto::op::DnsResponse) -> Option<u32> {
     response
         .answers
         .iter()
         .find_map(|answer| match &answer.data {
             RData::SOA(soa) => Some(soa.serial),
             _ => None,
-        })
-        .ok_or_else(|| DnsError::Protocol {
-            server,
-            reason: format!(
-                "no SOA for zone {zone} ({}): is this server authoritative for it?",
-                response.response_code
-            ),
         })
 }
 
@@ -335,17 +338,10 @@ pub async fn signed_soa_query(
             });
         }
     }
-    response
-        .answers
-        .iter()
-        .find_map(|answer| match &answer.data {
-            RData::SOA(soa) => Some(soa.serial),
-            _ => None,
-        })
-        .ok_or_else(|| DnsError::Protocol {
-            server,
-            reason: format!("no SOA for zone {zone}"),
-        })
+    serial_of(&response).ok_or_else(|| DnsError::Protocol {
+        server,
+        reason: format!("no SOA for zone {zone}"),
+    })
 }
 
 /// Every server's answer and serial at one moment.

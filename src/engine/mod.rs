@@ -925,13 +925,26 @@ pub async fn resume(
             },
         }
     };
+    conclude(ctx, &store, &plan, outcome, started, lock).await
+}
+
+/// End a resume or rollback: close connections, record the outcome, free the plan.
+async fn conclude(
+    mut ctx: Context,
+    store: &Store,
+    plan: &ValidatedPlan,
+    outcome: Outcome,
+    started: Instant,
+    lock: PlanLock,
+) -> Result<RunReport, crate::Error> {
     let state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
     ctx.drop_sessions().await;
+    let run_id = ctx.run_id.clone();
     let report = finish(
-        &store,
-        run_id,
-        &plan,
+        store,
+        &run_id,
+        plan,
         outcome,
         vec![],
         vec![],
@@ -940,7 +953,7 @@ pub async fn resume(
         started,
     )
     .await;
-    release(&store, lock).await;
+    release(store, lock).await;
     report
 }
 
@@ -1060,22 +1073,5 @@ pub async fn rollback(
             }
         }
     }
-    let state = ctx.state.clone();
-    let freeze = ctx.write_freeze_ms;
-    ctx.drop_sessions().await;
-    // A successful rollback is the operator's success: report it as completed work.
-    let report = finish(
-        &store,
-        run_id,
-        &plan,
-        outcome,
-        vec![],
-        vec![],
-        freeze,
-        &state,
-        started,
-    )
-    .await;
-    release(&store, lock).await;
-    report
+    conclude(ctx, &store, &plan, outcome, started, lock).await
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::catch_up;
-use super::{Description, StepError, address_of};
+use super::{Description, StepError};
+use super::{catch_up, repoint};
 use crate::engine::context::{Context, Frozen};
 use crate::mysql::server;
 use crate::mysql::{GtidSet, Session, control, gtid};
@@ -186,27 +186,8 @@ pub async fn undo(
         )));
     }
     if control::channel(session, flavor).await?.is_none() {
-        let (host, port) = address_of(&ctx.plan, &old_primary);
-        let (user, password) = ctx.replication_credentials()?;
-        let tls = ctx
-            .plan
-            .cluster(&old_primary)
-            .is_some_and(|c| c.tls.is_some());
-        let (session, flavor) = ctx.session_and_flavor(candidate).await?;
         control::set_replica_start(session, flavor, frozen_position).await?;
-        control::change_source(
-            session,
-            flavor,
-            &control::SourceSpec {
-                host: &host,
-                port,
-                user: &user,
-                password: &password,
-                tls,
-            },
-        )
-        .await?;
-        control::start_replication(session, flavor).await?;
+        repoint::replicate_from(ctx, candidate, &old_primary).await?;
     }
     ctx.audit(
         candidate,
