@@ -313,14 +313,19 @@ fn lab_failures_inside_the_freeze_roll_back_cleanly() {
     );
     let probe = Probe::start(&fx, &plain);
 
-    // 1. c1 stops receiving after the prechecks: catch-up cannot finish, so the
+    // 1. c1 stops receiving after the prechecks and legacy then takes a write, so
+    //    c1 is certainly short of the frozen position: catch-up cannot finish, the
     //    freeze ends at its budget and the phase is undone.
     let stop_c1 = switchover_plan(
         &fx,
         "stop-c1.yaml",
         &format!(
-            "  - name: cutover\n    rollback: auto\n    steps:\n{}      - switchover: {{ to: c1 }}\n",
-            hook(admin("127.0.0.11", "STOP SLAVE IO_THREAD"))
+            "  - name: cutover\n    rollback: auto\n    steps:\n{}{}      - switchover: {{ to: c1 }}\n",
+            hook(admin("127.0.0.11", "STOP SLAVE IO_THREAD")),
+            hook(admin(
+                "127.0.0.10",
+                "INSERT INTO cutover_probe.writes (probe_id, seq, written_at_us) VALUES ('hook0001', 0, 0)"
+            ))
         ),
         &[("freeze_budget_ms: 3000", "freeze_budget_ms: 1500")],
     );
