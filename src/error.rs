@@ -44,6 +44,8 @@ pub enum Error {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Probe(#[from] crate::probe::ProbeError),
+    #[error(transparent)]
+    Checksum(#[from] crate::checksum::ChecksumError),
     #[error(
         "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
     )]
@@ -76,6 +78,12 @@ impl Error {
                 crate::probe::ProbeError::Mysql(_) | crate::probe::ProbeError::Resolve { .. },
             ) => ExitCode::StepFailed,
             Error::Probe(_) => ExitCode::InvalidInput,
+            Error::Checksum(
+                crate::checksum::ChecksumError::Secret(_)
+                | crate::checksum::ChecksumError::UnknownTarget(_)
+                | crate::checksum::ChecksumError::NoTables(_),
+            ) => ExitCode::InvalidInput,
+            Error::Checksum(crate::checksum::ChecksumError::Source(_)) => ExitCode::StepFailed,
         }
     }
 }

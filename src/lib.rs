@@ -5,6 +5,7 @@
 //! live clusters → [`engine`] running [`steps`] → [`store`] journal and report. The binary is a thin shell over
 //! [`cli::main`].
 
+pub mod checksum;
 pub mod cli;
 pub mod dns;
 pub mod engine;

@@ -261,7 +261,7 @@ async fn probe(cluster: &Cluster, endpoint: &Endpoint) -> Result<Probe, String> 
 }
 
 /// Addresses for a host name or literal, bounded by `limit`; empty if unknown.
-async fn resolve(host: &str, limit: Duration) -> Vec<IpAddr> {
+pub(crate) async fn resolve(host: &str, limit: Duration) -> Vec<IpAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return vec![ip];
     }

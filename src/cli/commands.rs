@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::lag::{GateOutcome, LagGate, LagMonitor};
 
 use super::render::{self, table};
-use super::{AuditCommand, Cli, Command, LabCommand, LagArgs, PlanCommand};
+use super::{AuditCommand, ChecksumArgs, Cli, Command, LabCommand, LagArgs, PlanCommand};
 use crate::engine::{self, RunOptions, RunReport};
 use crate::error::{Error, ExitCode, Result};
 use crate::lab::{Lab, StartOptions, UpOptions};
@@ -49,6 +49,7 @@ pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         Command::Lag(args) => lag(cli, args).await,
+        Command::Checksum(args) => checksum(cli, args).await,
         Command::Audit(AuditCommand::Verify) => audit_verify(cli).await,
         Command::Audit(AuditCommand::Log { limit }) => audit_log(cli, *limit).await,
         Command::Lab(command) => lab(cli, command).await,
@@ -162,6 +163,7 @@ async fn run(cli: &Cli, path: &Path, dry_run: bool, phase: Option<String>) -> Re
     print_report(cli, &report);
     Ok(match report.status {
         RunStatus::Completed => ExitCode::Success,
+        _ if report.data_mismatch => ExitCode::DataMismatch,
         RunStatus::Refused | RunStatus::RolledBack => ExitCode::Refused,
         _ => ExitCode::StepFailed,
     })
@@ -330,6 +332,36 @@ async fn topology(cli: &Cli, path: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::Success
     })
+}
+
+async fn checksum(cli: &Cli, args: &ChecksumArgs) -> Result<ExitCode> {
+    let plan = plan::load(&args.plan)?;
+    if let Some(pattern) = args
+        .money_columns
+        .iter()
+        .find(|column| column.split('.').count() < 2)
+    {
+        return Err(Error::Usage(format!(
+            "--money-columns `{pattern}` must be written `table.column` or `schema.table.column`"
+        )));
+    }
+    let options = crate::checksum::ChecksumOptions {
+        targets: args.targets.clone(),
+        tables: args.tables.clone(),
+        float_precision: args.float_precision,
+        money_columns: args.money_columns.clone(),
+        workers: args.workers,
+        chunk_time: args.chunk_time,
+        frozen_at: None,
+        progress: !cli.global.quiet,
+    };
+    let report = crate::checksum::run(&plan, &options).await?;
+    if cli.global.json() {
+        print_json(&serde_json::to_value(&report).expect("checksum report serialises"));
+    } else {
+        print!("{}", crate::checksum::render(&report));
+    }
+    Ok(report.exit_code())
 }
 
 async fn lag(cli: &Cli, args: &LagArgs) -> Result<ExitCode> {

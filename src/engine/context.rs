@@ -146,6 +146,8 @@ pub struct Context {
     /// When the last freeze took hold (for `write_freeze_ms`).
     pub freeze_started: Option<Instant>,
     pub write_freeze_ms: Option<u64>,
+    /// A checksum step found rows or totals that differ (exit 4).
+    pub data_mismatch: bool,
     endpoints: HashMap<String, Endpoint>,
     flavors: HashMap<String, Flavor>,
     sessions: HashMap<String, Session>,
@@ -174,6 +176,7 @@ impl Context {
             fence: None,
             freeze_started: None,
             write_freeze_ms: None,
+            data_mismatch: false,
             endpoints,
             flavors: HashMap::new(),
             sessions: HashMap::new(),

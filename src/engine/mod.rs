@@ -186,7 +186,7 @@ async fn run_locked(
             Outcome::Refused(refusal(&failed))
         };
         return finish(
-            store, run_id, plan, outcome, checks, operations, None, &state, started,
+            store, run_id, plan, outcome, checks, operations, None, false, &state, started,
         )
         .await;
     }
@@ -200,6 +200,7 @@ async fn run_locked(
             checks,
             vec![],
             None,
+            false,
             &state,
             started,
         )
@@ -223,6 +224,7 @@ async fn run_locked(
     let outcome = execute(&mut ctx, phases, None).await;
     state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
+    let data_mismatch = ctx.data_mismatch;
     ctx.drop_sessions().await;
     finish(
         store,
@@ -232,6 +234,7 @@ async fn run_locked(
         checks,
         vec![],
         freeze,
+        data_mismatch,
         &state,
         started,
     )
@@ -258,6 +261,7 @@ async fn finish(
     prechecks: Vec<Precheck>,
     operations: Vec<Operation>,
     write_freeze_ms: Option<u64>,
+    data_mismatch: bool,
     state: &SwitchState,
     started: Instant,
 ) -> Result<RunReport, crate::Error> {
@@ -279,6 +283,7 @@ async fn finish(
         prechecks,
         operations,
         write_freeze_ms,
+        data_mismatch,
         state,
         started.elapsed(),
     ))
@@ -850,6 +855,7 @@ pub async fn resume(
             vec![],
             vec![],
             None,
+            false,
             &state,
             started.elapsed(),
         ));
@@ -939,6 +945,7 @@ async fn conclude(
 ) -> Result<RunReport, crate::Error> {
     let state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
+    let data_mismatch = ctx.data_mismatch;
     ctx.drop_sessions().await;
     let run_id = ctx.run_id.clone();
     let report = finish(
@@ -949,6 +956,7 @@ async fn conclude(
         vec![],
         vec![],
         freeze,
+        data_mismatch,
         &state,
         started,
     )

@@ -34,6 +34,8 @@ struct Needs {
     freezes: BTreeSet<String>,
     moves_replication: bool,
     dns_switch: bool,
+    /// A checksum locks the source for a moment and pauses its replicas.
+    checksums: bool,
 }
 
 fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
@@ -42,6 +44,7 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
         freezes: BTreeSet::new(),
         moves_replication: false,
         dns_switch: false,
+        checksums: false,
     };
     for step in phases.iter().flat_map(|phase| &phase.steps) {
         match &step.kind {
@@ -56,6 +59,7 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
                 needs.moves_replication = true
             }
             StepKind::DnsSwitch { .. } => needs.dns_switch = plan.dns.is_some(),
+            StepKind::Checksum { .. } => needs.checksums = true,
             _ => {}
         }
     }
@@ -210,7 +214,12 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
         {
             continue;
         }
-        let is_freeze = needs.freezes.contains(&cluster.name);
+        let is_source = cluster.name == source;
+        let duties = Duties {
+            freezes: needs.freezes.contains(&cluster.name),
+            read_lock: needs.checksums && is_source,
+            moves_replication: needs.moves_replication || (needs.checksums && !is_source),
+        };
         let status = match Session::connect(&endpoint).await {
             Ok(mut session) => {
                 let flavor = topology
@@ -222,9 +231,7 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
                 let result = control::global_privileges(&mut session).await;
                 session.close().await;
                 match result {
-                    Ok(granted) => {
-                        privilege_check(flavor, &granted, is_freeze, needs.moves_replication)
-                    }
+                    Ok(granted) => privilege_check(flavor, &granted, &duties),
                     Err(error) => (CheckStatus::Fail, error.to_string()),
                 }
             }
@@ -342,13 +349,21 @@ fn replication_checks(
     );
 }
 
-/// Privileges a step needs; each entry is satisfied by any one of its names.
-fn privilege_check(
-    flavor: Flavor,
-    granted: &[String],
+/// What the selected steps will do on one cluster.
+struct Duties {
     freezes: bool,
+    /// A brief global read lock (a checksum's consistent point on the source).
+    read_lock: bool,
     moves_replication: bool,
-) -> (CheckStatus, String) {
+}
+
+/// Privileges a step needs; each entry is satisfied by any one of its names.
+fn privilege_check(flavor: Flavor, granted: &[String], duties: &Duties) -> (CheckStatus, String) {
+    let Duties {
+        freezes,
+        read_lock,
+        moves_replication,
+    } = *duties;
     if granted.iter().any(|p| p == "ALL") {
         return (CheckStatus::Pass, "ALL PRIVILEGES".into());
     }
@@ -373,8 +388,10 @@ fn privilege_check(
         ),
     };
     needed.push(("read replication status", monitor));
-    if freezes {
+    if freezes || read_lock {
         needed.push(("take the global read lock", vec!["RELOAD"]));
+    }
+    if freezes {
         needed.push(("see every session", vec!["PROCESS"]));
         needed.push(("kill client sessions", kill));
     }
@@ -483,6 +500,28 @@ mod tests {
         list.iter().map(|p| p.to_string()).collect()
     }
 
+    fn duties(freezes: bool, moves_replication: bool) -> Duties {
+        Duties {
+            freezes,
+            read_lock: false,
+            moves_replication,
+        }
+    }
+
+    #[test]
+    fn a_checksum_needs_reload_on_the_source_and_replication_rights_on_targets() {
+        let source = Duties {
+            freezes: false,
+            read_lock: true,
+            moves_replication: false,
+        };
+        let (status, detail) =
+            privilege_check(Flavor::Mariadb, &granted(&["SLAVE MONITOR"]), &source);
+        assert_eq!(status, CheckStatus::Fail);
+        assert!(detail.contains("RELOAD"), "{detail}");
+        assert!(!detail.contains("REPLICATION SLAVE ADMIN"), "{detail}");
+    }
+
     #[test]
     fn a_freeze_needs_reload_process_and_kill_rights() {
         let (status, detail) = privilege_check(
@@ -492,8 +531,7 @@ mod tests {
                 "READ_ONLY ADMIN",
                 "REPLICATION SLAVE ADMIN",
             ]),
-            true,
-            true,
+            &duties(true, true),
         );
         assert_eq!(status, CheckStatus::Fail);
         assert!(
@@ -508,16 +546,15 @@ mod tests {
         let (status, _) = privilege_check(
             Flavor::Mariadb,
             &granted(&["RELOAD", "PROCESS", "SUPER"]),
-            true,
-            true,
+            &duties(true, true),
         );
         assert_eq!(status, CheckStatus::Pass);
         assert_eq!(
-            privilege_check(Flavor::Mysql, &granted(&["ALL"]), true, true).0,
+            privilege_check(Flavor::Mysql, &granted(&["ALL"]), &duties(true, true)).0,
             CheckStatus::Pass
         );
         assert_eq!(
-            privilege_check(Flavor::Mysql, &granted(&["RELOAD"]), true, false).0,
+            privilege_check(Flavor::Mysql, &granted(&["RELOAD"]), &duties(true, false)).0,
             CheckStatus::Fail
         );
     }

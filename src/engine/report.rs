@@ -59,6 +59,8 @@ pub struct RunReport {
     pub primary: String,
     pub dns_points_to: String,
     pub point_of_no_return: bool,
+    /// A checksum step found rows or money totals that differ.
+    pub data_mismatch: bool,
     pub elapsed_ms: u64,
 }
 
@@ -72,6 +74,7 @@ impl RunReport {
         prechecks: Vec<Precheck>,
         operations: Vec<Operation>,
         write_freeze_ms: Option<u64>,
+        data_mismatch: bool,
         state: &SwitchState,
         elapsed: Duration,
     ) -> RunReport {
@@ -107,6 +110,7 @@ impl RunReport {
             primary: state.primary.clone(),
             dns_points_to: state.dns_points_to.clone(),
             point_of_no_return: record.point_of_no_return,
+            data_mismatch,
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         }
     }

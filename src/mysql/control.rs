@@ -99,6 +99,79 @@ pub async fn start_replication(session: &mut Session, flavor: Flavor) -> Result<
     session.exec("start replication", sql).await
 }
 
+/// MariaDB names a connection in the statement; MySQL appends `FOR CHANNEL`.
+fn channel_clause(flavor: Flavor, channel: Option<&str>) -> (String, String) {
+    match (flavor, channel.filter(|name| !name.is_empty())) {
+        (_, None) => (String::new(), String::new()),
+        (Flavor::Mariadb, Some(name)) => (format!(" {}", quote(name)), String::new()),
+        (Flavor::Mysql, Some(name)) => (String::new(), format!(" FOR CHANNEL {}", quote(name))),
+    }
+}
+
+/// Stop one replication channel (both threads).
+pub async fn stop_channel(
+    session: &mut Session,
+    flavor: Flavor,
+    channel: Option<&str>,
+) -> Result<(), MysqlError> {
+    let (name, suffix) = channel_clause(flavor, channel);
+    let sql = match flavor {
+        Flavor::Mariadb => format!("STOP SLAVE{name}"),
+        Flavor::Mysql => format!("STOP REPLICA{suffix}"),
+    };
+    session.exec("stop replication", &sql).await
+}
+
+/// Start one channel so that it applies exactly `position` and stops there.
+pub async fn start_channel_until(
+    session: &mut Session,
+    flavor: Flavor,
+    channel: Option<&str>,
+    position: &str,
+) -> Result<(), MysqlError> {
+    let (name, suffix) = channel_clause(flavor, channel);
+    let sql = match flavor {
+        Flavor::Mariadb => format!(
+            "START SLAVE{name} UNTIL master_gtid_pos = {}",
+            quote(position)
+        ),
+        Flavor::Mysql => format!(
+            "START REPLICA SQL_THREAD UNTIL SQL_AFTER_GTIDS = {}{suffix}; START REPLICA IO_THREAD{suffix}",
+            quote(position)
+        ),
+    };
+    session
+        .exec("start replication up to a position", &sql)
+        .await
+}
+
+/// Start one channel with no stop condition.
+pub async fn start_channel(
+    session: &mut Session,
+    flavor: Flavor,
+    channel: Option<&str>,
+) -> Result<(), MysqlError> {
+    let (name, suffix) = channel_clause(flavor, channel);
+    let sql = match flavor {
+        Flavor::Mariadb => format!("START SLAVE{name}"),
+        Flavor::Mysql => format!("START REPLICA{suffix}"),
+    };
+    session.exec("start replication", &sql).await
+}
+
+/// The applied position as the server prints it: MariaDB `gtid_slave_pos`
+/// (one GTID per domain), MySQL `gtid_executed`.
+pub async fn applied_position(session: &mut Session, flavor: Flavor) -> Result<String, MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => "SELECT @@GLOBAL.gtid_slave_pos",
+        Flavor::Mysql => "SELECT @@GLOBAL.gtid_executed",
+    };
+    let text: Option<String> = session
+        .query_first("read the applied position", sql)
+        .await?;
+    Ok(text.unwrap_or_default().replace('\n', ""))
+}
+
 /// Where a replica pulls from.
 #[derive(Debug, Clone)]
 pub struct SourceSpec<'a> {

@@ -2,6 +2,7 @@
 //! the runbook and the dry run show for it, side by side.
 
 pub mod catch_up;
+pub mod checksum;
 pub mod confirm;
 pub mod dns_switch;
 pub mod freeze;
@@ -37,11 +38,14 @@ pub enum StepError {
     Refused(String),
     #[error("{0}")]
     Failed(String),
+    /// Data differs between clusters: a refusal that exits 4.
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 impl StepError {
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StepError::Refused(_))
+        matches!(self, StepError::Refused(_) | StepError::Mismatch(_))
     }
 }
 
@@ -96,12 +100,16 @@ pub async fn act(ctx: &mut Context, kind: &StepKind) -> Result<serde_json::Value
             sustained_for,
             timeout,
         } => wait_lag::act(ctx, targets, *max_lag_ms, *sustained_for, *timeout).await,
-        StepKind::Snapshot { .. } | StepKind::Replicate { .. } | StepKind::Checksum { .. } => {
-            Err(StepError::Failed(format!(
-                "the `{}` step is not available in this build",
-                kind.kind_name()
-            )))
-        }
+        StepKind::Checksum {
+            targets,
+            tables,
+            float_precision,
+            money_columns,
+        } => checksum::act(ctx, targets, tables, *float_precision, money_columns).await,
+        StepKind::Snapshot { .. } | StepKind::Replicate { .. } => Err(StepError::Failed(format!(
+            "the `{}` step is not available in this build",
+            kind.kind_name()
+        ))),
     }
 }
 
@@ -171,24 +179,25 @@ pub fn describe(plan: &ValidatedPlan, kind: &StepKind) -> Description {
             sustained_for,
             timeout,
         } => wait_lag::describe(targets, *max_lag_ms, *sustained_for, *timeout),
-        StepKind::Snapshot { .. } | StepKind::Replicate { .. } | StepKind::Checksum { .. } => {
-            Description {
-                cluster: "-".into(),
-                action: format!("{} (not available in this build)", kind.kind_name()),
-                commands: vec![],
-                verify: vec![],
-                inverse: "-".into(),
-            }
-        }
+        StepKind::Checksum {
+            targets,
+            tables,
+            float_precision,
+            ..
+        } => checksum::describe(plan, targets, tables, *float_precision),
+        StepKind::Snapshot { .. } | StepKind::Replicate { .. } => Description {
+            cluster: "-".into(),
+            action: format!("{} (not available in this build)", kind.kind_name()),
+            commands: vec![],
+            verify: vec![],
+            inverse: "-".into(),
+        },
     }
 }
 
 /// Kinds this build can execute.
 pub fn is_available(kind: &StepKind) -> bool {
-    !matches!(
-        kind,
-        StepKind::Snapshot { .. } | StepKind::Replicate { .. } | StepKind::Checksum { .. }
-    )
+    !matches!(kind, StepKind::Snapshot { .. } | StepKind::Replicate { .. })
 }
 
 /// The host:port a replica should use to reach `cluster`.

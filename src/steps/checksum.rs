@@ -1,0 +1,132 @@
+//! `checksum`: compare rows and money totals of the source with the targets.
+//! A gate: it changes nothing, and a difference stops the phase.
+
+use serde_json::json;
+
+use super::{Description, StepError};
+use crate::checksum::{self, ChecksumOptions, Verdict};
+use crate::engine::context::Context;
+use crate::plan::ValidatedPlan;
+
+pub async fn act(
+    ctx: &mut Context,
+    targets: &[String],
+    tables: &[String],
+    float_precision: u32,
+    money_columns: &[String],
+) -> Result<serde_json::Value, StepError> {
+    let options = ChecksumOptions {
+        targets: targets.to_vec(),
+        tables: tables.to_vec(),
+        float_precision,
+        money_columns: money_columns.to_vec(),
+        // Inside a freeze every cluster already holds the frozen position.
+        frozen_at: ctx
+            .state
+            .frozen
+            .as_ref()
+            .map(|frozen| frozen.position.clone()),
+        progress: false,
+        ..ChecksumOptions::new()
+    };
+    let report = checksum::run(&ctx.plan, &options)
+        .await
+        .map_err(|error| match error {
+            checksum::ChecksumError::Secret(error) => StepError::Secret(error),
+            other => StepError::Failed(other.to_string()),
+        })?;
+    let summary = report.summary();
+    tracing::info!("{summary}");
+    let differing: Vec<String> = report
+        .tables
+        .iter()
+        .flat_map(|table| {
+            table.mismatches.iter().map(move |row| {
+                format!(
+                    "{} {} {} {}{}",
+                    table.table,
+                    row.cluster,
+                    serde_json::to_string(&row.key).unwrap_or_default(),
+                    serde_json::to_string(&row.kind)
+                        .unwrap_or_default()
+                        .trim_matches('"'),
+                    if row.columns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", row.columns.join(", "))
+                    }
+                )
+            })
+        })
+        .take(20)
+        .collect();
+    match report.status {
+        Verdict::Match => Ok(json!({
+            "rows_compared": report.rows_compared,
+            "position": report.position,
+            "source_lock_ms": report.source_lock_ms,
+            "elapsed_ms": report.elapsed_ms,
+        })),
+        Verdict::Mismatch => {
+            ctx.data_mismatch = true;
+            Err(StepError::Mismatch(format!(
+                "{summary}{}; run `cutover checksum PLAN` for the full report",
+                if differing.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", differing.join("; "))
+                }
+            )))
+        }
+        Verdict::Incomplete => Err(StepError::Failed(summary)),
+    }
+}
+
+pub fn describe(
+    plan: &ValidatedPlan,
+    targets: &[String],
+    tables: &[String],
+    float_precision: u32,
+) -> Description {
+    let targets = if targets.is_empty() {
+        plan.enabled_targets()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+    } else {
+        targets.to_vec()
+    };
+    let tables_text = if tables.is_empty() {
+        "every table of the plan's databases".to_string()
+    } else {
+        tables.join(", ")
+    };
+    let source = &plan.source().name;
+    Description {
+        cluster: format!("{source}, {}", targets.join(", ")),
+        action: format!(
+            "compare {tables_text} on {source} with {} row by row at one GTID position \
+             (floats to {float_precision} digits) and reconcile DECIMAL totals",
+            targets.join(", ")
+        ),
+        commands: vec![
+            format!("STOP SLAVE on {}", targets.join(", ")),
+            format!(
+                "on {source}: FLUSH TABLES WITH READ LOCK; read gtid_binlog_pos; START TRANSACTION WITH CONSISTENT SNAPSHOT; UNLOCK TABLES"
+            ),
+            "on each target: START SLAVE UNTIL master_gtid_pos = <position>; START TRANSACTION WITH CONSISTENT SNAPSHOT; START SLAVE".into(),
+            format!(
+                "cutover checksum PLAN --targets {} {}",
+                targets.join(" "),
+                if tables.is_empty() {
+                    String::new()
+                } else {
+                    format!("--tables {}", tables.join(" "))
+                }
+            )
+            .trim_end()
+            .to_string(),
+        ],
+        verify: vec!["every table `match`, every money total `ok`".into()],
+        inverse: "nothing to undo (reads only; replication is resumed at once)".into(),
+    }
+}
