@@ -112,19 +112,17 @@ pub const LAB_CLUSTERS: [(&str, &str); 5] = [
 
 impl LabFixture {
     pub fn up() -> LabFixture {
+        LabFixture::up_with_rows(2000)
+    }
+
+    /// A replicating lab seeded with `rows` transactions.
+    pub fn up_with_rows(rows: u64) -> LabFixture {
         let sandbox = Sandbox::new();
+        let rows = rows.to_string();
         let lab_dir = sandbox.path().join("lab");
         sandbox
             .cutover()
-            .args([
-                "lab",
-                "up",
-                "--replicating",
-                "--rows",
-                "2000",
-                "-q",
-                "--dir",
-            ])
+            .args(["lab", "up", "--replicating", "--rows", &rows, "-q", "--dir"])
             .arg(&lab_dir)
             .assert()
             .success();
@@ -257,4 +255,53 @@ pub fn cluster<'a>(document: &'a serde_json::Value, name: &str) -> &'a serde_jso
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no cluster {name} in {document}"))
+}
+
+/// Writes on legacy's `refunds.transactions` in the background: one insert and
+/// one update of ids 1..=1000 every 10 ms, until stopped (at most two minutes).
+pub struct WriteLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl WriteLoad {
+    pub fn start(fx: &LabFixture) -> WriteLoad {
+        use std::sync::atomic::Ordering;
+        let endpoint = fx.admin_endpoint("127.0.0.10");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            runtime().block_on(async {
+                let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+                let mut written = 0u64;
+                while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    let n = written;
+                    session
+                        .exec(
+                            "load",
+                            &format!(
+                                "INSERT INTO refunds.transactions (txn_ref, payer_vpa, payee_vpa, amount, status, fx_rate, created_at) \
+                                 VALUES ('LOAD{n:018}', 'load@bank', 'shop@bank', 10.00, 'SUCCESS', 1.0, NOW(6)); \
+                                 UPDATE refunds.transactions SET amount = amount + 0.01 WHERE id = {}",
+                                n % 1000 + 1
+                            ),
+                        )
+                        .await
+                        .unwrap();
+                    written += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                session.close().await;
+                written
+            })
+        });
+        WriteLoad { stop, handle }
+    }
+
+    /// Stop and return how many insert+update pairs were written.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().expect("write load")
+    }
 }

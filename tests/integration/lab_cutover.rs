@@ -202,7 +202,12 @@ fn lab_switchover_and_rollback_lose_no_acknowledged_write() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["dry_run"], true);
     let operations = report["operations"].as_array().unwrap();
-    assert_eq!(operations.len(), 9, "{operations:?}");
+    // wait_lag, checksum, confirm and the seven switchover steps.
+    assert_eq!(operations.len(), 10, "{operations:?}");
+    assert!(
+        operations.iter().any(|op| op["kind"] == "checksum"),
+        "{operations:?}"
+    );
     assert!(
         operations
             .iter()

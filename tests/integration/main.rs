@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod docker;
 mod lab;
+mod lab_checksum;
 mod lab_cutover;
 mod lab_topology;
 mod plan_corpus;
