@@ -67,10 +67,13 @@ pub fn column_text(column: &Column, form: Form, dialect: &Dialect) -> String {
     let c = ident(&column.name);
     match column.class {
         ColumnClass::Integer | ColumnClass::Decimal | ColumnClass::Date => c,
+        // DOUBLE prints as the shortest text that reads back to the same value,
+        // so equal text is equal data; FLOAT prints only 6 digits, so it always
+        // takes the canonical form.
+        ColumnClass::Float if form == Form::Fast && column.data_type != "float" => c,
         ColumnClass::Float => {
-            // Significant digits as mantissa and exponent: 0.1+0.2 and 0.3 agree at
-            // any precision below 17, and the text does not depend on how the
-            // server prints a double.
+            // Significant digits as mantissa and exponent: 0.1e0+0.2e0 and 0.3 agree
+            // at any precision below 17, whatever the server's float printing.
             let p = dialect.float_precision.clamp(1, 17);
             format!(
                 "IF({c} = 0, '0', CONCAT(CAST(ROUND({c} / POW(10, FLOOR(LOG10(ABS({c})))), {d}) \
@@ -79,6 +82,9 @@ pub fn column_text(column: &Column, form: Form, dialect: &Dialect) -> String {
                 w = p + 1
             )
         }
+        // Same type, same text (TIMESTAMP in the session's UTC); the normalised
+        // form also forgives a different fractional precision.
+        ColumnClass::DateTime | ColumnClass::Time if form == Form::Fast => c,
         ColumnClass::DateTime => format!("CAST({c} AS DATETIME(6))"),
         ColumnClass::Time => format!("CAST({c} AS TIME(6))"),
         ColumnClass::Binary => format!("HEX({c})"),
@@ -194,13 +200,11 @@ mod tests {
     }
 
     #[test]
-    fn the_normalised_form_differs_only_for_text_and_json() {
+    fn the_fast_form_is_raw_where_raw_text_is_exact() {
         let d = dialect();
         for class in [
             ColumnClass::Integer,
             ColumnClass::Decimal,
-            ColumnClass::Float,
-            ColumnClass::DateTime,
             ColumnClass::Binary,
         ] {
             let c = column("c", class, true);
@@ -209,6 +213,19 @@ mod tests {
                 column_text(&c, Form::Normalised, &d)
             );
         }
+        let mut double = column("x", ColumnClass::Float, false);
+        double.data_type = "double".into();
+        assert_eq!(column_text(&double, Form::Fast, &d), "`x`");
+        assert!(column_text(&double, Form::Normalised, &d).contains("LOG10"));
+        let mut single = column("x", ColumnClass::Float, false);
+        single.data_type = "float".into();
+        assert!(column_text(&single, Form::Fast, &d).contains("LOG10"));
+        let when = column("t", ColumnClass::DateTime, false);
+        assert_eq!(column_text(&when, Form::Fast, &d), "`t`");
+        assert_eq!(
+            column_text(&when, Form::Normalised, &d),
+            "CAST(`t` AS DATETIME(6))"
+        );
         let json = column("doc", ColumnClass::Json, true);
         assert_eq!(
             column_text(&json, Form::Normalised, &d),
@@ -227,7 +244,11 @@ mod tests {
             float_precision: 6,
             ..dialect()
         };
-        let sql = column_text(&column("x", ColumnClass::Float, false), Form::Fast, &d);
+        let sql = column_text(
+            &column("x", ColumnClass::Float, false),
+            Form::Normalised,
+            &d,
+        );
         assert!(
             sql.contains("DECIMAL(7, 5)") && sql.contains(", 5)"),
             "{sql}"

@@ -643,6 +643,45 @@ pub async fn run(
     ))
 }
 
+/// Each selected table's whole-table checksum query, as the chunks run it
+/// (one per table, no key range): for review, and as the benchmark's floor.
+pub async fn whole_table_queries(
+    plan: &ValidatedPlan,
+    options: &ChecksumOptions,
+) -> Result<Vec<(String, String)>, ChecksumError> {
+    let endpoint = Endpoint::for_cluster(plan.source())?;
+    let mut session = connect(&endpoint).await.map_err(ChecksumError::Source)?;
+    let version = server_version(&mut session)
+        .await
+        .map_err(ChecksumError::Source)?;
+    let flavor = Flavor::from_version(&version);
+    let dialect = Dialect {
+        json: JsonNormaliser::for_server(flavor, &version),
+        float_precision: options.float_precision,
+    };
+    let tables = schema::discover(&mut session, plan.databases.as_deref(), &options.tables)
+        .await
+        .map_err(ChecksumError::Source)?;
+    session.close().await;
+    let money = money_columns(&tables, &options.money_columns);
+    Ok(tables
+        .iter()
+        .zip(&money)
+        .map(|(table, money)| {
+            (
+                table.display_name(),
+                compare::chunk_sql(
+                    table,
+                    money,
+                    &chunk::Range::all(),
+                    canonical::Form::Fast,
+                    &dialect,
+                ),
+            )
+        })
+        .collect())
+}
+
 /// Inside a freeze: check the target holds the frozen position, then snapshot.
 async fn at_frozen_position(
     control: &mut TargetControl,

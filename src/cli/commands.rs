@@ -355,6 +355,22 @@ async fn checksum(cli: &Cli, args: &ChecksumArgs) -> Result<ExitCode> {
         frozen_at: None,
         progress: !cli.global.quiet,
     };
+    if args.show_sql {
+        let queries = crate::checksum::whole_table_queries(&plan, &options).await?;
+        if cli.global.json() {
+            print_json(&serde_json::json!({
+                "tables": queries
+                    .iter()
+                    .map(|(table, sql)| serde_json::json!({ "table": table, "sql": sql }))
+                    .collect::<Vec<_>>()
+            }));
+        } else {
+            for (table, sql) in queries {
+                println!("-- {table}\n{sql};\n");
+            }
+        }
+        return Ok(ExitCode::Success);
+    }
     let report = crate::checksum::run(&plan, &options).await?;
     if cli.global.json() {
         print_json(&serde_json::to_value(&report).expect("checksum report serialises"));

@@ -264,6 +264,10 @@ pub struct ChecksumArgs {
     /// Columns reconciled by exact SUM and COUNT (`table.column`); default: every DECIMAL column.
     #[arg(long, num_args = 1.., value_name = "TABLE.COLUMN")]
     pub money_columns: Vec<String>,
+    /// Print each table's whole-table checksum query (what every chunk runs, without
+    /// the key range) and compare nothing.
+    #[arg(long)]
+    pub show_sql: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -207,6 +207,34 @@ impl LabFixture {
         });
     }
 
+    /// Wait until every replica has applied everything legacy has logged.
+    pub fn wait_replicated(&self) {
+        let legacy = self.admin_endpoint("127.0.0.10");
+        runtime().block_on(async {
+            let mut session = cutover::mysql::Session::connect(&legacy).await.unwrap();
+            let position: String = session
+                .query_first("read position", "SELECT @@GLOBAL.gtid_binlog_pos")
+                .await
+                .unwrap()
+                .unwrap();
+            session.close().await;
+            for (_, ip) in &LAB_CLUSTERS[1..] {
+                let mut replica = cutover::mysql::Session::connect(&self.admin_endpoint(ip))
+                    .await
+                    .unwrap();
+                let reached: Option<i64> = replica
+                    .query_first(
+                        "wait",
+                        &format!("SELECT MASTER_GTID_WAIT('{position}', 10)"),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(reached, Some(0), "{ip} did not reach {position}");
+                replica.close().await;
+            }
+        });
+    }
+
     pub fn admin_endpoint(&self, ip: &str) -> cutover::mysql::Endpoint {
         cutover::mysql::Endpoint {
             name: ip.to_string(),

@@ -83,10 +83,12 @@ fn lab_checksum_finds_exactly_the_rows_that_differ() {
         "127.0.0.10",
         &[
             "UPDATE refunds.transactions SET remarks = NULL WHERE id = 1900",
-            "UPDATE refunds.transactions SET fx_rate = 0.1 + 0.2 WHERE id = 1801",
+            // Double arithmetic (`0.1 + 0.2` would be exact DECIMAL arithmetic).
+            "UPDATE refunds.transactions SET fx_rate = 0.1e0 + 0.2e0 WHERE id = 1801",
             r#"UPDATE refunds.transactions SET metadata = '{"a":1,"b":[1,2],"note":"रिफंड ✓"}' WHERE id = 1800"#,
         ],
     );
+    fx.wait_replicated();
     // On c1 only: the same values written differently, which must still match.
     fx.admin_exec(
         "127.0.0.11",
@@ -134,6 +136,24 @@ fn lab_checksum_finds_exactly_the_rows_that_differ() {
     assert!(audit["warning"].as_str().unwrap().contains("no usable key"));
     assert!(report["rows_compared"].as_u64().unwrap() > 2000 * 6);
     assert_replicating(&fx, &plan);
+    // At 17 significant digits 0.30000000000000004 and 0.3 do differ.
+    let (code, exact) = checksum(
+        &fx,
+        &plan,
+        &[
+            "--tables",
+            "refunds.transactions",
+            "--targets",
+            "c1",
+            "--float-precision",
+            "17",
+        ],
+    );
+    assert_eq!(code, Some(4), "{exact}");
+    let found = all_mismatches(&exact);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["key"], serde_json::json!({"id": 1801}));
+    assert_eq!(found[0]["columns"], serde_json::json!(["fx_rate"]));
 
     // 2. Three planted differences, writes still flowing.
     fx.admin_exec(
