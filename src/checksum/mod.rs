@@ -648,7 +648,7 @@ pub async fn run(
 pub async fn whole_table_queries(
     plan: &ValidatedPlan,
     options: &ChecksumOptions,
-) -> Result<Vec<(String, String)>, ChecksumError> {
+) -> Result<Vec<TableQuery>, ChecksumError> {
     let endpoint = Endpoint::for_cluster(plan.source())?;
     let mut session = connect(&endpoint).await.map_err(ChecksumError::Source)?;
     let version = server_version(&mut session)
@@ -667,19 +667,31 @@ pub async fn whole_table_queries(
     Ok(tables
         .iter()
         .zip(&money)
-        .map(|(table, money)| {
-            (
-                table.display_name(),
-                compare::chunk_sql(
-                    table,
-                    money,
-                    &chunk::Range::all(),
-                    canonical::Form::Fast,
-                    &dialect,
-                ),
-            )
+        .map(|(table, money)| TableQuery {
+            table: table.display_name(),
+            sql: compare::chunk_sql(
+                table,
+                money,
+                &chunk::Range::all(),
+                canonical::Form::Fast,
+                &dialect,
+            ),
+            row_hash: canonical::row_hash(table, canonical::Form::Fast, &dialect),
+            from: canonical::table_name(table),
         })
         .collect())
+}
+
+/// What `cutover checksum --show-sql` prints for one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableQuery {
+    pub table: String,
+    /// The chunk query with no key range.
+    pub sql: String,
+    /// The per-row hash expression alone.
+    pub row_hash: String,
+    /// The quoted table name.
+    pub from: String,
 }
 
 /// Inside a freeze: check the target holds the frozen position, then snapshot.

@@ -358,15 +358,10 @@ async fn checksum(cli: &Cli, args: &ChecksumArgs) -> Result<ExitCode> {
     if args.show_sql {
         let queries = crate::checksum::whole_table_queries(&plan, &options).await?;
         if cli.global.json() {
-            print_json(&serde_json::json!({
-                "tables": queries
-                    .iter()
-                    .map(|(table, sql)| serde_json::json!({ "table": table, "sql": sql }))
-                    .collect::<Vec<_>>()
-            }));
+            print_json(&serde_json::json!({ "tables": queries }));
         } else {
-            for (table, sql) in queries {
-                println!("-- {table}\n{sql};\n");
+            for query in queries {
+                println!("-- {}\n{};\n", query.table, query.sql);
             }
         }
         return Ok(ExitCode::Success);
