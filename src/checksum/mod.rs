@@ -376,6 +376,22 @@ pub async fn run(
         }
     }
     let money = money_columns(&tables, &options.money_columns);
+    for name in &options.money_columns {
+        let found = tables.iter().zip(&money).any(|(table, columns)| {
+            columns.iter().any(|c| {
+                let column = &table.columns[*c].name;
+                *name == format!("{}.{}", table.name, column)
+                    || *name == format!("{}.{}.{}", table.schema, table.name, column)
+            })
+        });
+        if !found {
+            let warning = format!(
+                "money column `{name}` matches no compared column; write it `table.column` or `schema.table.column`"
+            );
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
+    }
 
     // How each target is compared.
     let mut bases: Vec<Option<Basis>> = vec![None; targets.len()];

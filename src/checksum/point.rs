@@ -59,9 +59,11 @@ pub async fn classify(
             continue;
         }
         if status.io_thread != ThreadState::Running || status.sql_thread != ThreadState::Running {
+            let state = |thread: ThreadState| format!("{thread:?}").to_ascii_lowercase();
             return Ok(Basis::Live(format!(
-                "replication from {source_name} is not running (IO {:?}, SQL {:?})",
-                status.io_thread, status.sql_thread
+                "replication from {source_name} is not running (IO {}, SQL {})",
+                state(status.io_thread),
+                state(status.sql_thread)
             )));
         }
         target.channel = status.channel.filter(|name| !name.is_empty());
