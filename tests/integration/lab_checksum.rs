@@ -233,6 +233,49 @@ fn lab_checksum_finds_exactly_the_rows_that_differ() {
     assert_eq!(found[0]["key"], serde_json::json!({"id": 1900}));
     assert_eq!(found[0]["columns"], serde_json::json!(["remarks"]));
 
+    // Inside a write freeze: every cluster is at the frozen position, the
+    // differences stop the phase, the freeze is released, exit 4.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let frozen = fx.sandbox.write(
+        "frozen.yaml",
+        format!(
+            "{}\nphases:\n  - name: frozen-check\n    rollback: auto\n    steps:\n      \
+             - freeze: {{}}\n      - catch_up: {{}}\n      - checksum: {{ tables: [\"refunds.*\"] }}\n      \
+             - unfreeze: {{}}\n",
+            &text[..text.find("\nphases:").unwrap()]
+        ),
+    );
+    let output = fx
+        .cutover()
+        .args(["run", "--yes", "--output", "json"])
+        .arg(&frozen)
+        .output()
+        .unwrap();
+    let run = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(4), "{run}");
+    assert_eq!(run["status"], "rolled_back", "{run}");
+    assert_eq!(run["data_mismatch"], true, "{run}");
+    assert!(
+        run["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refunds.transactions c2 {\"id\":1900}"),
+        "{run}"
+    );
+    let topology = stdout_json(
+        &fx.cutover()
+            .args(["topology", "--output", "json"])
+            .arg(&plan)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(cluster(&topology, "legacy")["read_only"], false);
+    // The global read lock is gone too (it would block even this admin write).
+    fx.admin_exec(
+        "127.0.0.10",
+        &["UPDATE refunds.transactions SET remarks = remarks WHERE id = 1"],
+    );
+
     // The human report names the same rows.
     let output = fx
         .cutover()
