@@ -46,6 +46,8 @@ pub enum Error {
     Probe(#[from] crate::probe::ProbeError),
     #[error(transparent)]
     Checksum(#[from] crate::checksum::ChecksumError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(
         "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
     )]
@@ -84,6 +86,16 @@ impl Error {
                 | crate::checksum::ChecksumError::NoTables(_),
             ) => ExitCode::InvalidInput,
             Error::Checksum(crate::checksum::ChecksumError::Source(_)) => ExitCode::StepFailed,
+            Error::Snapshot(
+                crate::snapshot::SnapshotError::Secret(_)
+                | crate::snapshot::SnapshotError::UnknownTarget(_)
+                | crate::snapshot::SnapshotError::NoTables(_),
+            ) => ExitCode::InvalidInput,
+            Error::Snapshot(
+                crate::snapshot::SnapshotError::NotEmpty { .. }
+                | crate::snapshot::SnapshotError::SourceNotReady { .. },
+            ) => ExitCode::Refused,
+            Error::Snapshot(_) => ExitCode::StepFailed,
         }
     }
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use mysql_async::Value;
+use mysql_async::{Row, Value};
 
 use super::canonical::ident;
 use super::schema::{ColumnClass, TableSpec};
-use crate::mysql::quote;
+use crate::mysql::{MysqlError, Session, quote};
 
 /// One key column's value, as read from the source and written back into SQL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -148,6 +148,41 @@ pub fn index_hint(table: &TableSpec) -> String {
         .as_ref()
         .map(|key| format!(" FORCE INDEX ({})", ident(&key.index)))
         .unwrap_or_default()
+}
+
+/// The key `offset` rows into `range`, to split it in two.
+pub async fn middle_key(
+    session: &mut Session,
+    table: &TableSpec,
+    range: &Range,
+    offset: u64,
+) -> Result<Option<Key>, MysqlError> {
+    let sql = format!(
+        "SELECT {} FROM {}{} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
+        key_select(table),
+        super::canonical::table_name(table),
+        index_hint(table),
+        predicate(table, range),
+        key_order(table),
+        offset.saturating_sub(1)
+    );
+    let row: Option<Row> = session
+        .query_first("find a chunk's middle key", &sql)
+        .await?;
+    Ok(row.map(|row| key_of(table, row, 0)))
+}
+
+/// The first key-length values of `row`, from position `start`.
+pub fn key_of(table: &TableSpec, mut row: Row, start: usize) -> Key {
+    table
+        .key_columns()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let value = row.take(start + i).unwrap_or(mysql_async::Value::NULL);
+            KeyValue::from_value(value, column.class)
+        })
+        .collect()
 }
 
 /// Rows per chunk, steered toward a target time per chunk.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::canonical::{self, Dialect, Form};
-use super::chunk::{self, ChunkSizer, Key, KeyValue, Range};
+use super::chunk::{self, ChunkSizer, Key, Range};
 use super::schema::TableSpec;
 use crate::mysql::{MysqlError, Session};
 
@@ -457,7 +457,7 @@ async fn localise(
         let session = slot.sessions[wider]
             .as_mut()
             .expect("a compared participant has a session");
-        let middle = middle_key(session, spec, &range, wider_count / 2)
+        let middle = chunk::middle_key(session, spec, &range, wider_count / 2)
             .await
             .map_err(|e| (wider, e))?;
         match middle {
@@ -518,41 +518,6 @@ async fn checksum_pair(
     Ok((r, t))
 }
 
-/// The key `offset` rows into `range`, to split it in two.
-async fn middle_key(
-    session: &mut Session,
-    table: &TableSpec,
-    range: &Range,
-    offset: u64,
-) -> Result<Option<Key>, MysqlError> {
-    let sql = format!(
-        "SELECT {} FROM {}{} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
-        chunk::key_select(table),
-        canonical::table_name(table),
-        chunk::index_hint(table),
-        chunk::predicate(table, range),
-        chunk::key_order(table),
-        offset.saturating_sub(1)
-    );
-    let row: Option<Row> = session
-        .query_first("find a chunk's middle key", &sql)
-        .await?;
-    Ok(row.map(|row| key_of(table, row, 0)))
-}
-
-/// The first key-length values of `row`, from position `start`.
-pub fn key_of(table: &TableSpec, mut row: Row, start: usize) -> Key {
-    table
-        .key_columns()
-        .iter()
-        .enumerate()
-        .map(|(i, column)| {
-            let value = row.take(start + i).unwrap_or(mysql_async::Value::NULL);
-            KeyValue::from_value(value, column.class)
-        })
-        .collect()
-}
-
 /// Key and hash of every row in a small range.
 async fn row_hashes(
     session: &mut Session,
@@ -578,7 +543,7 @@ async fn row_hashes(
                 .take::<Option<String>, _>(width)
                 .flatten()
                 .unwrap_or_default();
-            (key_of(table, row, 0), hash)
+            (chunk::key_of(table, row, 0), hash)
         })
         .collect())
 }
@@ -740,7 +705,7 @@ pub async fn walk(
                 after: after.clone(),
                 up_to: None,
             };
-            match middle_key(&mut session, table, &range, rows).await {
+            match chunk::middle_key(&mut session, table, &range, rows).await {
                 Ok(Some(boundary)) => {
                     let job = Job {
                         table: index,
@@ -799,6 +764,7 @@ pub async fn work(
 mod tests {
     use super::*;
     use crate::checksum::canonical::JsonNormaliser;
+    use crate::checksum::chunk::KeyValue;
     use crate::checksum::schema::{ChunkKey, Column, ColumnClass};
 
     #[test]

@@ -7,13 +7,12 @@
 //! each chunk on every participant at once and bisect the ones that differ →
 //! report.
 
-mod canonical;
-mod chunk;
+pub(crate) mod canonical;
+pub(crate) mod chunk;
 mod compare;
 pub mod decimal;
-mod point;
-mod progress;
-mod schema;
+pub(crate) mod point;
+pub(crate) mod schema;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -600,7 +599,15 @@ pub async fn run(
         }
     }
 
-    let progress = progress::Progress::new(&shared.tables, options.progress);
+    let progress = crate::progress::Progress::new(
+        &shared
+            .tables
+            .iter()
+            .map(|t| (t.display_name(), t.estimated_rows))
+            .collect::<Vec<_>>(),
+        options.progress,
+        "checksum",
+    );
     let (job_sender, job_receiver) = mpsc::channel(workers * 2);
     let job_receiver = Arc::new(tokio::sync::Mutex::new(job_receiver));
     let (outcome_sender, mut outcome_receiver) = mpsc::channel(workers * 4);
@@ -628,7 +635,7 @@ pub async fn run(
 
     let mut tally = Tally::new(&shared);
     while let Some(outcome) = outcome_receiver.recv().await {
-        progress.advance(outcome.table, outcome.rows);
+        progress.advance(outcome.table, outcome.rows, 0);
         tally.add(&shared, outcome);
     }
     progress.finish();

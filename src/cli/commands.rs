@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::lag::{GateOutcome, LagGate, LagMonitor};
 
 use super::render::{self, table};
-use super::{AuditCommand, ChecksumArgs, Cli, Command, LabCommand, LagArgs, PlanCommand};
+use super::{
+    AuditCommand, ChecksumArgs, Cli, Command, LabCommand, LagArgs, PlanCommand, SnapshotArgs,
+};
 use crate::engine::{self, RunOptions, RunReport};
 use crate::error::{Error, ExitCode, Result};
 use crate::lab::{Lab, StartOptions, UpOptions};
@@ -50,6 +52,7 @@ pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Lag(args) => lag(cli, args).await,
         Command::Checksum(args) => checksum(cli, args).await,
+        Command::Snapshot(args) => snapshot(cli, args).await,
         Command::Audit(AuditCommand::Verify) => audit_verify(cli).await,
         Command::Audit(AuditCommand::Log { limit }) => audit_log(cli, *limit).await,
         Command::Lab(command) => lab(cli, command).await,
@@ -328,6 +331,99 @@ async fn topology(cli: &Cli, path: &Path) -> Result<ExitCode> {
     Ok(if topology.with_errant().next().is_some() {
         ExitCode::DataMismatch
     } else if topology.unreachable().next().is_some() {
+        ExitCode::StepFailed
+    } else {
+        ExitCode::Success
+    })
+}
+
+async fn snapshot(cli: &Cli, args: &SnapshotArgs) -> Result<ExitCode> {
+    let plan = plan::load(&args.plan)?;
+    let options = crate::snapshot::SnapshotOptions {
+        targets: args.targets.clone(),
+        workers: args.workers as usize,
+        replace: args.replace,
+        skip_binlog: args.skip_binlog,
+        progress: !cli.global.quiet,
+    };
+    let report = crate::snapshot::run(&plan, &options).await?;
+    let replication = if args.replicate && !report.targets.is_empty() {
+        Some(
+            crate::snapshot::replicate(
+                &plan,
+                &report.targets,
+                &report.gtid_position,
+                args.replicate_timeout,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let failed = report.status != "completed"
+        || replication
+            .as_ref()
+            .is_some_and(|starts| starts.iter().any(|s| !s.caught_up));
+    if cli.global.json() {
+        let mut document = serde_json::to_value(&report).expect("snapshot report serialises");
+        document["replication"] = serde_json::to_value(&replication).expect("serialises");
+        print_json(&document);
+    } else {
+        let rows: Vec<Vec<String>> = report
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.table.clone(),
+                    t.rows.to_string(),
+                    t.bytes.to_string(),
+                    t.chunks.to_string(),
+                    if t.key.is_empty() {
+                        "(none: one stream)".to_string()
+                    } else {
+                        t.key.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(&["TABLE", "ROWS", "BYTES", "CHUNKS", "KEY"], &rows)
+        );
+        for cluster in &report.clusters {
+            println!(
+                "{}: {}{}",
+                cluster.cluster,
+                cluster.status,
+                cluster
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        for start in replication.iter().flatten() {
+            println!(
+                "{}: {}",
+                start.cluster,
+                match &start.error {
+                    None => "replicating, caught up".to_string(),
+                    Some(error) => error.clone(),
+                }
+            );
+        }
+        println!(
+            "snapshot {} at GTID {}: {} rows, {} bytes into {} in {} ms (source writes paused {} ms)",
+            report.status,
+            report.gtid_position,
+            report.rows,
+            report.bytes,
+            report.targets.join(", "),
+            report.elapsed_ms,
+            report.source_lock_ms
+        );
+    }
+    Ok(if failed {
         ExitCode::StepFailed
     } else {
         ExitCode::Success

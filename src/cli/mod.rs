@@ -201,6 +201,20 @@ others still are, and nothing differed); 2 invalid plan or arguments; 4 a row, a
 table's shape or a money total differs."
     )]
     Checksum(ChecksumArgs),
+    /// Take one consistent snapshot of the source's databases and load it into
+    /// every target at once; optionally start replication from its position.
+    #[command(
+        after_help = "Examples:\n  cutover snapshot plans/lab-migration.yaml --skip-binlog --replicate\n  cutover snapshot plans/lab-migration.yaml --targets c2 --replace --output json\n\n\
+Targets must be empty (no table in the plan's databases) unless --replace is given,\n\
+which drops and reloads those databases. --skip-binlog loads with sql_log_bin = 0:\n\
+faster, and no local GTIDs; do not use it for a target that has replicas of its own\n\
+(they would not receive the rows).\n\
+Exit codes: 0 loaded into every target (and caught up, with --replicate); 1 a target\n\
+or the source failed (the others carry on; the report names it); 2 invalid plan or\n\
+arguments; 3 refused before anything changed (a target not empty, the source\n\
+without binlog or GTIDs)."
+    )]
+    Snapshot(SnapshotArgs),
     /// The audit log of every change made to servers and DNS.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -241,6 +255,29 @@ pub struct LagArgs {
     /// Heartbeat interval (10 ms or more); default: the plan's `gates.heartbeat_interval_ms`.
     #[arg(long, value_name = "MS")]
     pub interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    pub plan: PathBuf,
+    /// Targets to load; default: every enabled target.
+    #[arg(long, num_args = 1.., value_name = "CLUSTER")]
+    pub targets: Vec<String>,
+    /// Reader connections on the source (each with one loader per target).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Drop and reload databases that already hold tables on a target.
+    #[arg(long)]
+    pub replace: bool,
+    /// Load with binary logging off (not for targets with replicas of their own).
+    #[arg(long)]
+    pub skip_binlog: bool,
+    /// Then start each target replicating from the snapshot's position and wait until caught up.
+    #[arg(long)]
+    pub replicate: bool,
+    /// How long --replicate waits for the targets to catch up.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub replicate_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

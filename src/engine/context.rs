@@ -27,6 +27,9 @@ pub struct SwitchState {
     pub frozen: Option<Frozen>,
     /// The cluster that was primary before the last promotion.
     pub previous_primary: Option<String>,
+    /// The GTID position of the last snapshot, where `replicate` starts the targets.
+    #[serde(default)]
+    pub snapshot_position: Option<String>,
 }
 
 /// The source's position while writes were fenced.
@@ -191,6 +194,7 @@ impl Context {
             dns_points_to: source,
             frozen: None,
             previous_primary: None,
+            snapshot_position: None,
         }
     }
 

@@ -317,9 +317,87 @@ impl Session {
         }
     }
 
+    /// Start a query whose rows are read batch by batch (a table of any size
+    /// is never held in memory). Every fetch is bounded by the query timeout.
+    pub async fn stream<'a>(
+        &'a mut self,
+        what: &str,
+        sql: &str,
+    ) -> Result<RowStream<'a>, MysqlError> {
+        let limit = self.endpoint.query_timeout;
+        let name = self.endpoint.name.clone();
+        let address = self.endpoint.address.to_string();
+        let what = what.to_string();
+        match with_timeout(limit, self.conn.query_iter(sql.to_string())).await {
+            Ok(Ok(result)) => Ok(RowStream {
+                result,
+                limit,
+                name,
+                address,
+                what,
+            }),
+            Ok(Err(error)) => Err(MysqlError::Query {
+                cluster: name,
+                what,
+                reason: error.to_string(),
+            }),
+            Err(after) => Err(MysqlError::Timeout {
+                cluster: name,
+                address,
+                what,
+                after,
+            }),
+        }
+    }
+
     /// Close politely, but never wait more than a second for it.
     pub async fn close(self) {
         let _ = with_timeout(Duration::from_secs(1), self.conn.disconnect()).await;
+    }
+}
+
+/// Rows of one query, fetched in batches.
+pub struct RowStream<'a> {
+    result: mysql_async::QueryResult<'a, 'static, mysql_async::TextProtocol>,
+    limit: Duration,
+    name: String,
+    address: String,
+    what: String,
+}
+
+impl RowStream<'_> {
+    fn failure(&self, error: mysql_async::Error) -> MysqlError {
+        MysqlError::Query {
+            cluster: self.name.clone(),
+            what: self.what.clone(),
+            reason: error.to_string(),
+        }
+    }
+
+    fn timeout(&self, after: Duration) -> MysqlError {
+        MysqlError::Timeout {
+            cluster: self.name.clone(),
+            address: self.address.clone(),
+            what: self.what.clone(),
+            after,
+        }
+    }
+
+    /// Up to `rows` more rows; `None` once the result is exhausted.
+    pub async fn next_batch(
+        &mut self,
+        rows: usize,
+    ) -> Result<Option<Vec<mysql_async::Row>>, MysqlError> {
+        let mut batch = Vec::with_capacity(rows);
+        while batch.len() < rows {
+            match with_timeout(self.limit, self.result.next()).await {
+                Ok(Ok(Some(row))) => batch.push(row),
+                Ok(Ok(None)) => break,
+                Ok(Err(error)) => return Err(self.failure(error)),
+                Err(after) => return Err(self.timeout(after)),
+            }
+        }
+        Ok((!batch.is_empty()).then_some(batch))
     }
 }
 

@@ -8,9 +8,11 @@ pub mod dns_switch;
 pub mod freeze;
 pub mod hook;
 pub mod promote;
+pub mod replicate;
 pub mod repoint;
 pub mod reverse_replication;
 pub mod sleep;
+pub mod snapshot;
 pub mod unfreeze;
 pub mod wait_lag;
 
@@ -106,10 +108,14 @@ pub async fn act(ctx: &mut Context, kind: &StepKind) -> Result<serde_json::Value
             float_precision,
             money_columns,
         } => checksum::act(ctx, targets, tables, *float_precision, money_columns).await,
-        StepKind::Snapshot { .. } | StepKind::Replicate { .. } => Err(StepError::Failed(format!(
-            "the `{}` step is not available in this build",
-            kind.kind_name()
-        ))),
+        StepKind::Snapshot {
+            targets,
+            workers,
+            replace,
+            skip_binlog,
+            ..
+        } => snapshot::act(ctx, targets, *workers, *replace, *skip_binlog).await,
+        StepKind::Replicate { targets, timeout } => replicate::act(ctx, targets, *timeout).await,
     }
 }
 
@@ -136,9 +142,9 @@ pub async fn undo(
         | StepKind::Confirm { .. }
         | StepKind::Sleep { .. }
         | StepKind::WaitLag { .. }
-        | StepKind::Snapshot { .. }
-        | StepKind::Replicate { .. }
         | StepKind::Checksum { .. } => Ok(()),
+        StepKind::Snapshot { .. } => snapshot::undo(ctx, observed).await,
+        StepKind::Replicate { .. } => replicate::undo(ctx, observed).await,
     }
 }
 
@@ -185,19 +191,27 @@ pub fn describe(plan: &ValidatedPlan, kind: &StepKind) -> Description {
             float_precision,
             ..
         } => checksum::describe(plan, targets, tables, *float_precision),
-        StepKind::Snapshot { .. } | StepKind::Replicate { .. } => Description {
-            cluster: "-".into(),
-            action: format!("{} (not available in this build)", kind.kind_name()),
-            commands: vec![],
-            verify: vec![],
-            inverse: "-".into(),
-        },
+        StepKind::Snapshot {
+            targets,
+            workers,
+            replace,
+            skip_binlog,
+            ..
+        } => snapshot::describe(plan, targets, *workers, *replace, *skip_binlog),
+        StepKind::Replicate { targets, timeout } => replicate::describe(plan, targets, *timeout),
     }
 }
 
 /// Kinds this build can execute.
 pub fn is_available(kind: &StepKind) -> bool {
-    !matches!(kind, StepKind::Snapshot { .. } | StepKind::Replicate { .. })
+    // Writing a snapshot directory (and `cutover restore`) is not built yet.
+    !matches!(
+        kind,
+        StepKind::Snapshot {
+            directory: Some(_),
+            ..
+        }
+    )
 }
 
 /// The host:port a replica should use to reach `cluster`.

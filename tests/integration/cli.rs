@@ -2,7 +2,7 @@
 
 use predicates::str::contains;
 
-use crate::harness::{Sandbox, stdout_json, strings};
+use crate::harness::{Sandbox, repo_root, stdout_json, strings};
 
 #[test]
 fn lab_plans_are_valid() {
@@ -313,9 +313,19 @@ fn the_committed_runbook_is_what_the_plan_renders() {
 #[test]
 fn a_plan_with_a_step_this_build_cannot_run_is_refused_before_anything() {
     let sandbox = Sandbox::new();
+    // Writing a snapshot directory is not built yet.
+    let plan = std::fs::read_to_string(repo_root().join("plans/lab-migration.yaml"))
+        .unwrap()
+        .replace(
+            "- snapshot: {",
+            "- snapshot: { directory: /tmp/cutover-snapshot,",
+        );
+    assert!(plan.contains("directory: /tmp/cutover-snapshot"));
+    let plan = sandbox.write("with-directory.yaml", plan);
     let output = sandbox
         .cutover()
-        .args(["run", "plans/lab-migration.yaml", "--yes"])
+        .args(["run", "--yes"])
+        .arg(&plan)
         .env("CUTOVER_LAB_PASSWORD", "unused")
         .output()
         .unwrap();

@@ -117,12 +117,23 @@ impl LabFixture {
 
     /// A replicating lab seeded with `rows` transactions.
     pub fn up_with_rows(rows: u64) -> LabFixture {
+        LabFixture::start(rows, true)
+    }
+
+    /// A lab whose clusters start empty (only legacy holds the dataset).
+    pub fn up_empty(rows: u64) -> LabFixture {
+        LabFixture::start(rows, false)
+    }
+
+    fn start(rows: u64, replicating: bool) -> LabFixture {
         let sandbox = Sandbox::new();
         let rows = rows.to_string();
         let lab_dir = sandbox.path().join("lab");
         sandbox
             .cutover()
-            .args(["lab", "up", "--replicating", "--rows", &rows, "-q", "--dir"])
+            .args(["lab", "up", "--rows", &rows, "-q"])
+            .args(replicating.then_some("--replicating"))
+            .arg("--dir")
             .arg(&lab_dir)
             .assert()
             .success();

@@ -8,5 +8,6 @@ mod docker;
 mod lab;
 mod lab_checksum;
 mod lab_cutover;
+mod lab_snapshot;
 mod lab_topology;
 mod plan_corpus;

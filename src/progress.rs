@@ -1,4 +1,5 @@
-//! Rows per second per table and overall: bars on a terminal, a log line
+//! Progress of long copies and comparisons: bars per table and overall on a
+//! terminal (rows, rows/s, ETA, and bytes when they are counted), a log line
 //! every few seconds otherwise.
 
 use std::io::IsTerminal;
@@ -7,35 +8,36 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::schema::TableSpec;
-
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
     bars: Option<(MultiProgress, ProgressBar, Vec<ProgressBar>)>,
     names: Vec<String>,
-    log: Mutex<(Instant, Instant, u64)>,
+    what: &'static str,
+    /// (started, last log line, rows, bytes)
+    log: Mutex<(Instant, Instant, u64, u64)>,
 }
 
 impl Progress {
-    pub fn new(tables: &[TableSpec], enabled: bool) -> Progress {
-        let names: Vec<String> = tables.iter().map(TableSpec::display_name).collect();
+    /// `tables`: name and estimated rows. `what` names the work in log lines.
+    pub fn new(tables: &[(String, u64)], enabled: bool, what: &'static str) -> Progress {
+        let names: Vec<String> = tables.iter().map(|(name, _)| name.clone()).collect();
         let bars = (enabled && std::io::stderr().is_terminal()).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{msg:32} {bar:24} {human_pos:>10}/{human_len:10} rows {per_sec:>14} {eta:>4}",
+                "{msg:32} {bar:24} {human_pos:>10}/{human_len:10} rows {per_sec:>14} {eta:>4} {prefix}",
             )
             .expect("valid template");
-            let total_rows: u64 = tables.iter().map(|t| t.estimated_rows).sum();
+            let total_rows: u64 = tables.iter().map(|(_, rows)| rows).sum();
             let overall = multi.add(ProgressBar::new(total_rows.max(1)));
             overall.set_style(style.clone());
             overall.set_message("all tables");
             let per_table = tables
                 .iter()
-                .map(|table| {
-                    let bar = multi.add(ProgressBar::new(table.estimated_rows.max(1)));
+                .map(|(name, rows)| {
+                    let bar = multi.add(ProgressBar::new((*rows).max(1)));
                     bar.set_style(style.clone());
-                    bar.set_message(table.display_name());
+                    bar.set_message(name.clone());
                     bar
                 })
                 .collect();
@@ -45,11 +47,15 @@ impl Progress {
         Progress {
             bars,
             names,
-            log: Mutex::new((now, now, 0)),
+            what,
+            log: Mutex::new((now, now, 0, 0)),
         }
     }
 
-    pub fn advance(&self, table: usize, rows: u64) {
+    pub fn advance(&self, table: usize, rows: u64, bytes: u64) {
+        let mut log = self.log.lock().expect("not poisoned");
+        log.2 += rows;
+        log.3 += bytes;
         if let Some((_, overall, per_table)) = &self.bars {
             for bar in [overall, &per_table[table]] {
                 bar.inc(rows);
@@ -58,16 +64,19 @@ impl Progress {
                     bar.set_length(bar.position());
                 }
             }
+            if log.3 > 0 {
+                overall.set_prefix(indicatif::HumanBytes(log.3).to_string());
+            }
             return;
         }
-        let mut log = self.log.lock().expect("not poisoned");
-        log.2 += rows;
         if log.1.elapsed() >= LOG_EVERY {
             let seconds = log.0.elapsed().as_secs_f64().max(0.001);
             tracing::info!(
                 rows = log.2,
+                bytes = log.3,
                 rows_per_second = (log.2 as f64 / seconds) as u64,
-                "checksum in progress (now on {})",
+                "{} in progress (now on {})",
+                self.what,
                 self.names[table]
             );
             log.1 = Instant::now();

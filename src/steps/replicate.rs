@@ -1,0 +1,89 @@
+//! `replicate`: start each target replicating from the source at the
+//! snapshot's GTID position, and wait until it has caught up.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Description, StepError, millis};
+use crate::engine::context::Context;
+use crate::mysql::control;
+use crate::plan::ValidatedPlan;
+
+pub async fn act(
+    ctx: &mut Context,
+    targets: &[String],
+    timeout: Duration,
+) -> Result<serde_json::Value, StepError> {
+    let Some(position) = ctx.state.snapshot_position.clone() else {
+        return Err(StepError::Refused(
+            "no snapshot position: run the `snapshot` step (in this run) before `replicate`".into(),
+        ));
+    };
+    let started = crate::snapshot::replicate(&ctx.plan, targets, &position, timeout)
+        .await
+        .map_err(|error| StepError::Failed(error.to_string()))?;
+    let problems: Vec<String> = started.iter().filter_map(|s| s.error.clone()).collect();
+    for start in &started {
+        ctx.audit(
+            &start.cluster,
+            &format!("replicate from {} at {position}", ctx.plan.source().name),
+            if start.caught_up { "ok" } else { "failed" },
+        )
+        .await;
+    }
+    if !problems.is_empty() {
+        return Err(StepError::Failed(problems.join("; ")));
+    }
+    Ok(json!({
+        "from_position": position,
+        "targets": started.iter().map(|s| s.cluster.clone()).collect::<Vec<_>>(),
+    }))
+}
+
+/// Stop and forget the replication the step started.
+pub async fn undo(ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
+    let targets: Vec<String> = observed["targets"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for target in targets {
+        let (session, flavor) = ctx.session_and_flavor(&target).await?;
+        control::reset_replication(session, flavor).await?;
+        ctx.audit(&target, "stop and reset replication", "ok").await;
+    }
+    Ok(())
+}
+
+pub fn describe(plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> Description {
+    let source = plan.source();
+    let targets = if targets.is_empty() {
+        plan.enabled_targets().map(|c| c.name.clone()).collect()
+    } else {
+        targets.to_vec()
+    };
+    Description {
+        cluster: targets.join(", "),
+        action: format!(
+            "replicate {} from {} starting at the snapshot's GTID position; wait up to {} ms until caught up",
+            targets.join(", "),
+            source.name,
+            millis(timeout)
+        ),
+        commands: vec![
+            "STOP ALL SLAVES; RESET SLAVE ALL".into(),
+            "SET GLOBAL gtid_slave_pos = '<snapshot position>'  (MySQL: the position is in gtid_executed)".into(),
+            format!(
+                "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USE_GTID=slave_pos, …; START SLAVE",
+                source.host, source.port
+            ),
+            "SELECT MASTER_GTID_WAIT('<source position now>', timeout)".into(),
+        ],
+        verify: vec!["cutover topology PLAN: each target replicating from the source, no errant GTIDs".into()],
+        inverse: "STOP ALL SLAVES; RESET SLAVE ALL on each target".into(),
+    }
+}

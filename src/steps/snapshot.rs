@@ -1,0 +1,130 @@
+//! `snapshot`: one consistent snapshot of the source loaded into every target.
+//! Its inverse drops what it loaded.
+
+use serde_json::json;
+
+use super::{Description, StepError};
+use crate::engine::context::Context;
+use crate::plan::ValidatedPlan;
+use crate::snapshot::{self, SnapshotError, SnapshotOptions};
+
+pub async fn act(
+    ctx: &mut Context,
+    targets: &[String],
+    workers: u32,
+    replace: bool,
+    skip_binlog: bool,
+) -> Result<serde_json::Value, StepError> {
+    let options = SnapshotOptions {
+        targets: targets.to_vec(),
+        workers: workers as usize,
+        replace,
+        skip_binlog,
+        progress: false,
+    };
+    let report = snapshot::run(&ctx.plan, &options)
+        .await
+        .map_err(|error| match error {
+            SnapshotError::Secret(error) => StepError::Secret(error),
+            error @ (SnapshotError::NotEmpty { .. } | SnapshotError::SourceNotReady { .. }) => {
+                StepError::Refused(error.to_string())
+            }
+            other => StepError::Failed(other.to_string()),
+        })?;
+    tracing::info!(
+        "snapshot at {}: {} rows, {} bytes into {} in {} ms",
+        report.gtid_position,
+        report.rows,
+        report.bytes,
+        report.targets.join(", "),
+        report.elapsed_ms
+    );
+    let failed: Vec<String> = report
+        .clusters
+        .iter()
+        .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.cluster)))
+        .collect();
+    if !failed.is_empty() {
+        return Err(StepError::Failed(format!(
+            "the snapshot did not load into every target ({}); loaded: {}",
+            failed.join("; "),
+            report.targets.join(", ")
+        )));
+    }
+    ctx.state.snapshot_position = Some(report.gtid_position.clone());
+    Ok(json!({
+        "gtid_position": report.gtid_position,
+        "rows": report.rows,
+        "bytes": report.bytes,
+        "source_lock_ms": report.source_lock_ms,
+        "databases": report.databases,
+        "targets": report.targets,
+    }))
+}
+
+/// Drop the databases the snapshot loaded, on the targets it loaded.
+pub async fn undo(ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
+    let names = |key: &str| -> Vec<String> {
+        observed[key]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for target in names("targets") {
+        let session = ctx.session(&target).await?;
+        for database in names("databases") {
+            session
+                .exec(
+                    "drop a snapshot's database",
+                    &format!(
+                        "SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS {}; SET SESSION sql_log_bin = 1",
+                        crate::checksum::canonical::ident(&database)
+                    ),
+                )
+                .await?;
+        }
+        ctx.audit(&target, "drop snapshot databases", "ok").await;
+    }
+    ctx.state.snapshot_position = None;
+    Ok(())
+}
+
+pub fn describe(
+    plan: &ValidatedPlan,
+    targets: &[String],
+    workers: u32,
+    replace: bool,
+    skip_binlog: bool,
+) -> Description {
+    let source = &plan.source().name;
+    let targets = if targets.is_empty() {
+        plan.enabled_targets().map(|c| c.name.clone()).collect()
+    } else {
+        targets.to_vec()
+    };
+    let databases = plan
+        .databases
+        .as_ref()
+        .map_or("every database".to_string(), |list| list.join(", "));
+    Description {
+        cluster: format!("{source} → {}", targets.join(", ")),
+        action: format!(
+            "copy {databases} from {source} at one GTID position into {} with {workers} reader(s){}{}",
+            targets.join(", "),
+            if replace { ", replacing what is there" } else { "; refuse targets that are not empty" },
+            if skip_binlog { ", loading with sql_log_bin = 0" } else { "" }
+        ),
+        commands: vec![
+            format!("on {source}: FLUSH TABLES WITH READ LOCK; read gtid_binlog_pos; START TRANSACTION WITH CONSISTENT SNAPSHOT ×{workers}; UNLOCK TABLES"),
+            "on each target: CREATE DATABASE / routines / CREATE TABLE (primary key only)".into(),
+            "per key-range chunk: SELECT … ORDER BY key on the source, INSERT … VALUES (…),(…) on every target at once".into(),
+            "on each target: ALTER TABLE … ADD KEY …; CREATE TRIGGER …; CREATE VIEW …".into(),
+        ],
+        verify: vec!["cutover checksum PLAN after `replicate`: every table `match`".into()],
+        inverse: format!("DROP DATABASE {databases} on {}", targets.join(", ")),
+    }
+}

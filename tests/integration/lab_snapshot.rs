@@ -1,0 +1,142 @@
+//! Snapshots on the real lab: loaded under a write load, replicating, and
+//! matching; a target that is not empty is refused unless replaced.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{LabFixture, WriteLoad, cluster, repo_root, stdout_json};
+
+fn migration_plan(fx: &LabFixture) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("plans/lab-migration.yaml"))
+        .unwrap()
+        .replace(
+            "/tmp/cutover-postpone",
+            &fx.sandbox.path().join("postpone").display().to_string(),
+        );
+    fx.sandbox.write("migration.yaml", text)
+}
+
+fn json_of(fx: &LabFixture, args: &[&str], plan: &Path) -> (Option<i32>, serde_json::Value) {
+    let output = fx
+        .cutover()
+        .args(args)
+        .args(["--output", "json"])
+        .arg(plan)
+        .output()
+        .unwrap();
+    if output.stdout.is_empty() {
+        panic!("no report: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    (output.status.code(), stdout_json(&output))
+}
+
+#[test]
+fn lab_snapshot_under_load_replicates_and_matches() {
+    let fx = LabFixture::up_empty(20_000);
+    let plan = migration_plan(&fx);
+    let load = WriteLoad::start(&fx);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, run) = json_of(&fx, &["run", "--yes", "--phase", "snapshot"], &plan);
+    assert_eq!(code, Some(0), "{run}");
+    assert_eq!(run["status"], "completed");
+    std::thread::sleep(Duration::from_millis(500));
+    let written = load.stop();
+    assert!(
+        written > 20,
+        "the load kept writing during the snapshot: {written}"
+    );
+
+    let (_, topology) = json_of(&fx, &["topology"], &plan);
+    for name in ["c1", "c2", "c3", "c6"] {
+        let view = cluster(&topology, name);
+        assert_eq!(view["replicating_from"], "legacy", "{view}");
+        assert_eq!(view["read_only"], true, "{view}");
+        assert!(view["errant_gtids"].is_null(), "{view}");
+    }
+    // The checksum compares at one point, after everything written so far.
+    let (code, report) = json_of(&fx, &["checksum"], &plan);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["status"], "match");
+    let transactions = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "refunds.transactions")
+        .unwrap();
+    assert!(
+        transactions["rows"].as_u64().unwrap() >= 20_000 + written,
+        "rows written during the snapshot arrived through replication: {transactions}"
+    );
+    // Secondary indexes, the view and the function came along.
+    let output = std::process::Command::new("mariadb")
+        .args([
+            "-h127.0.0.13",
+            "-P13306",
+            &format!("-u{}", fx.var("CUTOVER_LAB_ADMIN_USER")),
+            &format!("-p{}", fx.var("CUTOVER_LAB_ADMIN_PASSWORD")),
+            "--skip-ssl",
+            "-N",
+            "-e",
+            "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'refunds' \
+             AND INDEX_NAME = 'idx_created_at'; SELECT refunds.to_paise(1.25); \
+             SELECT COUNT(*) > 0 FROM refunds.daily_refund_totals",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>(),
+        ["1", "125", "1"],
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn lab_snapshot_refuses_a_target_that_is_not_empty_unless_replaced() {
+    let fx = LabFixture::up_empty(2_000);
+    let plan = migration_plan(&fx);
+    fx.admin_exec(
+        "127.0.0.12",
+        &[
+            "CREATE DATABASE refunds",
+            "CREATE TABLE refunds.transactions (id INT PRIMARY KEY)",
+            "INSERT INTO refunds.transactions VALUES (1)",
+        ],
+    );
+    let output = fx
+        .cutover()
+        .args(["snapshot", "--skip-binlog"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("target `c2` is not empty") && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    // Nothing was loaded anywhere.
+    let (_, topology) = json_of(&fx, &["topology"], &plan);
+    assert!(cluster(&topology, "c1")["replicating_from"].is_null());
+
+    let (code, report) = json_of(
+        &fx,
+        &["snapshot", "--skip-binlog", "--replace", "--replicate"],
+        &plan,
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["status"], "completed");
+    assert_eq!(
+        report["targets"],
+        serde_json::json!(["c1", "c2", "c3", "c6"])
+    );
+    assert!(
+        report["gtid_position"]
+            .as_str()
+            .unwrap()
+            .starts_with("0-10-")
+    );
+    let (code, checksum) = json_of(&fx, &["checksum"], &plan);
+    assert_eq!(code, Some(0), "{checksum}");
+}
