@@ -36,8 +36,19 @@ fn lab_snapshot_under_load_replicates_and_matches() {
     let plan = migration_plan(&fx);
     let load = WriteLoad::start(&fx);
     std::thread::sleep(Duration::from_millis(300));
-    let (code, run) = json_of(&fx, &["run", "--yes", "--phase", "snapshot"], &plan);
-    assert_eq!(code, Some(0), "{run}");
+    let output = fx
+        .cutover()
+        .args(["run", "--yes", "--phase", "snapshot", "--output", "json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let run = stdout_json(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{run}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(run["status"], "completed");
     std::thread::sleep(Duration::from_millis(500));
     let written = load.stop();
