@@ -93,7 +93,8 @@ impl Error {
             ) => ExitCode::InvalidInput,
             Error::Snapshot(
                 crate::snapshot::SnapshotError::NotEmpty { .. }
-                | crate::snapshot::SnapshotError::SourceNotReady { .. },
+                | crate::snapshot::SnapshotError::SourceNotReady { .. }
+                | crate::snapshot::SnapshotError::Corrupt { .. },
             ) => ExitCode::Refused,
             Error::Snapshot(_) => ExitCode::StepFailed,
         }

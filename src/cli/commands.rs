@@ -52,7 +52,8 @@ pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Lag(args) => lag(cli, args).await,
         Command::Checksum(args) => checksum(cli, args).await,
-        Command::Snapshot(args) => snapshot(cli, args).await,
+        Command::Snapshot(args) => snapshot(cli, args, None).await,
+        Command::Restore { from, load } => snapshot(cli, load, Some(from)).await,
         Command::Audit(AuditCommand::Verify) => audit_verify(cli).await,
         Command::Audit(AuditCommand::Log { limit }) => audit_log(cli, *limit).await,
         Command::Lab(command) => lab(cli, command).await,
@@ -337,16 +338,21 @@ async fn topology(cli: &Cli, path: &Path) -> Result<ExitCode> {
     })
 }
 
-async fn snapshot(cli: &Cli, args: &SnapshotArgs) -> Result<ExitCode> {
+/// `snapshot`, or `restore` when `restore_from` names a snapshot directory.
+async fn snapshot(cli: &Cli, args: &SnapshotArgs, restore_from: Option<&Path>) -> Result<ExitCode> {
     let plan = plan::load(&args.plan)?;
     let options = crate::snapshot::SnapshotOptions {
         targets: args.targets.clone(),
         workers: args.workers as usize,
         replace: args.replace,
         skip_binlog: args.skip_binlog,
+        directory: args.directory.clone(),
         progress: !cli.global.quiet,
     };
-    let report = crate::snapshot::run(&plan, &options).await?;
+    let report = match restore_from {
+        Some(directory) => crate::snapshot::restore(directory, &plan, &options).await?,
+        None => crate::snapshot::run(&plan, &options).await?,
+    };
     let replication = if args.replicate && !report.targets.is_empty() {
         Some(
             crate::snapshot::replicate(

@@ -215,6 +215,20 @@ arguments; 3 refused before anything changed (a target not empty, the source\n\
 without binlog or GTIDs)."
     )]
     Snapshot(SnapshotArgs),
+    /// Load a snapshot directory into the targets, after checking every file
+    /// against its manifest; optionally start replication from its position.
+    #[command(
+        after_help = "Examples:\n  cutover restore /var/backups/refunds-snapshot plans/lab-migration.yaml --targets c2 --skip-binlog\n\n\
+Every file's sha256 is checked before anything is loaded; a damaged or missing\n\
+file is named and nothing changes (exit 3). Other exit codes as for `snapshot`."
+    )]
+    Restore {
+        /// The snapshot directory (written by `cutover snapshot --directory`).
+        #[arg(value_name = "DIRECTORY")]
+        from: PathBuf,
+        #[command(flatten)]
+        load: SnapshotArgs,
+    },
     /// The audit log of every change made to servers and DNS.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -275,6 +289,10 @@ pub struct SnapshotArgs {
     /// Then start each target replicating from the snapshot's position and wait until caught up.
     #[arg(long)]
     pub replicate: bool,
+    /// Also write the snapshot to this new directory (gzip chunk files and a
+    /// manifest with their sha256), for `cutover restore`.
+    #[arg(long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
     /// How long --replicate waits for the targets to catch up.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
     pub replicate_timeout: std::time::Duration,

@@ -28,14 +28,6 @@ pub const KILL_AT_STEP_ENV: &str = "CUTOVER_TEST_KILL_AT_STEP";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "step `{phase}/{step}` is a `{kind}` step, which this build cannot run yet; remove it from the plan or run the other phases with --phase"
-    )]
-    Unavailable {
-        phase: String,
-        step: String,
-        kind: String,
-    },
     #[error("the plan has no phase `{0}`")]
     UnknownPhase(String),
     #[error(
@@ -100,21 +92,6 @@ fn selected_phases<'a>(
     }
 }
 
-fn check_available(phases: &[(usize, &Phase)]) -> Result<(), EngineError> {
-    for (_, phase) in phases {
-        for step in &phase.steps {
-            if !steps::is_available(&step.kind) {
-                return Err(EngineError::Unavailable {
-                    phase: phase.name.clone(),
-                    step: step.name.clone(),
-                    kind: step.kind.kind_name().to_string(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// `cutover run PLAN [--dry-run] [--phase NAME]`.
 pub async fn run(
     plan: ValidatedPlan,
@@ -123,9 +100,6 @@ pub async fn run(
 ) -> Result<RunReport, crate::Error> {
     let plan = Arc::new(plan);
     let phases = selected_phases(&plan, options.phase.as_deref())?;
-    if !options.dry_run {
-        check_available(&phases)?;
-    }
     let record = store.create_run(&plan, options.dry_run).await?;
     let run_id = record.run_id.clone();
     let lock = match store.acquire_plan_lock(&plan.name, &run_id).await {

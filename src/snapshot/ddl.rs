@@ -7,8 +7,10 @@ use crate::mysql::{MysqlError, Session};
 
 /// A table's `CREATE TABLE` without its secondary indexes, and the statement
 /// that adds them once the rows are in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableDdl {
+    /// The database the table lives in.
+    pub schema: String,
     pub create: String,
     /// `ALTER TABLE … ADD KEY …, ADD UNIQUE KEY …` (`None`: nothing to add).
     pub add_indexes: Option<String>,
@@ -30,10 +32,11 @@ fn is_secondary_index(line: &str) -> bool {
 
 /// Split `SHOW CREATE TABLE` output. The primary key stays (InnoDB clusters the
 /// rows on it); every other index is added afterwards in one `ALTER TABLE`.
-pub fn split_table(qualified_name: &str, create: &str) -> TableDdl {
+pub fn split_table(schema: &str, qualified_name: &str, create: &str) -> TableDdl {
     let lines: Vec<&str> = create.lines().collect();
     if lines.len() < 3 {
         return TableDdl {
+            schema: schema.to_string(),
             create: create.to_string(),
             add_indexes: None,
         };
@@ -52,6 +55,7 @@ pub fn split_table(qualified_name: &str, create: &str) -> TableDdl {
     }
     let create = format!("{head}\n{}\n{tail}", kept.join(",\n"));
     TableDdl {
+        schema: schema.to_string(),
         create,
         add_indexes: (!moved.is_empty())
             .then(|| format!("ALTER TABLE {qualified_name} {}", moved.join(", "))),
@@ -83,7 +87,7 @@ pub fn without_definer(sql: &str) -> String {
 }
 
 /// Everything but the tables, in an order that lets each statement succeed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Objects {
     /// `(sql_mode, CREATE FUNCTION|PROCEDURE …)`, before the views that may call them.
     pub routines: Vec<(String, String)>,
@@ -189,7 +193,7 @@ mod tests {
 
     #[test]
     fn secondary_indexes_move_after_the_data() {
-        let ddl = split_table("`refunds`.`transactions`", TRANSACTIONS);
+        let ddl = split_table("refunds", "`refunds`.`transactions`", TRANSACTIONS);
         assert_eq!(
             ddl.create,
             "CREATE TABLE `transactions` (
@@ -213,7 +217,7 @@ mod tests {
     fn a_table_without_secondary_indexes_is_unchanged() {
         let create =
             "CREATE TABLE `t` (\n  `a` int(11) NOT NULL,\n  PRIMARY KEY (`a`)\n) ENGINE=InnoDB";
-        let ddl = split_table("`s`.`t`", create);
+        let ddl = split_table("s", "`s`.`t`", create);
         assert_eq!(ddl.create, create);
         assert_eq!(ddl.add_indexes, None);
     }

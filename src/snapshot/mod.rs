@@ -9,6 +9,7 @@
 //! per worker) → secondary indexes, triggers and views → report.
 
 pub mod ddl;
+pub mod directory;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +42,8 @@ pub struct SnapshotOptions {
     pub replace: bool,
     /// Load with `sql_log_bin = 0` (unsafe when a target has replicas of its own).
     pub skip_binlog: bool,
+    /// Also write the snapshot here: gzip chunk files and a manifest with their sha256.
+    pub directory: Option<std::path::PathBuf>,
     pub progress: bool,
 }
 
@@ -63,6 +66,17 @@ pub enum SnapshotError {
     NoTables(String),
     #[error("no target could be loaded: {0}")]
     AllTargetsFailed(String),
+    #[error("snapshot directory: {0}")]
+    Directory(String),
+    /// A file of a snapshot directory does not match its manifest: nothing is loaded.
+    #[error(
+        "snapshot directory {directory}: {file} {problem}; the copy is damaged, so nothing was loaded (take a new snapshot)"
+    )]
+    Corrupt {
+        directory: String,
+        file: String,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,10 +201,12 @@ async fn emptiness(
 }
 
 /// Everything the targets need before the rows arrive.
-struct Schema {
-    databases: Vec<(String, String)>,
-    tables: Vec<ddl::TableDdl>,
-    objects: Vec<(String, ddl::Objects)>,
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Schema {
+    /// `(name, CREATE DATABASE IF NOT EXISTS …)`.
+    pub databases: Vec<(String, String)>,
+    pub tables: Vec<ddl::TableDdl>,
+    pub objects: Vec<(String, ddl::Objects)>,
 }
 
 async fn read_schema(
@@ -229,7 +245,7 @@ async fn read_schema(
             .await?;
         let create = row.map(|(_, sql)| sql).unwrap_or_default();
         out.tables
-            .push(ddl::split_table(&table_name(table), &create));
+            .push(ddl::split_table(&table.schema, &table_name(table), &create));
     }
     Ok(out)
 }
@@ -238,7 +254,6 @@ async fn read_schema(
 async fn create_schema(
     session: &mut Session,
     schema: &Schema,
-    specs: &[TableSpec],
     replace: bool,
 ) -> Result<(), MysqlError> {
     for (database, create) in &schema.databases {
@@ -266,11 +281,11 @@ async fn create_schema(
                 .await?;
         }
     }
-    for (spec, table) in specs.iter().zip(&schema.tables) {
+    for table in &schema.tables {
         session
             .exec(
                 "create a table",
-                &format!("USE {}; {}", ident(&spec.schema), table.create),
+                &format!("USE {}; {}", ident(&table.schema), table.create),
             )
             .await?;
     }
@@ -338,16 +353,12 @@ struct Job {
     range: Option<Range>,
 }
 
-struct Shared {
-    tables: Vec<TableSpec>,
-    targets: Vec<String>,
-    failures: Mutex<Vec<Option<String>>>,
-    source_failure: Mutex<Option<String>>,
-}
+/// Per target: the first error that took it out of the load.
+struct Failures(Mutex<Vec<Option<String>>>);
 
-impl Shared {
-    fn fail_target(&self, target: usize, error: String) {
-        let mut failures = self.failures.lock().expect("not poisoned");
+impl Failures {
+    fn fail(&self, target: usize, error: String) {
+        let mut failures = self.0.lock().expect("not poisoned");
         if failures[target].is_none() {
             tracing::warn!("{error}; the other targets carry on");
             failures[target] = Some(error);
@@ -355,7 +366,30 @@ impl Shared {
     }
 
     fn failed(&self, target: usize) -> bool {
-        self.failures.lock().expect("not poisoned")[target].is_some()
+        self.0.lock().expect("not poisoned")[target].is_some()
+    }
+
+    fn snapshot(&self) -> Vec<Option<String>> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+struct Shared {
+    tables: Vec<TableSpec>,
+    targets: Vec<String>,
+    failures: Failures,
+    source_failure: Mutex<Option<String>>,
+    /// Where chunk files go, when the snapshot is also written to a directory.
+    directory: Option<directory::Writer>,
+}
+
+impl Shared {
+    /// Also write the chunk to the snapshot directory; a write failure fails
+    /// the directory (reported at the end), not the load.
+    fn record(&self, table: usize, rows: u64, statements: &[String]) {
+        if let Some(writer) = &self.directory {
+            writer.write(&self.tables[table], rows, statements);
+        }
     }
 }
 
@@ -410,11 +444,11 @@ fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
 }
 
 /// Write the statements to every healthy target at once.
-async fn fan_out(shared: &Shared, loaders: &mut [Option<Session>], statements: &[String]) {
+async fn fan_out(failures: &Failures, loaders: &mut [Option<Session>], statements: &[String]) {
     let writes = loaders
         .iter_mut()
         .enumerate()
-        .filter(|(t, _)| !shared.failed(*t))
+        .filter(|(t, _)| !failures.failed(*t))
         .filter_map(|(t, loader)| Some((t, loader.as_mut()?)))
         .map(|(t, loader)| async move {
             for sql in statements {
@@ -424,7 +458,7 @@ async fn fan_out(shared: &Shared, loaders: &mut [Option<Session>], statements: &
         });
     for result in join_all(writes).await {
         if let Err((t, error)) = result {
-            shared.fail_target(t, error.to_string());
+            failures.fail(t, error.to_string());
             loaders[t] = None;
         }
     }
@@ -456,17 +490,20 @@ async fn copy(shared: &Shared, slot: &mut Slot, job: &Job) -> Result<Copied, Mys
             copied.rows = rows.len() as u64;
             let (statements, bytes) = insert_statements(table, rows);
             copied.bytes = bytes;
-            fan_out(shared, loaders, &statements).await;
+            shared.record(job.table, copied.rows, &statements);
+            fan_out(&shared.failures, loaders, &statements).await;
         }
         None => {
             // No key to range over: one stream, written batch by batch as it is read.
             let sql = format!("SELECT {columns} FROM {}", table_name(table));
             let mut stream = reader.stream("stream a table without a key", &sql).await?;
             while let Some(rows) = stream.next_batch(CHUNK_ROWS as usize).await? {
-                copied.rows += rows.len() as u64;
+                let count = rows.len() as u64;
+                copied.rows += count;
                 let (statements, bytes) = insert_statements(table, rows);
                 copied.bytes += bytes;
-                fan_out(shared, loaders, &statements).await;
+                shared.record(job.table, count, &statements);
+                fan_out(&shared.failures, loaders, &statements).await;
             }
         }
     }
@@ -564,6 +601,118 @@ async fn work(
     slot
 }
 
+/// Connect to each target, refuse one that is not empty (unless replacing),
+/// and create the schema. A target that fails is recorded; the others go on.
+async fn prepare_targets(
+    targets: &[Cluster],
+    endpoints: &[Endpoint],
+    databases: &[String],
+    schema: &Schema,
+    options: &SnapshotOptions,
+) -> Result<(Vec<Option<Session>>, Vec<Option<String>>), SnapshotError> {
+    let setup = loader_setup(options.skip_binlog);
+    let mut failures: Vec<Option<String>> = vec![None; targets.len()];
+    let mut controls: Vec<Option<Session>> = Vec::new();
+    for (t, endpoint) in endpoints.iter().enumerate() {
+        match connect(endpoint, &setup).await {
+            Ok(mut session) => match emptiness(&mut session, databases).await {
+                Ok(Some(detail)) if !options.replace => {
+                    return Err(SnapshotError::NotEmpty {
+                        cluster: targets[t].name.clone(),
+                        detail,
+                    });
+                }
+                Ok(_) => controls.push(Some(session)),
+                Err(error) => {
+                    failures[t] = Some(error.to_string());
+                    controls.push(None);
+                }
+            },
+            Err(error) => {
+                failures[t] = Some(error.to_string());
+                controls.push(None);
+            }
+        }
+    }
+    let created = join_all(
+        controls
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(t, s)| Some((t, s.as_mut()?)))
+            .map(|(t, session)| async move {
+                (t, create_schema(session, schema, options.replace).await)
+            }),
+    )
+    .await;
+    for (t, result) in created {
+        if let Err(error) = result {
+            failures[t] = Some(error.to_string());
+            controls[t] = None;
+        }
+    }
+    if failures.iter().all(Option::is_some) {
+        return Err(SnapshotError::AllTargetsFailed(
+            failures
+                .iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    Ok((controls, failures))
+}
+
+/// One loader session per healthy target, for each worker.
+async fn open_loaders(
+    workers: usize,
+    endpoints: &[Endpoint],
+    failures: &mut [Option<String>],
+    setup: &str,
+) -> Vec<Vec<Option<Session>>> {
+    let mut all = Vec::new();
+    for _ in 0..workers {
+        let mut loaders = Vec::new();
+        for (t, endpoint) in endpoints.iter().enumerate() {
+            if failures[t].is_some() {
+                loaders.push(None);
+                continue;
+            }
+            match connect(endpoint, setup).await {
+                Ok(session) => loaders.push(Some(session)),
+                Err(error) => {
+                    failures[t] = Some(error.to_string());
+                    loaders.push(None);
+                }
+            }
+        }
+        all.push(loaders);
+    }
+    all
+}
+
+/// Indexes, triggers and views on every target that took the rows; then close.
+async fn finish_targets(controls: Vec<Option<Session>>, schema: &Schema, failures: &Failures) {
+    let mut controls = controls;
+    let finished = join_all(
+        controls
+            .iter_mut()
+            .enumerate()
+            .filter(|(t, _)| !failures.failed(*t))
+            .filter_map(|(t, s)| Some((t, s.as_mut()?)))
+            .map(|(t, session)| async move { (t, finish_schema(session, schema).await) }),
+    )
+    .await;
+    for (t, result) in finished {
+        if let Err(error) = result {
+            failures.fail(t, error.to_string());
+        }
+    }
+    for session in controls.into_iter().flatten() {
+        session.close().await;
+    }
+}
+
 /// Take one consistent snapshot of the plan's databases and load it into the targets.
 pub async fn run(
     plan: &ValidatedPlan,
@@ -627,62 +776,8 @@ pub async fn run(
 
     // Targets: reachable, empty (or replaced), schema in place.
     let setup = loader_setup(options.skip_binlog);
-    let mut failures: Vec<Option<String>> = vec![None; targets.len()];
-    let mut target_controls: Vec<Option<Session>> = Vec::new();
-    for (t, endpoint) in target_endpoints.iter().enumerate() {
-        match connect(endpoint, &setup).await {
-            Ok(mut session) => match emptiness(&mut session, &databases).await {
-                Ok(Some(detail)) if !options.replace => {
-                    return Err(SnapshotError::NotEmpty {
-                        cluster: targets[t].name.clone(),
-                        detail,
-                    });
-                }
-                Ok(_) => target_controls.push(Some(session)),
-                Err(error) => {
-                    failures[t] = Some(error.to_string());
-                    target_controls.push(None);
-                }
-            },
-            Err(error) => {
-                failures[t] = Some(error.to_string());
-                target_controls.push(None);
-            }
-        }
-    }
-    let created = join_all(
-        target_controls
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(t, s)| Some((t, s.as_mut()?)))
-            .map(|(t, session)| {
-                let schema = &schema;
-                let tables = &tables;
-                async move {
-                    (
-                        t,
-                        create_schema(session, schema, tables, options.replace).await,
-                    )
-                }
-            }),
-    )
-    .await;
-    for (t, result) in created {
-        if let Err(error) = result {
-            failures[t] = Some(error.to_string());
-            target_controls[t] = None;
-        }
-    }
-    if failures.iter().all(Option::is_some) {
-        return Err(SnapshotError::AllTargetsFailed(
-            failures
-                .iter()
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; "),
-        ));
-    }
+    let (target_controls, mut failures) =
+        prepare_targets(&targets, &target_endpoints, &databases, &schema, options).await?;
 
     // Worker connections, then one snapshot for all readers at one position.
     let workers = options.workers.clamp(
@@ -697,24 +792,7 @@ pub async fn run(
                 .map_err(SnapshotError::Source)?,
         );
     }
-    let mut slots_loaders: Vec<Vec<Option<Session>>> = Vec::new();
-    for _ in 0..workers {
-        let mut loaders = Vec::new();
-        for (t, endpoint) in target_endpoints.iter().enumerate() {
-            if failures[t].is_some() {
-                loaders.push(None);
-                continue;
-            }
-            match connect(endpoint, &setup).await {
-                Ok(session) => loaders.push(Some(session)),
-                Err(error) => {
-                    failures[t] = Some(error.to_string());
-                    loaders.push(None);
-                }
-            }
-        }
-        slots_loaders.push(loaders);
-    }
+    let slots_loaders = open_loaders(workers, &target_endpoints, &mut failures, &setup).await;
     let mut walker = connect(&source_endpoint, "SET SESSION time_zone = '+00:00'")
         .await
         .map_err(SnapshotError::Source)?;
@@ -756,11 +834,18 @@ pub async fn run(
         source_cluster.name
     );
 
+    let writer = match &options.directory {
+        Some(path) => Some(
+            directory::Writer::create(path).map_err(|e| SnapshotError::Directory(e.to_string()))?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         tables,
         targets: targets.iter().map(|t| t.name.clone()).collect(),
-        failures: Mutex::new(failures),
+        failures: Failures(Mutex::new(failures)),
         source_failure: Mutex::new(None),
+        directory: writer,
     });
     let progress = crate::progress::Progress::new(
         &shared
@@ -814,29 +899,20 @@ pub async fn run(
     }
 
     // Indexes, triggers and views on every target that took the rows.
-    let finished = join_all(
-        target_controls
-            .iter_mut()
-            .enumerate()
-            .filter(|(t, _)| !shared.failed(*t))
-            .filter_map(|(t, s)| Some((t, s.as_mut()?)))
-            .map(|(t, session)| {
-                let schema = &schema;
-                async move { (t, finish_schema(session, schema).await) }
-            }),
-    )
-    .await;
-    for (t, result) in finished {
-        if let Err(error) = result {
-            shared.fail_target(t, error.to_string());
-        }
-    }
+    finish_targets(target_controls, &schema, &shared.failures).await;
     control.close().await;
-    for session in target_controls.into_iter().flatten() {
-        session.close().await;
+    if let Some(writer) = &shared.directory {
+        writer
+            .finish(
+                &source_cluster.name,
+                &point.position,
+                &schema,
+                &shared.tables,
+            )
+            .map_err(|e| SnapshotError::Directory(e.to_string()))?;
     }
 
-    let failures = shared.failures.lock().expect("not poisoned").clone();
+    let failures = shared.failures.snapshot();
     let rows: u64 = per_table.iter().map(|t| t.0).sum();
     let clusters: Vec<TargetOutcome> = shared
         .targets
@@ -1009,6 +1085,137 @@ pub async fn replicate(
         });
     }
     Ok(out)
+}
+
+/// Load a snapshot directory into the targets, after checking every file
+/// against its manifest. Replication can then start from the manifest's position.
+pub async fn restore(
+    path: &std::path::Path,
+    plan: &ValidatedPlan,
+    options: &SnapshotOptions,
+) -> Result<SnapshotReport, SnapshotError> {
+    let started = Instant::now();
+    let manifest = directory::open_verified(path).map_err(|damage| SnapshotError::Corrupt {
+        directory: path.display().to_string(),
+        file: damage.file,
+        problem: damage.problem,
+    })?;
+    let targets = targets_of(plan, &options.targets)?;
+    let endpoints: Vec<Endpoint> = targets
+        .iter()
+        .map(Endpoint::for_cluster)
+        .collect::<Result<_, _>>()?;
+    let databases: Vec<String> = manifest
+        .schema
+        .databases
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let setup = loader_setup(options.skip_binlog);
+    let (controls, mut failures) =
+        prepare_targets(&targets, &endpoints, &databases, &manifest.schema, options).await?;
+    let workers = options.workers.max(1);
+    let loaders = open_loaders(workers, &endpoints, &mut failures, &setup).await;
+    let failures = Arc::new(Failures(Mutex::new(failures)));
+    let files = Arc::new(Mutex::new(manifest.files.clone()));
+    let mut tasks = Vec::new();
+    for mut loaders in loaders {
+        let files = files.clone();
+        let failures = failures.clone();
+        let path = path.to_path_buf();
+        tasks.push(tokio::spawn(async move {
+            let mut done: Vec<(String, u64, u64)> = Vec::new();
+            loop {
+                let next = files.lock().expect("not poisoned").pop();
+                let Some(chunk) = next else { break };
+                let file = path.join(&chunk.file);
+                let statements =
+                    tokio::task::spawn_blocking(move || directory::read_chunk(&file)).await;
+                let statements = match statements {
+                    Ok(Ok(statements)) => statements,
+                    Ok(Err(error)) => {
+                        return Err(format!("{}: {error}", chunk.file));
+                    }
+                    Err(error) => return Err(format!("{}: {error}", chunk.file)),
+                };
+                let bytes = statements.iter().map(|s| s.len() as u64).sum();
+                fan_out(&failures, &mut loaders, &statements).await;
+                done.push((chunk.table.clone(), chunk.rows, bytes));
+            }
+            for loader in loaders.into_iter().flatten() {
+                loader.close().await;
+            }
+            Ok(done)
+        }));
+    }
+    let mut per_table: std::collections::BTreeMap<String, (u64, u64, u64)> =
+        std::collections::BTreeMap::new();
+    let mut read_error = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(done)) => {
+                for (table, rows, bytes) in done {
+                    let entry = per_table.entry(table).or_default();
+                    entry.0 += rows;
+                    entry.1 += bytes;
+                    entry.2 += 1;
+                }
+            }
+            Ok(Err(error)) => read_error = Some(error),
+            Err(error) => read_error = Some(error.to_string()),
+        }
+    }
+    if let Some(error) = read_error {
+        return Err(SnapshotError::Directory(error));
+    }
+    finish_targets(controls, &manifest.schema, &failures).await;
+    let failures = failures.snapshot();
+    let rows: u64 = per_table.values().map(|t| t.0).sum();
+    let clusters: Vec<TargetOutcome> = targets
+        .iter()
+        .zip(&failures)
+        .map(|(target, failure)| TargetOutcome {
+            cluster: target.name.clone(),
+            status: if failure.is_some() {
+                "failed"
+            } else {
+                "loaded"
+            },
+            rows: if failure.is_some() { 0 } else { rows },
+            error: failure.clone(),
+        })
+        .collect();
+    Ok(SnapshotReport {
+        status: if failures.iter().any(Option::is_some) {
+            "partial"
+        } else {
+            "completed"
+        },
+        gtid_position: manifest.gtid_position.clone(),
+        rows,
+        bytes: per_table.values().map(|t| t.1).sum(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        source_lock_ms: 0,
+        targets: clusters
+            .iter()
+            .filter(|c| c.error.is_none())
+            .map(|c| c.cluster.clone())
+            .collect(),
+        clusters,
+        tables: per_table
+            .into_iter()
+            .map(|(table, (rows, bytes, chunks))| TableCopy {
+                table,
+                rows,
+                bytes,
+                chunks,
+                key: Vec::new(),
+                warning: None,
+            })
+            .collect(),
+        databases,
+        warnings: Vec::new(),
+    })
 }
 
 #[cfg(test)]

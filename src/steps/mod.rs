@@ -113,8 +113,18 @@ pub async fn act(ctx: &mut Context, kind: &StepKind) -> Result<serde_json::Value
             workers,
             replace,
             skip_binlog,
-            ..
-        } => snapshot::act(ctx, targets, *workers, *replace, *skip_binlog).await,
+            directory,
+        } => {
+            snapshot::act(
+                ctx,
+                targets,
+                *workers,
+                *replace,
+                *skip_binlog,
+                directory.as_deref(),
+            )
+            .await
+        }
         StepKind::Replicate { targets, timeout } => replicate::act(ctx, targets, *timeout).await,
     }
 }
@@ -200,18 +210,6 @@ pub fn describe(plan: &ValidatedPlan, kind: &StepKind) -> Description {
         } => snapshot::describe(plan, targets, *workers, *replace, *skip_binlog),
         StepKind::Replicate { targets, timeout } => replicate::describe(plan, targets, *timeout),
     }
-}
-
-/// Kinds this build can execute.
-pub fn is_available(kind: &StepKind) -> bool {
-    // Writing a snapshot directory (and `cutover restore`) is not built yet.
-    !matches!(
-        kind,
-        StepKind::Snapshot {
-            directory: Some(_),
-            ..
-        }
-    )
 }
 
 /// The host:port a replica should use to reach `cluster`.

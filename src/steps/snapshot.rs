@@ -14,21 +14,23 @@ pub async fn act(
     workers: u32,
     replace: bool,
     skip_binlog: bool,
+    directory: Option<&std::path::Path>,
 ) -> Result<serde_json::Value, StepError> {
     let options = SnapshotOptions {
         targets: targets.to_vec(),
         workers: workers as usize,
         replace,
         skip_binlog,
+        directory: directory.map(std::path::Path::to_path_buf),
         progress: false,
     };
     let report = snapshot::run(&ctx.plan, &options)
         .await
         .map_err(|error| match error {
             SnapshotError::Secret(error) => StepError::Secret(error),
-            error @ (SnapshotError::NotEmpty { .. } | SnapshotError::SourceNotReady { .. }) => {
-                StepError::Refused(error.to_string())
-            }
+            error @ (SnapshotError::NotEmpty { .. }
+            | SnapshotError::SourceNotReady { .. }
+            | SnapshotError::Corrupt { .. }) => StepError::Refused(error.to_string()),
             other => StepError::Failed(other.to_string()),
         })?;
     tracing::info!(

@@ -151,3 +151,90 @@ fn lab_snapshot_refuses_a_target_that_is_not_empty_unless_replaced() {
     let (code, checksum) = json_of(&fx, &["checksum"], &plan);
     assert_eq!(code, Some(0), "{checksum}");
 }
+
+#[test]
+fn lab_restore_checks_every_file_and_names_a_damaged_one() {
+    let fx = LabFixture::up_empty(5_000);
+    let plan = migration_plan(&fx);
+    let directory = fx.sandbox.path().join("snapshot");
+    let (code, report) = json_of(
+        &fx,
+        &[
+            "snapshot",
+            "--targets",
+            "c1",
+            "--skip-binlog",
+            "--replicate",
+            "--directory",
+            directory.to_str().unwrap(),
+        ],
+        &plan,
+    );
+    assert_eq!(code, Some(0), "{report}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(directory.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["gtid_position"], report["gtid_position"]);
+    let files = manifest["files"].as_array().unwrap();
+    assert!(files.len() >= 4, "{manifest}");
+
+    // A damaged copy is refused before anything is loaded, naming the file.
+    let damaged = fx.sandbox.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    for entry in std::fs::read_dir(&directory).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), damaged.join(entry.file_name())).unwrap();
+    }
+    let victim = files[files.len() / 2]["file"].as_str().unwrap();
+    let mut bytes = std::fs::read(damaged.join(victim)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(damaged.join(victim), bytes).unwrap();
+    let output = fx
+        .cutover()
+        .args(["restore"])
+        .arg(&damaged)
+        .arg(&plan)
+        .args(["--targets", "c2", "--skip-binlog"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(victim) && stderr.contains("sha256"),
+        "{stderr}"
+    );
+    let (_, topology) = json_of(&fx, &["topology"], &plan);
+    assert!(cluster(&topology, "c2")["replicating_from"].is_null());
+
+    // The intact copy restores, replicates from its position and matches.
+    let output = fx
+        .cutover()
+        .args(["restore", "--output", "json"])
+        .arg(&directory)
+        .arg(&plan)
+        .args([
+            "--targets",
+            "c2",
+            "c3",
+            "c6",
+            "--skip-binlog",
+            "--replicate",
+        ])
+        .output()
+        .unwrap();
+    let restored = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(0), "{restored}");
+    assert_eq!(restored["rows"], report["rows"]);
+    let (code, checksum) = json_of(&fx, &["checksum"], &plan);
+    assert_eq!(code, Some(0), "{checksum}");
+    for name in ["c1", "c2", "c3", "c6"] {
+        let view = checksum["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name)
+            .unwrap();
+        assert_eq!(view["basis"], "consistent", "{view}");
+    }
+}
