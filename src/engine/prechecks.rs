@@ -36,6 +36,8 @@ struct Needs {
     dns_switch: bool,
     /// A checksum locks the source for a moment and pauses its replicas.
     checksums: bool,
+    /// Targets a snapshot loads without `replace` (they must be empty).
+    snapshot_targets: BTreeSet<String>,
 }
 
 fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
@@ -45,6 +47,7 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
         moves_replication: false,
         dns_switch: false,
         checksums: false,
+        snapshot_targets: BTreeSet::new(),
     };
     for step in phases.iter().flat_map(|phase| &phase.steps) {
         match &step.kind {
@@ -60,6 +63,18 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
             }
             StepKind::DnsSwitch { .. } => needs.dns_switch = plan.dns.is_some(),
             StepKind::Checksum { .. } => needs.checksums = true,
+            StepKind::Snapshot {
+                targets,
+                replace: false,
+                ..
+            } => {
+                let all: Vec<String> = plan.enabled_targets().map(|c| c.name.clone()).collect();
+                needs.snapshot_targets.extend(if targets.is_empty() {
+                    all
+                } else {
+                    targets.clone()
+                });
+            }
             _ => {}
         }
     }
@@ -204,6 +219,45 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
                 format!("{offset:+.0} ms against this host (reported only; lag uses one clock)"),
             );
         }
+    }
+
+    // A snapshot loads only empty targets: say so before the window, not in it.
+    for (cluster, endpoint) in topology::endpoints(plan)? {
+        if !needs.snapshot_targets.contains(&cluster.name)
+            || !topology
+                .clusters
+                .iter()
+                .any(|view| view.name == cluster.name && view.reachable)
+        {
+            continue;
+        }
+        let (status, detail) = match Session::connect(&endpoint).await {
+            Ok(mut session) => {
+                let found =
+                    crate::snapshot::existing_tables(&mut session, plan.databases.as_deref()).await;
+                session.close().await;
+                match found {
+                    Ok(None) => (
+                        CheckStatus::Pass,
+                        "no table in the snapshot's databases".into(),
+                    ),
+                    Ok(Some(detail)) => (
+                        CheckStatus::Fail,
+                        format!(
+                            "{detail}; the snapshot refuses it (set `replace: true` to drop and reload)"
+                        ),
+                    ),
+                    Err(error) => (CheckStatus::Fail, error.to_string()),
+                }
+            }
+            Err(error) => (CheckStatus::Fail, error.to_string()),
+        };
+        checks.push(Precheck {
+            cluster: cluster.name.clone(),
+            check: "empty for the snapshot".into(),
+            status,
+            detail,
+        });
     }
 
     for (cluster, endpoint) in topology::endpoints(plan)? {

@@ -168,6 +168,30 @@ async fn databases(session: &mut Session, plan: &ValidatedPlan) -> Result<Vec<St
         .collect())
 }
 
+/// What a target already holds in `databases` (every non-system schema when
+/// `None`): `None` when it holds no table, else a line saying what.
+pub async fn existing_tables(
+    session: &mut Session,
+    databases: Option<&[String]>,
+) -> Result<Option<String>, MysqlError> {
+    let schemas: Vec<String> = match databases {
+        Some(list) => list.to_vec(),
+        None => session
+            .query::<String>(
+                "list schemas",
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA",
+            )
+            .await?
+            .into_iter()
+            .filter(|s| !schema::EXCLUDED_SCHEMAS.contains(&s.as_str()))
+            .collect(),
+    };
+    if schemas.is_empty() {
+        return Ok(None);
+    }
+    emptiness(session, &schemas).await
+}
+
 /// Refuse a target whose selected databases already hold tables (unless replacing).
 async fn emptiness(
     session: &mut Session,

@@ -115,6 +115,19 @@ fn lab_snapshot_refuses_a_target_that_is_not_empty_unless_replaced() {
             "INSERT INTO refunds.transactions VALUES (1)",
         ],
     );
+    // The dry run says so before the window.
+    let (code, dry) = json_of(&fx, &["run", "--dry-run", "--phase", "snapshot"], &plan);
+    assert_eq!(code, Some(3), "{dry}");
+    let failed: Vec<&serde_json::Value> = dry["prechecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["cluster"], "c2");
+    assert_eq!(failed[0]["check"], "empty for the snapshot");
+
     let output = fx
         .cutover()
         .args(["snapshot", "--skip-binlog"])
