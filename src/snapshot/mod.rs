@@ -999,6 +999,50 @@ pub struct ReplicaStart {
     pub error: Option<String>,
 }
 
+/// Wait in one-second steps until the replica has applied `position`, so a
+/// replication error (binary logs purged since the snapshot, a bad password)
+/// is reported at once instead of at the timeout.
+async fn catch_up(
+    session: &mut Session,
+    flavor: Flavor,
+    position: &str,
+    timeout: Duration,
+) -> Result<bool, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let step = left.min(Duration::from_secs(1));
+        if control::wait_for_position(session, flavor, position, step)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(true);
+        }
+        let channels = server::replication(session, flavor)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A thread that stopped on an error will not recover by itself; one
+        // that is retrying a connection might.
+        if let Some(error) = channels.iter().find_map(|c| {
+            let io = (c.io_thread == server::ThreadState::Stopped)
+                .then(|| c.last_io_error.clone())
+                .flatten();
+            let sql = (c.sql_thread == server::ThreadState::Stopped)
+                .then(|| c.last_sql_error.clone())
+                .flatten();
+            io.or(sql).filter(|e| !e.is_empty())
+        }) {
+            return Err(format!(
+                "cluster `{}`: replication stopped: {error}",
+                session.endpoint().name
+            ));
+        }
+        if left <= step {
+            return Ok(false);
+        }
+    }
+}
+
 /// Make each target a replica of the source from `position` (the snapshot's),
 /// then wait until it has applied what the source has now.
 pub async fn replicate(
@@ -1073,11 +1117,9 @@ pub async fn replicate(
         async move {
             match start {
                 Ok((mut session, flavor)) => {
-                    let reached =
-                        control::wait_for_position(&mut session, flavor, &target_position, timeout)
-                            .await;
+                    let reached = catch_up(&mut session, flavor, &target_position, timeout).await;
                     session.close().await;
-                    reached.map_err(|e| e.to_string())
+                    reached
                 }
                 Err(error) => Err(error.to_string()),
             }
@@ -1124,6 +1166,17 @@ pub async fn restore(
         file: damage.file,
         problem: damage.problem,
     })?;
+    if manifest.source != plan.source().name {
+        return Err(SnapshotError::Corrupt {
+            directory: path.display().to_string(),
+            file: directory::MANIFEST.into(),
+            problem: format!(
+                "says the snapshot was taken from `{}`, but the plan's source is `{}`",
+                manifest.source,
+                plan.source().name
+            ),
+        });
+    }
     let targets = targets_of(plan, &options.targets)?;
     let endpoints: Vec<Endpoint> = targets
         .iter()
