@@ -317,6 +317,21 @@ impl Session {
         }
     }
 
+    /// Run a `LOAD DATA LOCAL INFILE` statement with `data` as the file's contents
+    /// (streamed from memory; no file touches the disk).
+    pub async fn load_data(
+        &mut self,
+        what: &str,
+        sql: &str,
+        data: bytes::Bytes,
+    ) -> Result<(), MysqlError> {
+        use futures_util::StreamExt;
+        self.conn.set_infile_handler(async move {
+            Ok(futures_util::stream::once(async move { Ok(data) }).boxed())
+        });
+        self.exec(what, sql).await
+    }
+
     /// Start a query whose rows are read batch by batch (a table of any size
     /// is never held in memory). Every fetch is bounded by the query timeout.
     pub async fn stream<'a>(

@@ -408,12 +408,20 @@ struct Shared {
 }
 
 impl Shared {
-    /// Also write the chunk to the snapshot directory; a write failure fails
-    /// the directory (reported at the end), not the load.
-    fn record(&self, table: usize, rows: u64, statements: &[String]) {
+    /// Load rows into every healthy target (LOAD DATA), and write them to the
+    /// snapshot directory as INSERT statements when there is one; returns the
+    /// bytes sent to each target.
+    async fn send(&self, table: usize, rows: Vec<Row>, loaders: &mut [Option<Session>]) -> u64 {
+        let spec = &self.tables[table];
+        let load = load_data(spec, &rows);
+        fan_out_load(&self.failures, loaders, &load).await;
+        // A write failure fails the directory (reported at the end), not the load.
         if let Some(writer) = &self.directory {
-            writer.write(&self.tables[table], rows, statements);
+            let count = rows.len() as u64;
+            let (statements, _) = insert_statements(spec, rows);
+            writer.write(spec, count, &statements);
         }
+        load.data.len() as u64
     }
 }
 
@@ -467,6 +475,106 @@ fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
     (statements, bytes)
 }
 
+/// One chunk as `LOAD DATA LOCAL INFILE` input: the statement and the rows as
+/// tab-separated text (LOAD DATA's default escaping; NULL as `\N`).
+struct LoadData {
+    sql: String,
+    data: bytes::Bytes,
+}
+
+/// Append one field with LOAD DATA's escapes.
+fn push_field(out: &mut Vec<u8>, value: &[u8]) {
+    for byte in value {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0 => out.extend_from_slice(b"\\0"),
+            other => out.push(*other),
+        }
+    }
+}
+
+fn load_data(table: &TableSpec, rows: &[Row]) -> LoadData {
+    use crate::checksum::schema::ColumnClass;
+    // Binary values travel as hex and are decoded by the server, so no
+    // character set conversion can touch them.
+    let mut targets = Vec::new();
+    let mut assignments = Vec::new();
+    for (i, column) in table.columns.iter().enumerate() {
+        match column.class {
+            ColumnClass::Binary => {
+                targets.push(format!("@v{i}"));
+                assignments.push(format!("{} = UNHEX(@v{i})", ident(&column.name)));
+            }
+            ColumnClass::Bit => {
+                targets.push(format!("@v{i}"));
+                assignments.push(format!(
+                    "{} = CAST(CONV(@v{i}, 16, 10) AS UNSIGNED)",
+                    ident(&column.name)
+                ));
+            }
+            _ => targets.push(ident(&column.name)),
+        }
+    }
+    let mut sql = format!(
+        "LOAD DATA LOCAL INFILE 'chunk' INTO TABLE {} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        table_name(table),
+        targets.join(", ")
+    );
+    if !assignments.is_empty() {
+        sql.push_str(&format!(" SET {}", assignments.join(", ")));
+    }
+    let mut data = Vec::with_capacity(rows.len() * 128);
+    for row in rows {
+        for (i, column) in table.columns.iter().enumerate() {
+            if i > 0 {
+                data.push(b'\t');
+            }
+            let hex = matches!(column.class, ColumnClass::Binary | ColumnClass::Bit);
+            match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => data.extend_from_slice(b"\\N"),
+                Some(mysql_async::Value::Bytes(bytes)) if hex => {
+                    data.extend_from_slice(hex::encode(bytes).as_bytes())
+                }
+                Some(mysql_async::Value::Bytes(bytes)) => push_field(&mut data, bytes),
+                Some(other) => {
+                    let text = other.as_sql(true);
+                    push_field(&mut data, text.trim_matches('\'').as_bytes())
+                }
+            }
+        }
+        data.push(b'\n');
+    }
+    LoadData {
+        sql,
+        data: bytes::Bytes::from(data),
+    }
+}
+
+/// Load one chunk into every healthy target at once.
+async fn fan_out_load(failures: &Failures, loaders: &mut [Option<Session>], load: &LoadData) {
+    let writes = loaders
+        .iter_mut()
+        .enumerate()
+        .filter(|(t, _)| !failures.failed(*t))
+        .filter_map(|(t, loader)| Some((t, loader.as_mut()?)))
+        .map(|(t, loader)| async move {
+            loader
+                .load_data("load rows", &load.sql, load.data.clone())
+                .await
+                .map_err(|e| (t, e))
+        });
+    for result in join_all(writes).await {
+        if let Err((t, error)) = result {
+            failures.fail(t, error.to_string());
+            loaders[t] = None;
+        }
+    }
+}
+
 /// Write the statements to every healthy target at once.
 async fn fan_out(failures: &Failures, loaders: &mut [Option<Session>], statements: &[String]) {
     let writes = loaders
@@ -512,22 +620,15 @@ async fn copy(shared: &Shared, slot: &mut Slot, job: &Job) -> Result<Copied, Mys
             );
             let rows: Vec<Row> = reader.query("read a chunk", &sql).await?;
             copied.rows = rows.len() as u64;
-            let (statements, bytes) = insert_statements(table, rows);
-            copied.bytes = bytes;
-            shared.record(job.table, copied.rows, &statements);
-            fan_out(&shared.failures, loaders, &statements).await;
+            copied.bytes = shared.send(job.table, rows, loaders).await;
         }
         None => {
             // No key to range over: one stream, written batch by batch as it is read.
             let sql = format!("SELECT {columns} FROM {}", table_name(table));
             let mut stream = reader.stream("stream a table without a key", &sql).await?;
             while let Some(rows) = stream.next_batch(CHUNK_ROWS as usize).await? {
-                let count = rows.len() as u64;
-                copied.rows += count;
-                let (statements, bytes) = insert_statements(table, rows);
-                copied.bytes += bytes;
-                shared.record(job.table, count, &statements);
-                fan_out(&shared.failures, loaders, &statements).await;
+                copied.rows += rows.len() as u64;
+                copied.bytes += shared.send(job.table, rows, loaders).await;
             }
         }
     }
@@ -1298,6 +1399,13 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_data_fields_escape_what_load_data_interprets() {
+        let mut out = Vec::new();
+        push_field(&mut out, b"a\tb\nc\\d\0e\rf");
+        assert_eq!(out, b"a\\tb\\nc\\\\d\\0e\\rf".to_vec());
+    }
 
     #[test]
     fn loading_sessions_skip_the_binlog_only_when_asked() {
