@@ -405,6 +405,8 @@ struct Shared {
     source_failure: Mutex<Option<String>>,
     /// Where chunk files go, when the snapshot is also written to a directory.
     directory: Option<directory::Writer>,
+    /// Per target: it refused `LOAD DATA LOCAL`, so it is loaded with INSERTs.
+    inserts_only: Mutex<Vec<bool>>,
 }
 
 impl Shared {
@@ -414,11 +416,33 @@ impl Shared {
     async fn send(&self, table: usize, rows: Vec<Row>, loaders: &mut [Option<Session>]) -> u64 {
         let spec = &self.tables[table];
         let load = load_data(spec, &rows);
-        fan_out_load(&self.failures, loaders, &load).await;
+        let by_insert = fan_out_load(&self.failures, loaders, &load, &self.inserts_only).await;
+        if by_insert.is_empty() && self.directory.is_none() {
+            return load.data.len() as u64;
+        }
+        let count = rows.len() as u64;
+        let (statements, _) = insert_statements(spec, rows);
+        if !by_insert.is_empty() {
+            let mut chosen: Vec<Option<Session>> = loaders
+                .iter_mut()
+                .enumerate()
+                .map(|(t, loader)| {
+                    if by_insert.contains(&t) {
+                        loader.take()
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            fan_out(&self.failures, &mut chosen, &statements).await;
+            for (t, loader) in chosen.into_iter().enumerate() {
+                if by_insert.contains(&t) {
+                    loaders[t] = loader;
+                }
+            }
+        }
         // A write failure fails the directory (reported at the end), not the load.
         if let Some(writer) = &self.directory {
-            let count = rows.len() as u64;
-            let (statements, _) = insert_statements(spec, rows);
             writer.write(spec, count, &statements);
         }
         load.data.len() as u64
@@ -554,12 +578,28 @@ fn load_data(table: &TableSpec, rows: &[Row]) -> LoadData {
     }
 }
 
-/// Load one chunk into every healthy target at once.
-async fn fan_out_load(failures: &Failures, loaders: &mut [Option<Session>], load: &LoadData) {
+/// The server refuses `LOAD DATA LOCAL` (`local_infile=OFF`, MySQL 8's default):
+/// MariaDB 4166, MySQL 3948, older servers 1148.
+fn local_infile_refused(error: &MysqlError) -> bool {
+    let text = error.to_string();
+    ["ERROR 4166 ", "ERROR 3948 ", "ERROR 1148 "]
+        .iter()
+        .any(|code| text.contains(code))
+}
+
+/// Load one chunk into every healthy target at once. Returns the targets
+/// that refuse `LOAD DATA LOCAL`, which take INSERT statements instead.
+async fn fan_out_load(
+    failures: &Failures,
+    loaders: &mut [Option<Session>],
+    load: &LoadData,
+    inserts_only: &Mutex<Vec<bool>>,
+) -> Vec<usize> {
+    let skip = inserts_only.lock().expect("not poisoned").clone();
     let writes = loaders
         .iter_mut()
         .enumerate()
-        .filter(|(t, _)| !failures.failed(*t))
+        .filter(|(t, _)| !failures.failed(*t) && !skip[*t])
         .filter_map(|(t, loader)| Some((t, loader.as_mut()?)))
         .map(|(t, loader)| async move {
             loader
@@ -567,12 +607,25 @@ async fn fan_out_load(failures: &Failures, loaders: &mut [Option<Session>], load
                 .await
                 .map_err(|e| (t, e))
         });
+    let mut refused = Vec::new();
     for result in join_all(writes).await {
-        if let Err((t, error)) = result {
-            failures.fail(t, error.to_string());
-            loaders[t] = None;
+        match result {
+            Err((t, error)) if local_infile_refused(&error) => {
+                tracing::warn!("{error}: loading it with INSERT statements instead");
+                inserts_only.lock().expect("not poisoned")[t] = true;
+                refused.push(t);
+            }
+            Err((t, error)) => {
+                failures.fail(t, error.to_string());
+                loaders[t] = None;
+            }
+            Ok(()) => {}
         }
     }
+    (0..loaders.len())
+        .filter(|t| skip[*t] && !failures.failed(*t))
+        .chain(refused)
+        .collect()
 }
 
 /// Write the statements to every healthy target at once.
@@ -971,6 +1024,7 @@ pub async fn run(
         failures: Failures(Mutex::new(failures)),
         source_failure: Mutex::new(None),
         directory: writer,
+        inserts_only: Mutex::new(vec![false; targets.len()]),
     });
     let progress = crate::progress::Progress::new(
         &shared
