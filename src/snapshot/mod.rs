@@ -958,10 +958,14 @@ pub async fn run(
         prepare_targets(&targets, &target_endpoints, &databases, &schema, options).await?;
 
     // Worker connections, then one snapshot for all readers at one position.
-    let workers = options.workers.clamp(
-        1,
-        (source_cluster.pool.max as usize).saturating_sub(2).max(1),
-    );
+    // Each reader holds one loader on every target: every pool bounds them
+    // (the source also keeps a control and a key-walking session, a target its control).
+    let workers = targets
+        .iter()
+        .map(|t| (t.pool.max as usize).saturating_sub(1))
+        .chain([(source_cluster.pool.max as usize).saturating_sub(2)])
+        .fold(options.workers, usize::min)
+        .max(1);
     let mut readers = Vec::new();
     for _ in 0..workers {
         readers.push(
@@ -1346,7 +1350,11 @@ pub async fn restore(
     let setup = loader_setup(options.skip_binlog);
     let (controls, mut failures) =
         prepare_targets(&targets, &endpoints, &databases, &manifest.schema, options).await?;
-    let workers = options.workers.max(1);
+    let workers = targets
+        .iter()
+        .map(|t| (t.pool.max as usize).saturating_sub(1))
+        .fold(options.workers, usize::min)
+        .max(1);
     let loaders = open_loaders(workers, &endpoints, &mut failures, &setup).await;
     let failures = Arc::new(Failures(Mutex::new(failures)));
     let files = Arc::new(Mutex::new(manifest.files.clone()));
