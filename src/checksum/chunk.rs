@@ -185,6 +185,47 @@ pub fn key_of(table: &TableSpec, mut row: Row, start: usize) -> Key {
         .collect()
 }
 
+/// Cuts a keyed table into consecutive ranges, in key order: each range ends
+/// `rows` rows after the previous one, and the last one is open-ended.
+#[derive(Debug, Default)]
+pub struct KeyWalker {
+    after: Option<Key>,
+    done: bool,
+}
+
+impl KeyWalker {
+    /// The next range of about `rows` rows (`None` once the last was given).
+    pub async fn next(
+        &mut self,
+        session: &mut Session,
+        table: &TableSpec,
+        rows: u64,
+    ) -> Result<Option<Range>, MysqlError> {
+        if self.done {
+            return Ok(None);
+        }
+        let open = Range {
+            after: self.after.clone(),
+            up_to: None,
+        };
+        Ok(Some(
+            match middle_key(session, table, &open, rows).await? {
+                Some(boundary) => {
+                    self.after = Some(boundary.clone());
+                    Range {
+                        after: open.after,
+                        up_to: Some(boundary),
+                    }
+                }
+                None => {
+                    self.done = true;
+                    open
+                }
+            },
+        ))
+    }
+}
+
 /// Rows per chunk, steered toward a target time per chunk.
 #[derive(Debug, Clone)]
 pub struct ChunkSizer {

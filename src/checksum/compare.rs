@@ -441,25 +441,23 @@ async fn localise(
         if room == 0 {
             break;
         }
-        if r.count.max(t.count) <= LEAF_ROWS {
-            let rows =
-                compare_rows(shared, slot, job.table, &range, reference, target, settled).await?;
-            let rows: Vec<RowMismatch> = rows.into_iter().take(room).collect();
-            shared.count_reported(job.table, target, rows.len());
-            found.extend(rows);
-            continue;
-        }
-        let (wider, wider_count) = if t.count > r.count {
-            (target, t.count)
+        // Split on the side with more rows while the range is large; small
+        // ranges (or ones with nothing to split on) are compared row by row.
+        let middle = if r.count.max(t.count) <= LEAF_ROWS {
+            None
         } else {
-            (reference, r.count)
+            let (wider, wider_count) = if t.count > r.count {
+                (target, t.count)
+            } else {
+                (reference, r.count)
+            };
+            let session = slot.sessions[wider]
+                .as_mut()
+                .expect("a compared participant has a session");
+            chunk::middle_key(session, spec, &range, wider_count / 2)
+                .await
+                .map_err(|e| (wider, e))?
         };
-        let session = slot.sessions[wider]
-            .as_mut()
-            .expect("a compared participant has a session");
-        let middle = chunk::middle_key(session, spec, &range, wider_count / 2)
-            .await
-            .map_err(|e| (wider, e))?;
         match middle {
             Some(middle) => {
                 pending.push(Range {
@@ -472,7 +470,6 @@ async fn localise(
                 });
             }
             None => {
-                // Nothing to split on: compare what is there row by row.
                 let rows =
                     compare_rows(shared, slot, job.table, &range, reference, target, settled)
                         .await?;
@@ -695,39 +692,26 @@ pub async fn walk(
             }
             continue;
         }
-        let mut after: Option<Key> = None;
+        let mut walker = chunk::KeyWalker::default();
         loop {
             if shared.failure(source).is_some() {
                 return session;
             }
             let rows = shared.sizers.lock().expect("not poisoned")[index].rows();
-            let range = Range {
-                after: after.clone(),
-                up_to: None,
-            };
-            match chunk::middle_key(&mut session, table, &range, rows).await {
-                Ok(Some(boundary)) => {
-                    let job = Job {
-                        table: index,
-                        range: Range {
-                            after: after.clone(),
-                            up_to: Some(boundary.clone()),
-                        },
-                    };
-                    if jobs.send(job).await.is_err() {
-                        return session;
-                    }
-                    after = Some(boundary);
-                }
-                Ok(None) => {
-                    let _ = jobs
+            match walker.next(&mut session, table, rows).await {
+                Ok(Some(range)) => {
+                    if jobs
                         .send(Job {
                             table: index,
                             range,
                         })
-                        .await;
-                    break;
+                        .await
+                        .is_err()
+                    {
+                        return session;
+                    }
                 }
+                Ok(None) => break,
                 Err(error) => {
                     shared.fail(source, error.to_string());
                     return session;

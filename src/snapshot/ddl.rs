@@ -97,6 +97,21 @@ pub struct Objects {
     pub views: Vec<String>,
 }
 
+/// `SHOW CREATE FUNCTION|PROCEDURE|TRIGGER`: (name, sql_mode, statement, …)
+/// → the sql_mode and the statement without its definer.
+async fn show_create_with_mode(
+    session: &mut Session,
+    what: &str,
+    sql: &str,
+) -> Result<Option<(String, String)>, MysqlError> {
+    let row: Option<mysql_async::Row> = session.query_first(what, sql).await?;
+    Ok(row.and_then(|mut row| {
+        let mode: Option<String> = row.take(1);
+        let body: Option<String> = row.take(2);
+        body.map(|body| (mode.unwrap_or_default(), without_definer(&body)))
+    }))
+}
+
 /// Read routines, triggers and views of `schema` from the source.
 pub async fn objects(session: &mut Session, schema: &str) -> Result<Objects, MysqlError> {
     let quoted = crate::mysql::quote(schema);
@@ -111,21 +126,10 @@ pub async fn objects(session: &mut Session, schema: &str) -> Result<Objects, Mys
         )
         .await?;
     for (name, kind) in routines {
-        let row: Option<mysql_async::Row> = session
-            .query_first(
-                "read a routine",
-                &format!("SHOW CREATE {kind} {}.{}", ident(schema), ident(&name)),
-            )
-            .await?;
-        if let Some(mut row) = row {
-            let mode: Option<String> = row.take(1);
-            let body: Option<String> = row.take(2);
-            if let Some(body) = body {
-                objects
-                    .routines
-                    .push((mode.unwrap_or_default(), without_definer(&body)));
-            }
-        }
+        let sql = format!("SHOW CREATE {kind} {}.{}", ident(schema), ident(&name));
+        objects
+            .routines
+            .extend(show_create_with_mode(session, "read a routine", &sql).await?);
     }
     let triggers: Vec<String> = session
         .query(
@@ -137,21 +141,10 @@ pub async fn objects(session: &mut Session, schema: &str) -> Result<Objects, Mys
         )
         .await?;
     for name in triggers {
-        let row: Option<mysql_async::Row> = session
-            .query_first(
-                "read a trigger",
-                &format!("SHOW CREATE TRIGGER {}.{}", ident(schema), ident(&name)),
-            )
-            .await?;
-        if let Some(mut row) = row {
-            let mode: Option<String> = row.take(1);
-            let body: Option<String> = row.take(2);
-            if let Some(body) = body {
-                objects
-                    .triggers
-                    .push((mode.unwrap_or_default(), without_definer(&body)));
-            }
-        }
+        let sql = format!("SHOW CREATE TRIGGER {}.{}", ident(schema), ident(&name));
+        objects
+            .triggers
+            .extend(show_create_with_mode(session, "read a trigger", &sql).await?);
     }
     let views: Vec<String> = session
         .query(

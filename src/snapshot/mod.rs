@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::checksum::canonical::{ident, table_name};
-use crate::checksum::chunk::{self, Key, Range};
+use crate::checksum::chunk::{self, Range};
 use crate::checksum::point;
 use crate::checksum::schema::{self, TableSpec};
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session, control, quote, server};
@@ -369,6 +369,35 @@ async fn finish_schema(session: &mut Session, schema: &Schema) -> Result<(), Mys
     }
 }
 
+/// Each target's outcome, and the load's: `completed` when every target
+/// took the rows, `partial` otherwise.
+fn outcomes(
+    targets: &[String],
+    failures: &[Option<String>],
+    rows: u64,
+) -> (&'static str, Vec<TargetOutcome>) {
+    let clusters = targets
+        .iter()
+        .zip(failures)
+        .map(|(name, failure)| TargetOutcome {
+            cluster: name.clone(),
+            status: if failure.is_some() {
+                "failed"
+            } else {
+                "loaded"
+            },
+            rows: if failure.is_some() { 0 } else { rows },
+            error: failure.clone(),
+        })
+        .collect();
+    let status = if failures.iter().any(Option::is_some) {
+        "partial"
+    } else {
+        "completed"
+    };
+    (status, clusters)
+}
+
 /// One chunk or one keyless table to copy.
 #[derive(Debug, Clone)]
 struct Job {
@@ -704,39 +733,19 @@ async fn walk(shared: Arc<Shared>, mut session: Session, jobs: mpsc::Sender<Job>
             }
             continue;
         }
-        let mut after: Option<Key> = None;
+        let mut walker = chunk::KeyWalker::default();
         loop {
-            let open = Range {
-                after: after.clone(),
-                up_to: None,
-            };
-            match chunk::middle_key(&mut session, table, &open, CHUNK_ROWS).await {
-                Ok(Some(boundary)) => {
-                    let range = Range {
-                        after: after.clone(),
-                        up_to: Some(boundary.clone()),
+            match walker.next(&mut session, table, CHUNK_ROWS).await {
+                Ok(Some(range)) => {
+                    let job = Job {
+                        table: index,
+                        range: Some(range),
                     };
-                    if jobs
-                        .send(Job {
-                            table: index,
-                            range: Some(range),
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if jobs.send(job).await.is_err() {
                         return session;
                     }
-                    after = Some(boundary);
                 }
-                Ok(None) => {
-                    let _ = jobs
-                        .send(Job {
-                            table: index,
-                            range: Some(open),
-                        })
-                        .await;
-                    break;
-                }
+                Ok(None) => break,
                 Err(error) => {
                     *shared.source_failure.lock().expect("not poisoned") = Some(error.to_string());
                     return session;
@@ -1030,15 +1039,8 @@ pub async fn run(
         directory: writer,
         inserts_only: Mutex::new(vec![false; targets.len()]),
     });
-    let progress = crate::progress::Progress::new(
-        &shared
-            .tables
-            .iter()
-            .map(|t| (t.display_name(), t.estimated_rows))
-            .collect::<Vec<_>>(),
-        options.progress,
-        "snapshot",
-    );
+    let progress =
+        crate::progress::Progress::for_tables(&shared.tables, options.progress, "snapshot");
     let (job_sender, job_receiver) = mpsc::channel(workers * 2);
     let job_receiver = Arc::new(tokio::sync::Mutex::new(job_receiver));
     let (copied_sender, mut copied_receiver) = mpsc::channel(workers * 2);
@@ -1097,27 +1099,9 @@ pub async fn run(
 
     let failures = shared.failures.snapshot();
     let rows: u64 = per_table.iter().map(|t| t.0).sum();
-    let clusters: Vec<TargetOutcome> = shared
-        .targets
-        .iter()
-        .zip(&failures)
-        .map(|(name, failure)| TargetOutcome {
-            cluster: name.clone(),
-            status: if failure.is_some() {
-                "failed"
-            } else {
-                "loaded"
-            },
-            rows: if failure.is_some() { 0 } else { rows },
-            error: failure.clone(),
-        })
-        .collect();
+    let (status, clusters) = outcomes(&shared.targets, &failures, rows);
     Ok(SnapshotReport {
-        status: if failures.iter().any(Option::is_some) {
-            "partial"
-        } else {
-            "completed"
-        },
+        status,
         gtid_position: point.position,
         rows,
         bytes: per_table.iter().map(|t| t.1).sum(),
@@ -1411,26 +1395,10 @@ pub async fn restore(
     finish_targets(controls, &manifest.schema, &failures).await;
     let failures = failures.snapshot();
     let rows: u64 = per_table.values().map(|t| t.0).sum();
-    let clusters: Vec<TargetOutcome> = targets
-        .iter()
-        .zip(&failures)
-        .map(|(target, failure)| TargetOutcome {
-            cluster: target.name.clone(),
-            status: if failure.is_some() {
-                "failed"
-            } else {
-                "loaded"
-            },
-            rows: if failure.is_some() { 0 } else { rows },
-            error: failure.clone(),
-        })
-        .collect();
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let (status, clusters) = outcomes(&names, &failures, rows);
     Ok(SnapshotReport {
-        status: if failures.iter().any(Option::is_some) {
-            "partial"
-        } else {
-            "completed"
-        },
+        status,
         gtid_position: manifest.gtid_position.clone(),
         rows,
         bytes: per_table.values().map(|t| t.1).sum(),
