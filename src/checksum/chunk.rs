@@ -10,7 +10,7 @@ use super::schema::{ColumnClass, TableSpec};
 use crate::mysql::{MysqlError, Session, quote};
 
 /// One key column's value, as read from the source and written back into SQL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum KeyValue {
     Number(String),
     Text(String),
@@ -70,7 +70,7 @@ fn is_number(text: &str) -> bool {
 pub type Key = Vec<KeyValue>;
 
 /// Rows with key in (`after`, `up_to`]; `None` is unbounded on that side.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Range {
     pub after: Option<Key>,
     pub up_to: Option<Key>,
@@ -190,10 +190,22 @@ pub fn key_of(table: &TableSpec, mut row: Row, start: usize) -> Key {
 #[derive(Debug, Default)]
 pub struct KeyWalker {
     after: Option<Key>,
+    /// Where the walk stops (`None`: the end of the table).
+    up_to: Option<Key>,
     done: bool,
 }
 
 impl KeyWalker {
+    /// A walk over `range` only: its first range starts after `range.after`
+    /// and its last one ends at `range.up_to`.
+    pub fn within(range: Range) -> KeyWalker {
+        KeyWalker {
+            after: range.after,
+            up_to: range.up_to,
+            done: false,
+        }
+    }
+
     /// The next range of about `rows` rows (`None` once the last was given).
     pub async fn next(
         &mut self,
@@ -206,7 +218,7 @@ impl KeyWalker {
         }
         let open = Range {
             after: self.after.clone(),
-            up_to: None,
+            up_to: self.up_to.clone(),
         };
         Ok(Some(
             match middle_key(session, table, &open, rows).await? {

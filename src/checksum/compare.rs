@@ -271,7 +271,7 @@ fn malformed(session: &Session, what: &str) -> MysqlError {
     }
 }
 
-async fn checksum_on(
+pub async fn checksum_on(
     session: &mut Session,
     sql: &str,
     money: usize,

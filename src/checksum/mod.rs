@@ -9,7 +9,7 @@
 
 pub(crate) mod canonical;
 pub(crate) mod chunk;
-mod compare;
+pub mod compare;
 pub mod decimal;
 pub(crate) mod point;
 pub(crate) mod schema;

@@ -348,10 +348,11 @@ async fn snapshot(cli: &Cli, args: &SnapshotArgs, restore_from: Option<&Path>) -
         skip_binlog: args.skip_binlog,
         directory: args.directory.clone(),
         progress: !cli.global.quiet,
+        resume: false,
     };
     let report = match restore_from {
         Some(directory) => crate::snapshot::restore(directory, &plan, &options).await?,
-        None => crate::snapshot::run(&plan, &options).await?,
+        None => crate::snapshot::run(&plan, &options, None).await?,
     };
     let replication = if args.replicate && !report.targets.is_empty() {
         Some(
@@ -360,6 +361,7 @@ async fn snapshot(cli: &Cli, args: &SnapshotArgs, restore_from: Option<&Path>) -
                 &report.targets,
                 &report.gtid_position,
                 args.replicate_timeout,
+                false,
             )
             .await?,
         )

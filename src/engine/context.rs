@@ -151,6 +151,9 @@ pub struct Context {
     pub write_freeze_ms: Option<u64>,
     /// A checksum step found rows or totals that differ (exit 4).
     pub data_mismatch: bool,
+    /// The step about to run was interrupted and is being continued (`cutover
+    /// resume`): it picks up from what it journaled instead of starting over.
+    pub resuming: bool,
     endpoints: HashMap<String, Endpoint>,
     flavors: HashMap<String, Flavor>,
     sessions: HashMap<String, Session>,
@@ -180,6 +183,7 @@ impl Context {
             freeze_started: None,
             write_freeze_ms: None,
             data_mismatch: false,
+            resuming: false,
             endpoints,
             flavors: HashMap::new(),
             sessions: HashMap::new(),

@@ -300,7 +300,10 @@ async fn execute(
             }
             ctx.phase = phase.name.clone();
             ctx.step = step.name.clone();
-            match run_step(ctx, *phase_index, step_index, step).await {
+            let result = run_step(ctx, *phase_index, step_index, step).await;
+            // Only the interrupted step continues; every later one starts afresh.
+            ctx.resuming = false;
+            match result {
                 Ok(()) => {}
                 Err(StepFailure::Store(error)) => return store_failure(ctx, error),
                 Err(StepFailure::Step(error)) => {
@@ -836,7 +839,30 @@ pub async fn resume(
     };
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
     let phase = &plan.phases[phase_index];
-    let outcome = if record.point_of_no_return {
+    let continuable = phase.steps[..=step_index]
+        .iter()
+        .all(|step| step.kind.continues_after_interruption());
+    let outcome = if continuable && !record.point_of_no_return {
+        tracing::info!(
+            "run {run_id} was interrupted in `{}/{}`, which continues from its journal",
+            phase.name,
+            phase.steps[step_index].name
+        );
+        let _ = store
+            .record_event(
+                run_id,
+                EventKind::Note,
+                Some(&phase.name),
+                None,
+                None,
+                None,
+                Some("resume: continuing the interrupted step from its journal"),
+            )
+            .await;
+        ctx.resuming = true;
+        let phases = remaining_phases(&plan, &record, phase_index);
+        execute(&mut ctx, &phases, Some((phase_index, step_index))).await
+    } else if record.point_of_no_return {
         tracing::info!(
             "run {run_id} passed its point of no return: finishing it from `{}/{}`",
             phase.name,
@@ -853,18 +879,7 @@ pub async fn resume(
                 Some("resume: past the point of no return, finishing the run"),
             )
             .await;
-        let phases: Vec<(usize, &Phase)> = plan
-            .phases
-            .iter()
-            .enumerate()
-            .skip(phase_index)
-            .filter(|(index, _)| {
-                record
-                    .phases
-                    .get(*index)
-                    .is_none_or(|p| p.status != StepStatus::Skipped)
-            })
-            .collect();
+        let phases = remaining_phases(&plan, &record, phase_index);
         execute(&mut ctx, &phases, Some((phase_index, step_index))).await
     } else {
         tracing::info!(
@@ -906,6 +921,25 @@ pub async fn resume(
         }
     };
     conclude(ctx, &store, &plan, outcome, started, lock).await
+}
+
+/// The phases from `phase_index` on, without those the run left out (`--phase`).
+fn remaining_phases<'a>(
+    plan: &'a ValidatedPlan,
+    record: &RunRecord,
+    phase_index: usize,
+) -> Vec<(usize, &'a Phase)> {
+    plan.phases
+        .iter()
+        .enumerate()
+        .skip(phase_index)
+        .filter(|(index, _)| {
+            record
+                .phases
+                .get(*index)
+                .is_none_or(|p| p.status != StepStatus::Skipped)
+        })
+        .collect()
 }
 
 /// End a resume or rollback: close connections, record the outcome, free the plan.

@@ -284,6 +284,22 @@ impl StepKind {
         }
     }
 
+    /// Whether `cutover resume` continues a phase interrupted in or after this
+    /// step instead of rolling it back: the step either journals its own
+    /// progress (`snapshot`), picks up what is already in place (`replicate`),
+    /// or only reads and waits. A phase continues only if every step up to the
+    /// interrupted one says so, so no freeze or promotion is ever re-entered.
+    pub fn continues_after_interruption(&self) -> bool {
+        matches!(
+            self,
+            StepKind::Snapshot { .. }
+                | StepKind::Replicate { .. }
+                | StepKind::WaitLag { .. }
+                | StepKind::Checksum { .. }
+                | StepKind::Sleep { .. }
+        )
+    }
+
     /// Whether the step changes a server or DNS (and so needs an inverse and an audit entry).
     pub fn is_mutating(&self) -> bool {
         matches!(

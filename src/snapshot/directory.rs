@@ -66,6 +66,33 @@ impl Writer {
         })
     }
 
+    /// For a resumed snapshot: empty a directory an interrupted snapshot left
+    /// (chunk files and no manifest), then write it again from the new snapshot.
+    /// Anything else in it is refused, never deleted.
+    pub fn restart(directory: &Path) -> std::io::Result<Writer> {
+        if directory.exists() {
+            let mut ours = Vec::new();
+            for entry in std::fs::read_dir(directory)? {
+                let path = entry?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if !name.ends_with(".sql.gz") || !path.is_file() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{} holds {name}, which an interrupted snapshot does not leave; give a new directory",
+                            directory.display()
+                        ),
+                    ));
+                }
+                ours.push(path);
+            }
+            for path in ours {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Writer::create(directory)
+    }
+
     /// Write one chunk's statements to a new file; the first failure is kept.
     pub fn write(&self, spec: &TableSpec, rows: u64, statements: &[String]) {
         if self.failure.lock().expect("not poisoned").is_some() {

@@ -10,7 +10,9 @@
 
 pub mod ddl;
 pub mod directory;
+pub mod resume;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,16 +21,20 @@ use mysql_async::Row;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::checksum::canonical::{ident, table_name};
+use crate::checksum::canonical::{self, Dialect, ident, table_name};
 use crate::checksum::chunk::{self, Range};
 use crate::checksum::point;
 use crate::checksum::schema::{self, TableSpec};
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session, control, quote, server};
 use crate::plan::{Cluster, ValidatedPlan};
 use crate::secret::SecretError;
+use resume::{Journal, Loaded, Recorded, TableResume, Tracker};
 
 /// Rows read per chunk of a keyed table, and per batch of a keyless one.
 const CHUNK_ROWS: u64 = 5_000;
+/// How often a snapshot journals its progress (a resume checks what is journaled
+/// and reloads the rest, so this bounds the work a kill costs, not correctness).
+const JOURNAL_EVERY: Duration = Duration::from_millis(500);
 /// Largest INSERT sent (well under the servers' default 16 MiB packet).
 const MAX_STATEMENT_BYTES: usize = 2 * 1024 * 1024;
 
@@ -45,6 +51,9 @@ pub struct SnapshotOptions {
     /// Also write the snapshot here: gzip chunk files and a manifest with their sha256.
     pub directory: Option<std::path::PathBuf>,
     pub progress: bool,
+    /// Continue an interrupted snapshot from its journal: keep (after checking)
+    /// what each target already holds, load the rest.
+    pub resume: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +77,8 @@ pub enum SnapshotError {
     AllTargetsFailed(String),
     #[error("snapshot directory: {0}")]
     Directory(String),
+    #[error("the state store: {0}")]
+    Journal(#[from] crate::store::StoreError),
     /// A file of a snapshot directory does not match its manifest: nothing is loaded.
     #[error(
         "snapshot directory {directory}: {file} {problem}; the copy is damaged, so nothing was loaded (take a new snapshot)"
@@ -114,6 +125,20 @@ pub struct SnapshotReport {
     pub tables: Vec<TableCopy>,
     pub databases: Vec<String>,
     pub warnings: Vec<String>,
+    /// Set when an interrupted snapshot was resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<Resumed>,
+}
+
+/// What a resume kept and redid, in chunks × targets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Resumed {
+    /// Chunks already on a target that matched the new snapshot and were kept.
+    pub chunks_kept: u64,
+    /// Chunks already on a target that differed (written since) and were reloaded.
+    pub chunks_reloaded: u64,
+    /// `(target, table)` pairs whose earlier progress was discarded and loaded again.
+    pub tables_restarted: u64,
 }
 
 /// Session settings of every loading session.
@@ -274,11 +299,34 @@ async fn read_schema(
     Ok(out)
 }
 
+/// What an earlier, interrupted attempt already created: a table or view
+/// (1050), a routine (1304), an index (1061), a trigger (1359).
+fn already_exists(error: &MysqlError) -> bool {
+    let text = error.to_string();
+    ["ERROR 1050 ", "ERROR 1304 ", "ERROR 1061 ", "ERROR 1359 "]
+        .iter()
+        .any(|code| text.contains(code))
+}
+
+/// Run a DDL statement; on a resume, one that finds its object in place is done.
+async fn create(
+    session: &mut Session,
+    what: &str,
+    sql: &str,
+    resuming: bool,
+) -> Result<(), MysqlError> {
+    match session.exec(what, sql).await {
+        Err(error) if resuming && already_exists(&error) => Ok(()),
+        other => other,
+    }
+}
+
 /// Databases, routines and tables (without secondary indexes) on one target.
 async fn create_schema(
     session: &mut Session,
     schema: &Schema,
     replace: bool,
+    resuming: bool,
 ) -> Result<(), MysqlError> {
     for (database, create) in &schema.databases {
         if replace {
@@ -292,26 +340,18 @@ async fn create_schema(
         session.exec("create a database", create).await?;
     }
     for (database, objects) in &schema.objects {
-        for (mode, create) in &objects.routines {
-            session
-                .exec(
-                    "create a routine",
-                    &format!(
-                        "SET SESSION sql_mode = {}; USE {}; {create}",
-                        quote(mode),
-                        ident(database)
-                    ),
-                )
-                .await?;
+        for (mode, statement) in &objects.routines {
+            let sql = format!(
+                "SET SESSION sql_mode = {}; USE {}; {statement}",
+                quote(mode),
+                ident(database)
+            );
+            create(session, "create a routine", &sql, resuming).await?;
         }
     }
     for table in &schema.tables {
-        session
-            .exec(
-                "create a table",
-                &format!("USE {}; {}", ident(&table.schema), table.create),
-            )
-            .await?;
+        let sql = format!("USE {}; {}", ident(&table.schema), table.create);
+        create(session, "create a table", &sql, resuming).await?;
     }
     session
         .exec(
@@ -322,24 +362,24 @@ async fn create_schema(
 }
 
 /// Secondary indexes, triggers and views, once the rows are in.
-async fn finish_schema(session: &mut Session, schema: &Schema) -> Result<(), MysqlError> {
+async fn finish_schema(
+    session: &mut Session,
+    schema: &Schema,
+    resuming: bool,
+) -> Result<(), MysqlError> {
     for table in &schema.tables {
         if let Some(alter) = &table.add_indexes {
-            session.exec("build secondary indexes", alter).await?;
+            create(session, "build secondary indexes", alter, resuming).await?;
         }
     }
     for (database, objects) in &schema.objects {
-        for (mode, create) in &objects.triggers {
-            session
-                .exec(
-                    "create a trigger",
-                    &format!(
-                        "SET SESSION sql_mode = {}; USE {}; {create}",
-                        quote(mode),
-                        ident(database)
-                    ),
-                )
-                .await?;
+        for (mode, statement) in &objects.triggers {
+            let sql = format!(
+                "SET SESSION sql_mode = {}; USE {}; {statement}",
+                quote(mode),
+                ident(database)
+            );
+            create(session, "create a trigger", &sql, resuming).await?;
         }
     }
     // Views may select from views: create what can be created, pass after pass.
@@ -356,7 +396,7 @@ async fn finish_schema(session: &mut Session, schema: &Schema) -> Result<(), Mys
         let mut still = Vec::new();
         for (database, view) in pending {
             let sql = format!("USE {}; {view}", ident(database));
-            if let Err(error) = session.exec("create a view", &sql).await {
+            if let Err(error) = create(session, "create a view", &sql, resuming).await {
                 last_error = Some(error);
                 still.push((database, view));
             }
@@ -402,8 +442,13 @@ fn outcomes(
 #[derive(Debug, Clone)]
 struct Job {
     table: usize,
+    /// The chunk's number within its table, in key order.
+    seq: u64,
     /// `None`: a keyless table, streamed whole.
     range: Option<Range>,
+    /// Per target: it already holds this chunk (a resume), so it is checked
+    /// against the snapshot and reloaded only if it differs.
+    check: Vec<bool>,
 }
 
 /// Per target: the first error that took it out of the load.
@@ -436,6 +481,12 @@ struct Shared {
     directory: Option<directory::Writer>,
     /// Per target: it refused `LOAD DATA LOCAL`, so it is loaded with INSERTs.
     inserts_only: Mutex<Vec<bool>>,
+    /// Per table: what a resume keeps on each target.
+    resumes: Vec<TableResume>,
+    /// How a chunk is checksummed when a resume checks it.
+    dialect: Dialect,
+    chunks_kept: AtomicU64,
+    chunks_reloaded: AtomicU64,
 }
 
 impl Shared {
@@ -487,6 +538,11 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Copied {
     table: usize,
+    seq: u64,
+    /// Where the chunk ends (`None`: the end of the table).
+    up_to: Option<chunk::Key>,
+    /// Per target: the chunk is in.
+    done: Vec<bool>,
     rows: u64,
     bytes: u64,
 }
@@ -607,6 +663,48 @@ fn load_data(table: &TableSpec, rows: &[Row]) -> LoadData {
     }
 }
 
+/// Run one load statement again when InnoDB chose it as a deadlock victim or
+/// it timed out on a lock (a resumed chunk's DELETE next to another chunk's
+/// insert): the server rolled the whole statement back, so repeating it is safe.
+async fn retrying_lock_conflicts(
+    session: &mut Session,
+    statement: Statement<'_>,
+) -> Result<(), MysqlError> {
+    const ATTEMPTS: u64 = 4;
+    let mut attempt = 1;
+    loop {
+        let result = match statement {
+            Statement::LoadData(sql, data) => {
+                session.load_data("load rows", sql, data.clone()).await
+            }
+            Statement::Insert(sql) => session.exec("load rows", sql).await,
+            Statement::Delete(sql) => session.exec("delete a chunk that changed", sql).await,
+        };
+        match result {
+            Err(error) if attempt < ATTEMPTS && lock_conflict(&error) => {
+                tracing::debug!("{error}; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A statement that writes a chunk on a target.
+#[derive(Clone, Copy)]
+enum Statement<'a> {
+    LoadData(&'a str, &'a bytes::Bytes),
+    Insert(&'a str),
+    Delete(&'a str),
+}
+
+/// Deadlock (1213) or lock wait timeout (1205).
+fn lock_conflict(error: &MysqlError) -> bool {
+    let text = error.to_string();
+    text.contains("ERROR 1213 ") || text.contains("ERROR 1205 ")
+}
+
 /// The server refuses `LOAD DATA LOCAL` (`local_infile=OFF`, MySQL 8's default):
 /// MariaDB 4166, MySQL 3948, older servers 1148.
 fn local_infile_refused(error: &MysqlError) -> bool {
@@ -631,8 +729,7 @@ async fn fan_out_load(
         .filter(|(t, _)| !failures.failed(*t) && !skip[*t])
         .filter_map(|(t, loader)| Some((t, loader.as_mut()?)))
         .map(|(t, loader)| async move {
-            loader
-                .load_data("load rows", &load.sql, load.data.clone())
+            retrying_lock_conflicts(loader, Statement::LoadData(&load.sql, &load.data))
                 .await
                 .map_err(|e| (t, e))
         });
@@ -666,7 +763,9 @@ async fn fan_out(failures: &Failures, loaders: &mut [Option<Session>], statement
         .filter_map(|(t, loader)| Some((t, loader.as_mut()?)))
         .map(|(t, loader)| async move {
             for sql in statements {
-                loader.exec("load rows", sql).await.map_err(|e| (t, e))?;
+                retrying_lock_conflicts(loader, Statement::Insert(sql))
+                    .await
+                    .map_err(|e| (t, e))?;
             }
             Ok::<(), (usize, MysqlError)>(())
         });
@@ -676,6 +775,71 @@ async fn fan_out(failures: &Failures, loaders: &mut [Option<Session>], statement
             loaders[t] = None;
         }
     }
+}
+
+/// For a resume: checksum the chunk on the source and on every target that
+/// already holds it. Targets that match keep it (returned `true`); the others
+/// have the chunk's rows deleted so it can be loaded again.
+async fn check_chunk(
+    shared: &Shared,
+    slot: &mut Slot,
+    job: &Job,
+) -> Result<(Vec<bool>, u64), MysqlError> {
+    let table = &shared.tables[job.table];
+    let range = job.range.clone().unwrap_or_else(Range::all);
+    let sql = crate::checksum::compare::chunk_sql(
+        table,
+        &[],
+        &range,
+        canonical::Form::Fast,
+        &shared.dialect,
+    );
+    let source = crate::checksum::compare::checksum_on(&mut slot.reader, &sql, 0).await?;
+    let delete = format!(
+        "DELETE FROM {} WHERE {}",
+        table_name(table),
+        chunk::predicate(table, &range)
+    );
+    let mut kept = vec![false; slot.loaders.len()];
+    let checks = slot
+        .loaders
+        .iter_mut()
+        .enumerate()
+        .filter(|(t, _)| job.check[*t] && !shared.failures.failed(*t))
+        .filter_map(|(t, loader)| Some((t, loader.as_mut()?)))
+        .map(|(t, loader)| {
+            let (sql, delete, source) = (&sql, &delete, &source);
+            async move {
+                let checked = async {
+                    let same =
+                        crate::checksum::compare::checksum_on(loader, sql, 0).await? == *source;
+                    if !same {
+                        retrying_lock_conflicts(loader, Statement::Delete(delete)).await?;
+                    }
+                    Ok::<_, MysqlError>(same)
+                };
+                (t, checked.await)
+            }
+        });
+    let results = join_all(checks).await;
+    for (t, result) in results {
+        match result {
+            Ok(same) => {
+                kept[t] = same;
+                let counter = if same {
+                    &shared.chunks_kept
+                } else {
+                    &shared.chunks_reloaded
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                shared.failures.fail(t, error.to_string());
+                slot.loaders[t] = None;
+            }
+        }
+    }
+    Ok((kept, source.count))
 }
 
 async fn copy(shared: &Shared, slot: &mut Slot, job: &Job) -> Result<Copied, MysqlError> {
@@ -688,8 +852,53 @@ async fn copy(shared: &Shared, slot: &mut Slot, job: &Job) -> Result<Copied, Mys
         .join(", ");
     let mut copied = Copied {
         table: job.table,
+        seq: job.seq,
+        up_to: job.range.as_ref().and_then(|r| r.up_to.clone()),
         ..Copied::default()
     };
+    // A resume: targets whose copy of the chunk still matches are left out.
+    let mut kept = vec![false; slot.loaders.len()];
+    if job.check.iter().any(|c| *c) {
+        let (matched, rows) = check_chunk(shared, slot, job).await?;
+        kept = matched;
+        let everyone_kept = (0..kept.len())
+            .all(|t| kept[t] || shared.failures.failed(t) || slot.loaders[t].is_none());
+        if everyone_kept && shared.directory.is_none() {
+            copied.rows = rows;
+            copied.done = (0..kept.len())
+                .map(|t| !shared.failures.failed(t))
+                .collect();
+            return Ok(copied);
+        }
+    }
+    let mut parked: Vec<(usize, Session)> = Vec::new();
+    for (t, loader) in slot.loaders.iter_mut().enumerate() {
+        if kept[t]
+            && let Some(session) = loader.take()
+        {
+            parked.push((t, session));
+        }
+    }
+    let result = copy_rows(shared, slot, job, &columns, &mut copied).await;
+    for (t, session) in parked {
+        slot.loaders[t] = Some(session);
+    }
+    result?;
+    copied.done = (0..kept.len())
+        .map(|t| !shared.failures.failed(t))
+        .collect();
+    Ok(copied)
+}
+
+/// Read the chunk once and send it to every target still holding a loader.
+async fn copy_rows(
+    shared: &Shared,
+    slot: &mut Slot,
+    job: &Job,
+    columns: &str,
+    copied: &mut Copied,
+) -> Result<(), MysqlError> {
+    let table = &shared.tables[job.table];
     let Slot { reader, loaders } = slot;
     match &job.range {
         Some(range) => {
@@ -714,41 +923,50 @@ async fn copy(shared: &Shared, slot: &mut Slot, job: &Job) -> Result<Copied, Mys
             }
         }
     }
-    Ok(copied)
+    Ok(())
 }
 
 /// Queue every table's chunks, walking keys on the source.
+/// A resume walks first the part of a table the targets already hold (each
+/// chunk checked), then the rest.
 async fn walk(shared: Arc<Shared>, mut session: Session, jobs: mpsc::Sender<Job>) -> Session {
     for (index, table) in shared.tables.iter().enumerate() {
+        let mut seq = 0;
         if table.key.is_none() {
-            if jobs
-                .send(Job {
-                    table: index,
-                    range: None,
-                })
-                .await
-                .is_err()
-            {
+            let check = shared.resumes[index].ranges().remove(0).1;
+            let job = Job {
+                table: index,
+                seq,
+                range: None,
+                check,
+            };
+            if jobs.send(job).await.is_err() {
                 break;
             }
             continue;
         }
-        let mut walker = chunk::KeyWalker::default();
-        loop {
-            match walker.next(&mut session, table, CHUNK_ROWS).await {
-                Ok(Some(range)) => {
-                    let job = Job {
-                        table: index,
-                        range: Some(range),
-                    };
-                    if jobs.send(job).await.is_err() {
+        for (zone, check) in shared.resumes[index].ranges() {
+            let mut walker = chunk::KeyWalker::within(zone);
+            loop {
+                match walker.next(&mut session, table, CHUNK_ROWS).await {
+                    Ok(Some(range)) => {
+                        let job = Job {
+                            table: index,
+                            seq,
+                            range: Some(range),
+                            check: check.clone(),
+                        };
+                        seq += 1;
+                        if jobs.send(job).await.is_err() {
+                            return session;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        *shared.source_failure.lock().expect("not poisoned") =
+                            Some(error.to_string());
                         return session;
                     }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    *shared.source_failure.lock().expect("not poisoned") = Some(error.to_string());
-                    return session;
                 }
             }
         }
@@ -796,6 +1014,7 @@ async fn prepare_targets(
     databases: &[String],
     schema: &Schema,
     options: &SnapshotOptions,
+    recorded: Option<&Recorded>,
 ) -> Result<(Vec<Option<Session>>, Vec<Option<String>>), SnapshotError> {
     let setup = loader_setup(options.skip_binlog);
     let mut failures: Vec<Option<String>> = vec![None; targets.len()];
@@ -803,6 +1022,10 @@ async fn prepare_targets(
     for (t, endpoint) in endpoints.iter().enumerate() {
         match connect(endpoint, &setup).await {
             Ok(mut session) => match emptiness(&mut session, databases).await {
+                // A resumed target holds the earlier attempt's rows; its check passed then.
+                Ok(Some(_)) if recorded.is_some_and(|r| r.prepared.contains(&targets[t].name)) => {
+                    controls.push(Some(session))
+                }
                 Ok(Some(detail)) if !options.replace => {
                     return Err(SnapshotError::NotEmpty {
                         cluster: targets[t].name.clone(),
@@ -827,7 +1050,11 @@ async fn prepare_targets(
             .enumerate()
             .filter_map(|(t, s)| Some((t, s.as_mut()?)))
             .map(|(t, session)| async move {
-                (t, create_schema(session, schema, options.replace).await)
+                let replace = options.replace && recorded.is_none();
+                (
+                    t,
+                    create_schema(session, schema, replace, recorded.is_some()).await,
+                )
             }),
     )
     .await;
@@ -879,7 +1106,12 @@ async fn open_loaders(
 }
 
 /// Indexes, triggers and views on every target that took the rows; then close.
-async fn finish_targets(controls: Vec<Option<Session>>, schema: &Schema, failures: &Failures) {
+async fn finish_targets(
+    controls: Vec<Option<Session>>,
+    schema: &Schema,
+    failures: &Failures,
+    resuming: bool,
+) {
     let mut controls = controls;
     let finished = join_all(
         controls
@@ -887,7 +1119,7 @@ async fn finish_targets(controls: Vec<Option<Session>>, schema: &Schema, failure
             .enumerate()
             .filter(|(t, _)| !failures.failed(*t))
             .filter_map(|(t, s)| Some((t, s.as_mut()?)))
-            .map(|(t, session)| async move { (t, finish_schema(session, schema).await) }),
+            .map(|(t, session)| async move { (t, finish_schema(session, schema, resuming).await) }),
     )
     .await;
     for (t, result) in finished {
@@ -900,10 +1132,79 @@ async fn finish_targets(controls: Vec<Option<Session>>, schema: &Schema, failure
     }
 }
 
-/// Take one consistent snapshot of the plan's databases and load it into the targets.
+/// Before a resume loads: on each target, drop triggers (so reloading a chunk
+/// fires none; they are created again at the end), delete what lies beyond the
+/// part it keeps, and empty the tables it keeps nothing of.
+async fn clear_for_resume(
+    controls: &mut [Option<Session>],
+    failures: &mut [Option<String>],
+    databases: &[String],
+    tables: &[TableSpec],
+    resumes: &[TableResume],
+) {
+    for (t, control) in controls.iter_mut().enumerate() {
+        let Some(session) = control.as_mut() else {
+            continue;
+        };
+        let cleared = async {
+            let in_list = databases
+                .iter()
+                .map(|d| quote(d))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let triggers: Vec<(String, String)> = session
+                .query(
+                    "list triggers",
+                    &format!(
+                        "SELECT TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS \
+                         WHERE TRIGGER_SCHEMA IN ({in_list})"
+                    ),
+                )
+                .await?;
+            for (schema, name) in triggers {
+                session
+                    .exec(
+                        "drop a trigger until the rows are in",
+                        &format!("DROP TRIGGER IF EXISTS {}.{}", ident(&schema), ident(&name)),
+                    )
+                    .await?;
+            }
+            for (table, resume) in tables.iter().zip(resumes) {
+                let sql = match (&resume.zone, resume.keeps[t]) {
+                    (Some(Loaded::All), true) => continue,
+                    (Some(Loaded::UpTo { up_to }), true) => format!(
+                        "DELETE FROM {} WHERE {}",
+                        table_name(table),
+                        chunk::predicate(
+                            table,
+                            &Range {
+                                after: Some(up_to.clone()),
+                                up_to: None,
+                            }
+                        )
+                    ),
+                    _ => format!("TRUNCATE TABLE {}", table_name(table)),
+                };
+                session
+                    .exec("clear what the interrupted snapshot left", &sql)
+                    .await?;
+            }
+            Ok::<_, MysqlError>(())
+        };
+        if let Err(error) = cleared.await {
+            failures[t] = Some(error.to_string());
+            *control = None;
+        }
+    }
+}
+
+/// Take one consistent snapshot of the plan's databases and load it into the
+/// targets. With a journal, progress is recorded per target and table so an
+/// interrupted snapshot can be resumed (`options.resume`).
 pub async fn run(
     plan: &ValidatedPlan,
     options: &SnapshotOptions,
+    journal: Option<&Journal>,
 ) -> Result<SnapshotReport, SnapshotError> {
     let started = Instant::now();
     let source_cluster = plan.source().clone();
@@ -961,10 +1262,75 @@ pub async fn run(
         .await
         .map_err(SnapshotError::Source)?;
 
-    // Targets: reachable, empty (or replaced), schema in place.
+    let recorded = match (options.resume, journal) {
+        (true, Some(journal)) => Some(journal.read().await?),
+        (true, None) => Some(Recorded::default()),
+        (false, Some(journal)) => {
+            journal.clear().await?;
+            None
+        }
+        (false, None) => None,
+    };
+    let target_names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let resumes: Vec<TableResume> = tables
+        .iter()
+        .map(|table| match &recorded {
+            Some(recorded) => resume::plan_table(
+                &table.display_name(),
+                &target_names,
+                table.key.is_some(),
+                recorded,
+            ),
+            None => TableResume::fresh(targets.len()),
+        })
+        .collect();
+
+    // Targets: reachable, empty (or replaced, or holding what a resume keeps), schema in place.
     let setup = loader_setup(options.skip_binlog);
-    let (target_controls, mut failures) =
-        prepare_targets(&targets, &target_endpoints, &databases, &schema, options).await?;
+    let (mut target_controls, mut failures) = prepare_targets(
+        &targets,
+        &target_endpoints,
+        &databases,
+        &schema,
+        options,
+        recorded.as_ref(),
+    )
+    .await?;
+    let mut tables_restarted = 0;
+    if let Some(recorded) = &recorded {
+        clear_for_resume(
+            &mut target_controls,
+            &mut failures,
+            &databases,
+            &tables,
+            &resumes,
+        )
+        .await;
+        for (table, resume) in tables.iter().zip(&resumes) {
+            for (t, name) in target_names.iter().enumerate() {
+                let key = (name.clone(), table.display_name());
+                if !resume.keeps[t] && recorded.loaded.contains_key(&key) {
+                    tables_restarted += 1;
+                }
+            }
+        }
+        let kept: u64 = resumes
+            .iter()
+            .map(|r| r.keeps.iter().filter(|k| **k).count() as u64)
+            .sum();
+        tracing::info!(
+            "resuming the snapshot: {kept} table copies are checked chunk by chunk and kept where they match; {tables_restarted} are loaded again"
+        );
+    }
+    if let Some(journal) = journal {
+        let ready: Vec<String> = target_names
+            .iter()
+            .zip(&failures)
+            .filter(|(_, failure)| failure.is_none())
+            .map(|(name, _)| name.clone())
+            .collect();
+        journal.prepared(&ready).await?;
+    }
 
     // Worker connections, then one snapshot for all readers at one position.
     // Each reader holds one loader on every target: every pool bounds them
@@ -1026,6 +1392,10 @@ pub async fn run(
     );
 
     let writer = match &options.directory {
+        Some(path) if recorded.is_some() => Some(
+            directory::Writer::restart(path)
+                .map_err(|e| SnapshotError::Directory(e.to_string()))?,
+        ),
         Some(path) => Some(
             directory::Writer::create(path).map_err(|e| SnapshotError::Directory(e.to_string()))?,
         ),
@@ -1038,6 +1408,13 @@ pub async fn run(
         source_failure: Mutex::new(None),
         directory: writer,
         inserts_only: Mutex::new(vec![false; targets.len()]),
+        resumes,
+        dialect: Dialect {
+            json: canonical::JsonNormaliser::for_server(facts.flavor, &facts.version),
+            float_precision: crate::checksum::ChecksumOptions::new().float_precision,
+        },
+        chunks_kept: AtomicU64::new(0),
+        chunks_reloaded: AtomicU64::new(0),
     });
     let progress =
         crate::progress::Progress::for_tables(&shared.tables, options.progress, "snapshot");
@@ -1056,12 +1433,26 @@ pub async fn run(
     }
     drop(copied_sender);
     let mut per_table: Vec<(u64, u64, u64)> = vec![(0, 0, 0); shared.tables.len()];
+    let mut tracker = Tracker::new(shared.tables.len(), targets.len());
+    let mut journaled = Instant::now();
     while let Some(done) = copied_receiver.recv().await {
         progress.advance(done.table, done.rows, done.bytes);
         let entry = &mut per_table[done.table];
         entry.0 += done.rows;
         entry.1 += done.bytes;
         entry.2 += 1;
+        for (t, _) in done.done.iter().enumerate().filter(|(_, done)| **done) {
+            tracker.completed(done.table, t, done.seq, done.up_to.clone());
+        }
+        if let Some(journal) = journal
+            && journaled.elapsed() >= JOURNAL_EVERY
+        {
+            save_progress(journal, &mut tracker, &shared).await;
+            journaled = Instant::now();
+        }
+    }
+    if let Some(journal) = journal {
+        save_progress(journal, &mut tracker, &shared).await;
     }
     progress.finish();
     if let Ok(walker) = walk_task.await {
@@ -1084,7 +1475,13 @@ pub async fn run(
     }
 
     // Indexes, triggers and views on every target that took the rows.
-    finish_targets(target_controls, &schema, &shared.failures).await;
+    finish_targets(
+        target_controls,
+        &schema,
+        &shared.failures,
+        recorded.is_some(),
+    )
+    .await;
     control.close().await;
     if let Some(writer) = &shared.directory {
         writer
@@ -1131,7 +1528,36 @@ pub async fn run(
             .collect(),
         databases,
         warnings,
+        resumed: recorded.is_some().then(|| Resumed {
+            chunks_kept: shared.chunks_kept.load(Ordering::Relaxed),
+            chunks_reloaded: shared.chunks_reloaded.load(Ordering::Relaxed),
+            tables_restarted,
+        }),
     })
+}
+
+/// Journal how far each target got. A failed write costs a resume more
+/// checking, never correctness, so the load goes on.
+async fn save_progress(journal: &Journal, tracker: &mut Tracker, shared: &Shared) {
+    let changes: Vec<(String, String, Loaded)> = tracker
+        .changes()
+        .into_iter()
+        .map(|(table, target, loaded)| {
+            (
+                shared.targets[target].clone(),
+                shared.tables[table].display_name(),
+                loaded,
+            )
+        })
+        .collect();
+    if changes.is_empty() {
+        return;
+    }
+    if let Err(error) = journal.save(&changes).await {
+        tracing::warn!(
+            "could not journal the snapshot's progress ({error}); a resume will check more"
+        );
+    }
 }
 
 /// What `replicate` did on one target.
@@ -1187,12 +1613,16 @@ async fn catch_up(
 }
 
 /// Make each target a replica of the source from `position` (the snapshot's),
-/// then wait until it has applied what the source has now.
+/// then wait until it has applied what the source has now. When `resuming`
+/// an interrupted start, a target already set up to replicate from the source
+/// keeps its position (it may have applied transactions past the snapshot)
+/// and is only started.
 pub async fn replicate(
     plan: &ValidatedPlan,
     targets: &[String],
     position: &str,
     timeout: Duration,
+    resuming: bool,
 ) -> Result<Vec<ReplicaStart>, SnapshotError> {
     let source = plan.source().clone();
     let targets = targets_of(plan, targets)?;
@@ -1223,6 +1653,20 @@ pub async fn replicate(
             let flavor = server::facts(&mut session).await?.flavor;
             // A replica takes no writes of its own: fence it before it starts.
             control::set_read_only(&mut session, flavor, true).await?;
+            if resuming {
+                let channels = server::replication(&mut session, flavor).await?;
+                let configured = channels
+                    .iter()
+                    .find(|c| c.source_host == source.host && c.source_port == source.port);
+                if let Some(channel) = configured {
+                    let running = channel.io_thread == server::ThreadState::Running
+                        && channel.sql_thread == server::ThreadState::Running;
+                    if !running {
+                        control::start_replication(&mut session, flavor).await?;
+                    }
+                    return Ok::<_, MysqlError>((session, flavor));
+                }
+            }
             control::reset_replication(&mut session, flavor).await?;
             control::set_replica_start(&mut session, flavor, position).await?;
             control::change_source(
@@ -1332,8 +1776,15 @@ pub async fn restore(
         .map(|(name, _)| name.clone())
         .collect();
     let setup = loader_setup(options.skip_binlog);
-    let (controls, mut failures) =
-        prepare_targets(&targets, &endpoints, &databases, &manifest.schema, options).await?;
+    let (controls, mut failures) = prepare_targets(
+        &targets,
+        &endpoints,
+        &databases,
+        &manifest.schema,
+        options,
+        None,
+    )
+    .await?;
     let workers = targets
         .iter()
         .map(|t| (t.pool.max as usize).saturating_sub(1))
@@ -1392,7 +1843,7 @@ pub async fn restore(
     if let Some(error) = read_error {
         return Err(SnapshotError::Directory(error));
     }
-    finish_targets(controls, &manifest.schema, &failures).await;
+    finish_targets(controls, &manifest.schema, &failures, false).await;
     let failures = failures.snapshot();
     let rows: u64 = per_table.values().map(|t| t.0).sum();
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
@@ -1423,6 +1874,7 @@ pub async fn restore(
             .collect(),
         databases,
         warnings: Vec::new(),
+        resumed: None,
     })
 }
 

@@ -20,7 +20,7 @@ pub async fn act(
             "no snapshot position: run the `snapshot` step (in this run) before `replicate`".into(),
         ));
     };
-    let started = crate::snapshot::replicate(&ctx.plan, targets, &position, timeout)
+    let started = crate::snapshot::replicate(&ctx.plan, targets, &position, timeout, ctx.resuming)
         .await
         .map_err(|error| StepError::Failed(error.to_string()))?;
     let problems: Vec<String> = started.iter().filter_map(|s| s.error.clone()).collect();

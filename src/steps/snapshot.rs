@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{Description, StepError};
 use crate::engine::context::Context;
 use crate::plan::ValidatedPlan;
+use crate::snapshot::resume::Journal;
 use crate::snapshot::{self, SnapshotError, SnapshotOptions};
 
 pub async fn act(
@@ -23,8 +24,14 @@ pub async fn act(
         skip_binlog,
         directory: directory.map(std::path::Path::to_path_buf),
         progress: false,
+        resume: ctx.resuming,
     };
-    let report = snapshot::run(&ctx.plan, &options)
+    let journal = Journal {
+        store: ctx.store.clone(),
+        run_id: ctx.run_id.clone(),
+        step: format!("{}/{}", ctx.phase, ctx.step),
+    };
+    let report = snapshot::run(&ctx.plan, &options, Some(&journal))
         .await
         .map_err(|error| match error {
             SnapshotError::Secret(error) => StepError::Secret(error),
@@ -61,6 +68,7 @@ pub async fn act(
         "source_lock_ms": report.source_lock_ms,
         "databases": report.databases,
         "targets": report.targets,
+        "resumed": report.resumed,
     }))
 }
 

@@ -4,6 +4,7 @@
 mod audit;
 mod journal;
 mod lock;
+mod progress;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -16,6 +17,7 @@ pub use journal::{
     EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate, new_run_id,
 };
 pub use lock::{LockHolder, PlanLock};
+pub use progress::SnapshotProgress;
 
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "cutover.db";
@@ -48,6 +50,36 @@ pub enum StoreError {
     },
     #[error("no run with id `{0}` in the state store")]
     UnknownRun(String),
+}
+
+/// An exclusive lock on `dir/migrate.lock`, waited for at most 15 s.
+async fn migration_lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StoreError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join("migrate.lock");
+    let failed = |reason: String| StoreError::Directory {
+        path: path.clone(),
+        reason,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| failed(e.to_string()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err((_, errno)) => {
+                return Err(failed(format!(
+                    "cannot lock it to set up the store: {errno}"
+                )));
+            }
+        }
+    }
 }
 
 /// Handle on the state database. Cheap to clone.
@@ -93,13 +125,14 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(database)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migration {
-                path: path.clone(),
-                source,
-            })?;
+        // Two processes opening a new store at once would both migrate it.
+        let guard = migration_lock(dir).await?;
+        let migrated = sqlx::migrate!("./migrations").run(&pool).await;
+        drop(guard);
+        migrated.map_err(|source| StoreError::Migration {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Store { pool, path })
     }
 

@@ -2,9 +2,9 @@
 //! matching; a target that is not empty is refused unless replaced.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::harness::{LabFixture, WriteLoad, cluster, repo_root, stdout_json};
+use crate::harness::{LabFixture, WriteLoad, cluster, repo_root, runtime, stdout_json};
 
 fn migration_plan(fx: &LabFixture) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo_root().join("plans/lab-migration.yaml"))
@@ -251,5 +251,174 @@ fn lab_restore_checks_every_file_and_names_a_damaged_one() {
             .find(|c| c["cluster"] == name)
             .unwrap();
         assert_eq!(view["basis"], "consistent", "{view}");
+    }
+}
+
+/// The running snapshot's id and the targets that journaled loaded chunks of
+/// `table`, read from its state store.
+fn journaled_targets(fx: &LabFixture, table: &str) -> Option<(String, usize)> {
+    runtime().block_on(async {
+        let store = cutover::store::Store::open(&fx.sandbox.state_dir())
+            .await
+            .ok()?;
+        let run = store.runs(1).await.ok()?.into_iter().next()?;
+        let step = format!("snapshot/{}", run.phases[0].steps[0].name);
+        let progress = store.snapshot_progress(&run.run_id, &step).await.ok()?;
+        store.close().await;
+        let targets = progress
+            .iter()
+            .filter(|p| p.table == table && p.loaded != "prepared")
+            .count();
+        Some((run.run_id, targets))
+    })
+}
+
+fn count_on(fx: &LabFixture, ip: &str, sql: &str) -> u64 {
+    let endpoint = fx.admin_endpoint(ip);
+    let sql = sql.to_string();
+    runtime().block_on(async move {
+        let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+        let count: Option<u64> = session.query_first("count", &sql).await.unwrap();
+        session.close().await;
+        count.unwrap()
+    })
+}
+
+/// Rows in every table of `refunds` on one server.
+fn rows_in_refunds(fx: &LabFixture, ip: &str) -> u64 {
+    let endpoint = fx.admin_endpoint(ip);
+    runtime().block_on(async move {
+        let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+        let tables: Vec<String> = session
+            .query(
+                "list tables",
+                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = 'refunds' AND TABLE_TYPE = 'BASE TABLE'",
+            )
+            .await
+            .unwrap();
+        let mut rows = 0;
+        for table in tables {
+            let count: Option<u64> = session
+                .query_first("count", &format!("SELECT COUNT(*) FROM refunds.`{table}`"))
+                .await
+                .unwrap();
+            rows += count.unwrap();
+        }
+        session.close().await;
+        rows
+    })
+}
+
+#[test]
+fn lab_snapshot_killed_midway_resumes_per_chunk_and_target() {
+    let fx = LabFixture::up_empty(100_000);
+    let plan = migration_plan(&fx);
+    let load = WriteLoad::start(&fx);
+    let mut child = fx
+        .background()
+        .args(["run", "--yes", "--phase", "snapshot", "-q"])
+        .arg(&plan)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(fx.sandbox.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // SIGKILL once every target journaled chunks of the first table, well before the end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        assert!(Instant::now() < deadline, "the snapshot journaled nothing");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the snapshot ended ({status}) before it could be killed:\n{}",
+                std::fs::read_to_string(fx.sandbox.path().join("run.log")).unwrap_or_default()
+            );
+        }
+        if let Some((run_id, targets)) = journaled_targets(&fx, "refunds.ledger_entries")
+            && targets == 4
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break run_id;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let partial = rows_in_refunds(&fx, "127.0.0.11");
+    let source_rows = rows_in_refunds(&fx, "127.0.0.10");
+    assert!(
+        partial > 0 && partial < source_rows,
+        "killed midway: c1 has {partial} of {source_rows} rows"
+    );
+    // Rows the first attempt copied change before the resume: their chunk
+    // must be reloaded on every target.
+    fx.admin_exec(
+        "127.0.0.10",
+        &[
+            "UPDATE refunds.ledger_entries SET memo = 'changed after the kill' WHERE id = 1",
+            "DELETE FROM refunds.ledger_entries WHERE id = 2",
+        ],
+    );
+
+    let output = fx
+        .cutover()
+        .args(["resume", &run_id, "--yes", "--output", "json"])
+        .output()
+        .unwrap();
+    let resumed = stdout_json(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{resumed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(resumed["status"], "completed");
+    std::thread::sleep(Duration::from_millis(300));
+    let written = load.stop();
+    assert!(written > 20, "the load ran throughout: {written}");
+
+    let record = stdout_json(
+        &fx.cutover()
+            .args(["status", &run_id, "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    let snapshot = &record["phases"][0]["steps"][0];
+    assert_eq!(snapshot["status"], "completed", "{snapshot}");
+    let counts = &snapshot["positions"]["resumed"];
+    eprintln!(
+        "killed with {partial} of {source_rows} rows on c1; the resume took {} ms: {counts}",
+        resumed["elapsed_ms"]
+    );
+    let kept = counts["chunks_kept"].as_u64().unwrap();
+    let reloaded = counts["chunks_reloaded"].as_u64().unwrap();
+    assert!(
+        reloaded >= 4,
+        "the changed chunk was reloaded on every target: {counts}"
+    );
+    assert!(
+        kept > reloaded,
+        "journaled chunks that still matched were kept: {counts}"
+    );
+
+    fx.wait_replicated();
+    let (_, topology) = json_of(&fx, &["topology"], &plan);
+    for name in ["c1", "c2", "c3", "c6"] {
+        let view = cluster(&topology, name);
+        assert_eq!(view["replicating_from"], "legacy", "{view}");
+        assert!(view["errant_gtids"].is_null(), "{view}");
+    }
+    let (code, report) = json_of(&fx, &["checksum"], &plan);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["status"], "match");
+    // No row twice: every table, the keyless one included, has the source's count.
+    for table in report["tables"].as_array().unwrap() {
+        let name = table["table"].as_str().unwrap();
+        let source = count_on(&fx, "127.0.0.10", &format!("SELECT COUNT(*) FROM {name}"));
+        for ip in ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.16"] {
+            assert_eq!(
+                count_on(&fx, ip, &format!("SELECT COUNT(*) FROM {name}")),
+                source,
+                "{name} on {ip}"
+            );
+        }
     }
 }
