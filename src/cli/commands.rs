@@ -811,6 +811,7 @@ async fn lab(cli: &Cli, command: &LabCommand) -> Result<ExitCode> {
             server,
             clock_offset,
             without_tls,
+            read_only,
             dir,
         } => {
             if clock_offset.is_some_and(|offset| !offset.is_finite() || offset.abs() > 86_400.0) {
@@ -822,6 +823,7 @@ async fn lab(cli: &Cli, command: &LabCommand) -> Result<ExitCode> {
             let options = StartOptions {
                 clock_offset_secs: *clock_offset,
                 without_tls: *without_tls,
+                read_only: *read_only,
             };
             lab.restart(server, &options).await?;
             if cli.global.json() {
@@ -833,6 +835,27 @@ async fn lab(cli: &Cli, command: &LabCommand) -> Result<ExitCode> {
                 }));
             } else {
                 println!("{server} restarted");
+            }
+        }
+        LabCommand::Kill {
+            server,
+            isolate,
+            dir,
+        } => {
+            lab_for(cli, dir).kill(server, *isolate)?;
+            if cli.global.json() {
+                print_json(&serde_json::json!({
+                    "server": server,
+                    "failed": if *isolate { "isolated" } else { "killed" },
+                }));
+            } else if *isolate {
+                println!(
+                    "{server} isolated (SIGSTOP); `cutover lab restart {server}` brings it back"
+                );
+            } else {
+                println!(
+                    "{server} killed (SIGKILL); `cutover lab restart {server}` brings it back"
+                );
             }
         }
         LabCommand::Status { dir } => {

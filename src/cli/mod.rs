@@ -389,6 +389,22 @@ pub enum LabCommand {
         /// Start without TLS.
         #[arg(long)]
         without_tls: bool,
+        /// Start with read_only = 1 (a failed primary coming back must not take writes).
+        #[arg(long)]
+        read_only: bool,
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Fail one database server for a drill: SIGKILL it (a crash), or with
+    /// --isolate SIGSTOP it (it stops answering). `lab restart` brings it back.
+    #[command(
+        after_help = "Examples:\n  cutover lab kill legacy\n  cutover lab kill c1 --isolate\n  cutover lab restart legacy --read-only"
+    )]
+    Kill {
+        /// legacy, c1, c2, c3 or c6.
+        server: String,
+        #[arg(long)]
+        isolate: bool,
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
     },

@@ -15,6 +15,8 @@ pub struct StartOptions {
     pub clock_offset_secs: Option<f64>,
     /// Start without TLS, to show what a plan requiring TLS does then.
     pub without_tls: bool,
+    /// Start with `read_only = 1`, as a failed primary should come back.
+    pub read_only: bool,
 }
 
 /// A lab database server.
@@ -160,6 +162,9 @@ ssl-key={key}
         }
         if options.without_tls {
             args.push("--skip-ssl".to_string());
+        }
+        if options.read_only {
+            args.push("--read-only".to_string());
         }
         let mut env = Vec::new();
         if let Some(offset) = options.clock_offset_secs {

@@ -91,6 +91,8 @@ pub enum LabError {
     StopFailed(String),
     #[error("there is no lab server `{0}`: the lab has legacy, c1, c2, c3 and c6")]
     UnknownServer(String),
+    #[error("lab server `{0}` is not running: `cutover lab restart {0}` starts it")]
+    NotRunning(String),
 }
 
 impl LabError {
@@ -501,6 +503,13 @@ impl Lab {
             // A stopped server: keep the replicas' usual fence.
             Err(_) => server.name != SERVERS[0].name,
         };
+        // An isolated (stopped) server must run again to shut down.
+        if let Some(pid) = server.pid_file(&self.dir).running() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
         if !process::stop(&server.pid_file(&self.dir), Duration::from_secs(30)) {
             return Err(LabError::StopFailed(server.name.to_string()));
         }
@@ -515,6 +524,29 @@ impl Lab {
             session.close().await;
         }
         tracing::info!(server = server.name, ?options, "restarted");
+        Ok(())
+    }
+
+    /// Fail one database server for a drill: SIGKILL (a crash: the server is
+    /// gone, its clients see closed connections) or, with `isolate`, SIGSTOP
+    /// (it stops answering; connections hang). `restart` brings it back.
+    pub fn kill(&self, name: &str, isolate: bool) -> Result<(), LabError> {
+        let server = SERVERS
+            .iter()
+            .find(|server| server.name == name)
+            .ok_or_else(|| LabError::UnknownServer(name.to_string()))?;
+        let pid_file = server.pid_file(&self.dir);
+        let Some(pid) = pid_file.running() else {
+            return Err(LabError::NotRunning(name.to_string()));
+        };
+        let signal = if isolate {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGKILL
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .map_err(|e| LabError::io(&pid_file.0, std::io::Error::from(e)))?;
+        tracing::info!(server = name, ?signal, "failed on purpose");
         Ok(())
     }
 

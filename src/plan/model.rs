@@ -34,7 +34,68 @@ pub struct RawPlan {
     pub dns: Option<RawDns>,
     #[serde(default)]
     pub gates: Option<RawGates>,
+    /// A disaster-recovery drill run by `cutover drill run`.
+    #[serde(default)]
+    pub drill: Option<RawDrill>,
+    #[serde(default)]
     pub phases: Vec<RawPhase>,
+}
+
+/// What a drill does: which primary fails, how, who takes over, and how it
+/// comes back.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrill {
+    /// The cluster whose failure is drilled; default: the source.
+    #[serde(default)]
+    pub primary: Option<Located<String>>,
+    /// Clusters that may take over; default: every other enabled cluster.
+    #[serde(default)]
+    pub dr: Option<Vec<Located<String>>>,
+    /// `planned` (a switchover), `crash` (the server stops abruptly) or
+    /// `isolate` (the server stops answering).
+    pub failure: Located<DrillFailure>,
+    /// Command (program and arguments) that crashes or isolates the primary.
+    #[serde(default)]
+    pub inject: Option<Vec<Located<String>>>,
+    /// Command that brings the failed primary back, fenced read-only, for failback.
+    #[serde(default)]
+    pub recover: Option<Vec<Located<String>>>,
+    /// Time each command may take; default 60s.
+    #[serde(default)]
+    pub hook_timeout: Option<Located<HumanDuration>>,
+    /// How long the primary must stay unreachable to be declared failed; default 1s.
+    #[serde(default)]
+    pub detect_after: Option<Located<HumanDuration>>,
+    /// Probe writes per second; default 50.
+    #[serde(default)]
+    pub probe_rate: Option<Located<i64>>,
+    /// Targets for this drill instead of the clusters' `rto` and `rpo`.
+    #[serde(default)]
+    pub rto: Option<Located<HumanDuration>>,
+    #[serde(default)]
+    pub rpo: Option<Located<HumanDuration>>,
+    #[serde(default)]
+    pub failback: Option<RawFailback>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillFailure {
+    Planned,
+    Crash,
+    Isolate,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailback {
+    /// Bring the failed primary back as a replica of the new one; default true.
+    #[serde(default)]
+    pub rejoin: Option<Located<bool>>,
+    /// Then switch the primary role back to it; default false.
+    #[serde(default)]
+    pub switch_back: Option<Located<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub use super::model::{ClusterRole, DnsRecordType, RollbackMode, TsigAlgorithmName};
+pub use super::model::{ClusterRole, DnsRecordType, DrillFailure, RollbackMode, TsigAlgorithmName};
 
 /// Where a secret comes from. The secret itself is read only when needed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,7 +31,29 @@ pub struct ValidatedPlan {
     pub databases: Option<Vec<String>>,
     pub dns: Option<DnsConfig>,
     pub gates: Gates,
+    pub drill: Option<Drill>,
     pub phases: Vec<Phase>,
+}
+
+/// A validated drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drill {
+    pub primary: String,
+    pub dr: Vec<String>,
+    pub failure: DrillFailure,
+    pub inject: Vec<String>,
+    pub recover: Vec<String>,
+    #[serde(with = "millis")]
+    pub hook_timeout: Duration,
+    #[serde(with = "millis")]
+    pub detect_after: Duration,
+    pub probe_rate: u32,
+    #[serde(with = "optional_millis")]
+    pub rto: Option<Duration>,
+    #[serde(with = "optional_millis")]
+    pub rpo: Option<Duration>,
+    pub rejoin: bool,
+    pub switch_back: bool,
 }
 
 impl ValidatedPlan {
