@@ -48,6 +48,8 @@ pub enum Error {
     Checksum(#[from] crate::checksum::ChecksumError),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Drill(#[from] crate::drill::DrillError),
     #[error(
         "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
     )]
@@ -97,6 +99,7 @@ impl Error {
                 | crate::snapshot::SnapshotError::Corrupt { .. },
             ) => ExitCode::Refused,
             Error::Snapshot(_) => ExitCode::StepFailed,
+            Error::Drill(error) => error.exit_code(),
         }
     }
 }

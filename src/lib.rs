@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod cli;
 pub mod dns;
+pub mod drill;
 pub mod engine;
 pub mod error;
 pub mod lab;

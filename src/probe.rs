@@ -19,8 +19,6 @@ use crate::secret::{self, SecretError};
 
 const PROBE_DATABASE: &str = "cutover_probe";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// A write may wait behind a freeze; longer than any sane freeze budget.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -45,7 +43,30 @@ pub struct ProbeOptions {
     pub rate: u32,
     /// Also poll `read_only` on every enabled cluster.
     pub watch_primaries: bool,
+    /// How long one write may take before it counts as failed.
+    pub write_timeout: Duration,
+    /// Every acknowledged write is also appended here as it happens (drills
+    /// watch for the first write on a new primary).
+    pub acks: Option<Acks>,
 }
+
+impl ProbeOptions {
+    /// A write may wait behind a freeze: longer than any sane freeze budget.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+}
+
+/// One acknowledged write.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ack {
+    pub seq: u64,
+    /// Since the probe started.
+    pub at_ms: u64,
+    /// The server (`ip:port`) the application's name resolved to.
+    pub server: String,
+}
+
+/// Acknowledged writes, shared with whoever watches the probe.
+pub type Acks = std::sync::Arc<std::sync::Mutex<Vec<Ack>>>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Window {
@@ -172,6 +193,7 @@ struct Application {
     lookup: NameLookup,
     user: String,
     password: secret::Secret,
+    write_timeout: Duration,
 }
 
 impl Application {
@@ -186,7 +208,7 @@ impl Application {
             user: self.user.clone(),
             password: Some(self.password.clone()),
             connect_timeout: CONNECT_TIMEOUT,
-            query_timeout: WRITE_TIMEOUT,
+            query_timeout: self.write_timeout,
             tls: None,
         };
         Ok((
@@ -207,9 +229,10 @@ pub async fn run(
         lookup: NameLookup::new(plan, &app.host, app.port),
         user: app.user.clone(),
         password: secret::resolve(&app.password, "application password")?,
+        write_timeout: options.write_timeout,
     };
     let probe_id = format!("{:08x}", rand::rng().random::<u32>());
-    let (mut session, _) = application.connect().await?;
+    let (mut session, first_server) = application.connect().await?;
     session
         .exec(
             "create the probe table",
@@ -240,7 +263,7 @@ pub async fn run(
     let mut unknown: Vec<u64> = Vec::new();
     let mut attempted = 0u64;
     let mut failed = 0u64;
-    let mut current = Some(session);
+    let mut current = Some((session, first_server));
     let mut next_at = Instant::now();
     tokio::pin!(stop);
     loop {
@@ -255,10 +278,10 @@ pub async fn run(
             }
         }
         next_at = Instant::now().max(next_at) + interval;
-        let mut session = match current.take() {
-            Some(session) => session,
+        let (mut session, server) = match current.take() {
+            Some(current) => current,
             None => match application.connect().await {
-                Ok((session, _)) => session,
+                Ok(connected) => connected,
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -273,8 +296,16 @@ pub async fn run(
         );
         match session.exec("probe write", &sql).await {
             Ok(()) => {
-                acknowledged.push((seq, started.elapsed()));
-                current = Some(session);
+                let at = started.elapsed();
+                acknowledged.push((seq, at));
+                if let Some(acks) = &options.acks {
+                    acks.lock().expect("not poisoned").push(Ack {
+                        seq,
+                        at_ms: millis(at),
+                        server: server.clone(),
+                    });
+                }
+                current = Some((session, server));
             }
             Err(_) => {
                 failed += 1;
@@ -284,7 +315,7 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed();
-    if let Some(session) = current.take() {
+    if let Some((session, _)) = current.take() {
         session.close().await;
     }
 

@@ -7,7 +7,8 @@ use crate::lag::{GateOutcome, LagGate, LagMonitor};
 
 use super::render::{self, table};
 use super::{
-    AuditCommand, ChecksumArgs, Cli, Command, LabCommand, LagArgs, PlanCommand, SnapshotArgs,
+    AuditCommand, ChecksumArgs, Cli, Command, DrillCommand, LabCommand, LagArgs, PlanCommand,
+    SnapshotArgs,
 };
 use crate::engine::{self, RunOptions, RunReport};
 use crate::error::{Error, ExitCode, Result};
@@ -45,6 +46,7 @@ pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
             rate,
             watch_primaries,
         } => probe(cli, plan, *duration, *rate, *watch_primaries).await,
+        Command::Drill(command) => drill(cli, command).await,
         Command::Runbook { plan } => {
             let plan = plan::load(plan)?;
             print!("{}", crate::runbook::render(&plan));
@@ -186,6 +188,107 @@ async fn plan_of_run(store: &Store, run_id: &str, path: Option<&Path>) -> Result
     Ok(plan::load(&path)?)
 }
 
+async fn drill(cli: &Cli, command: &DrillCommand) -> Result<ExitCode> {
+    match command {
+        DrillCommand::Run {
+            plan,
+            failure,
+            report_dir,
+        } => {
+            let plan = plan::load(plan)?;
+            let Some(drill) = &plan.drill else {
+                return Err(crate::drill::DrillError::NoDrill(plan.name.clone()).into());
+            };
+            let failure = failure.map(crate::plan::DrillFailure::from);
+            confirm(
+                cli,
+                &format!(
+                    "Run a {} drill that fails `{}` for real?",
+                    serde_json::to_value(failure.unwrap_or(drill.failure))
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    drill.primary
+                ),
+            )?;
+            let store = Store::open(&cli.global.state_dir()).await?;
+            let options = crate::drill::DrillOptions {
+                failure,
+                report_dir: report_dir
+                    .clone()
+                    .unwrap_or_else(|| cli.global.state_dir().join("drills")),
+            };
+            let report = crate::drill::run(plan, store, &options).await?;
+            if cli.global.json() {
+                print_json(&serde_json::to_value(&report).expect("a report serialises"));
+            } else {
+                print!("{}", crate::drill::report::markdown(&report));
+                println!("\nreports: {}", report.reports.join(", "));
+            }
+            Ok(report.exit_code())
+        }
+        DrillCommand::History { plan, limit } => {
+            let store = Store::open(&cli.global.state_dir()).await?;
+            let records = store.drills(plan.as_deref(), *limit).await?;
+            let trend = crate::drill::history::trend(&records);
+            if cli.global.json() {
+                print_json(&serde_json::json!({ "drills": records, "trend": trend }));
+            } else if records.is_empty() {
+                println!("no drills recorded in {}", store.path().display());
+            } else {
+                let against = |measured: Option<i64>, target: Option<i64>| match (measured, target)
+                {
+                    (Some(m), Some(t)) => {
+                        format!("{m} / {t} ms {}", if m <= t { "met" } else { "MISSED" })
+                    }
+                    (Some(m), None) => format!("{m} ms"),
+                    (None, _) => "-".into(),
+                };
+                let rows: Vec<Vec<String>> = records
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.started_at.clone(),
+                            r.drill_id.clone(),
+                            r.plan.clone(),
+                            r.failure.clone(),
+                            format!("{} → {}", r.primary, r.promoted.as_deref().unwrap_or("-")),
+                            against(r.rto_ms, r.rto_target_ms),
+                            format!(
+                                "{} lost; {}",
+                                r.lost_writes,
+                                against(Some(r.rpo_ms), r.rpo_target_ms)
+                            ),
+                            r.status.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    crate::text::table(
+                        &[
+                            "STARTED", "DRILL", "PLAN", "FAILURE", "FAILOVER", "RTO", "RPO",
+                            "STATUS"
+                        ],
+                        &rows
+                    )
+                );
+                println!(
+                    "RTO trend: {} (latest {}, mean before {})",
+                    trend.direction,
+                    trend
+                        .latest_rto_ms
+                        .map_or("-".into(), |v| format!("{v} ms")),
+                    trend
+                        .earlier_mean_rto_ms
+                        .map_or("-".into(), |v| format!("{v} ms"))
+                );
+            }
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
 /// Changes on a terminal are confirmed by a human, or by --yes.
 fn confirm(cli: &Cli, question: &str) -> Result<()> {
     use std::io::{BufRead, IsTerminal, Write};
@@ -258,6 +361,8 @@ async fn probe(
         duration,
         rate,
         watch_primaries,
+        write_timeout: ProbeOptions::DEFAULT_WRITE_TIMEOUT,
+        acks: None,
     };
     let stop = async {
         let mut terminate =

@@ -85,6 +85,9 @@ pub enum Command {
     /// Validate plans and print the plan format's JSON Schema.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Disaster-recovery drills: run one, schedule them, list past ones.
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// List runs and their step states, or show one run.
     #[command(
         after_help = "Examples:\n  cutover status\n  cutover status 20261121-101500-a1b2c3 --output json"
@@ -413,6 +416,56 @@ pub enum LabCommand {
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Fail the plan's drill primary on purpose (planned switchover, crash or
+    /// isolation), fail over, measure RTO and RPO with the write probe, verify
+    /// with checksums, fail back, and write markdown, JSON and HTML reports.
+    #[command(
+        after_help = "Examples:\n  cutover drill run plans/lab-dr-drill.yaml --yes\n  cutover drill run plans/lab-dr-drill.yaml --failure planned --yes --output json\n\n\
+Exit codes: 0 every target met and every checksum matched; 1 a target was missed or a\n\
+stage failed (the report says which); 2 invalid plan or arguments; 3 a precheck refused\n\
+(nothing was injected); 4 a checksum found data that differs."
+    )]
+    Run {
+        plan: PathBuf,
+        /// Override the plan's `drill.failure`.
+        #[arg(long, value_enum)]
+        failure: Option<FailureArg>,
+        /// Directory for the reports (default: `drills/` in the state directory).
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+    },
+    /// Past drills with RTO and RPO against their targets, and the RTO trend.
+    #[command(
+        after_help = "Examples:\n  cutover drill history\n  cutover drill history --plan lab-dr-drill --output json"
+    )]
+    History {
+        /// Only drills of this plan (its `name`).
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FailureArg {
+    Planned,
+    Crash,
+    Isolate,
+}
+
+impl From<FailureArg> for crate::plan::DrillFailure {
+    fn from(value: FailureArg) -> Self {
+        match value {
+            FailureArg::Planned => crate::plan::DrillFailure::Planned,
+            FailureArg::Crash => crate::plan::DrillFailure::Crash,
+            FailureArg::Isolate => crate::plan::DrillFailure::Isolate,
+        }
+    }
 }
 
 /// Entry point used by the binary: parse, run, report, and return the exit code.

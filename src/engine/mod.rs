@@ -652,6 +652,13 @@ async fn mark_rolled_back(
 /// primary, let `back_to` catch up through reverse replication, promote it,
 /// switch DNS back, resume writes, then re-point everyone under it.
 pub async fn reverse_switchover(ctx: &mut Context, back_to: &str) -> Result<(), StepError> {
+    switchover(ctx, back_to, "rollback").await
+}
+
+/// A switchover from the current primary to `back_to`, as its own sequence of
+/// steps journaled under `{label}-to-{back_to}.{kind}` (a rollback's reverse
+/// switchover, a drill's planned failover or its switch back).
+pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result<(), StepError> {
     let current = ctx.state.primary.clone();
     if current == back_to {
         return Ok(());
@@ -699,10 +706,10 @@ pub async fn reverse_switchover(ctx: &mut Context, back_to: &str) -> Result<(), 
             clusters: others,
         });
     }
-    tracing::info!("reverse switchover: `{current}` → `{back_to}`");
+    tracing::info!("{label} switchover: `{current}` → `{back_to}`");
     let phase = ctx.phase.clone();
     for kind in sequence {
-        let name = format!("rollback-to-{back_to}.{}", kind.kind_name());
+        let name = format!("{label}-to-{back_to}.{}", kind.kind_name());
         ctx.step = name.clone();
         let description = steps::describe(&ctx.plan, &kind);
         let _ = ctx

@@ -14,9 +14,7 @@ pub async fn act(
     from: &str,
     cluster: &str,
 ) -> Result<serde_json::Value, StepError> {
-    let frozen = ctx.state.frozen.clone().ok_or_else(|| {
-        StepError::Failed("reverse_replication needs the frozen position of a `freeze` step".into())
-    })?;
+    let frozen = ctx.state.frozen.clone();
     let (host, port) = address_of(&ctx.plan, from);
     let (session, flavor) = ctx.session_and_flavor(cluster).await?;
     // Never writable as a replica, whatever happened before.
@@ -25,25 +23,35 @@ pub async fn act(
     let already = channel
         .as_ref()
         .is_some_and(|channel| channel.source_host == host && channel.source_port == port);
-    if !already {
-        // Continue exactly after the frozen position; any other start would
-        // replay or skip writes.
+    // Already replicating from `from` (a rejoined failed primary): it continues
+    // from its own position; otherwise it starts exactly after the frozen one.
+    let start = match (already, &frozen) {
+        (true, _) => None,
+        (false, Some(frozen)) => Some(frozen.position.clone()),
+        (false, None) => {
+            return Err(StepError::Failed(
+                "reverse_replication needs the frozen position of a `freeze` step".into(),
+            ));
+        }
+    };
+    if let Some(position) = &start {
+        // Any other start would replay or skip writes.
         if channel.is_some() {
             control::reset_replication(session, flavor).await?;
         }
-        control::set_replica_start(session, flavor, &frozen.position).await?;
+        control::set_replica_start(session, flavor, position).await?;
     }
     repoint::replicate_from(ctx, cluster, from).await?;
     ctx.audit(
         cluster,
         &format!(
             "read_only = 1; gtid_slave_pos = {}; replicate from `{from}`",
-            frozen.position
+            start.as_deref().unwrap_or("(its own, unchanged)")
         ),
         "ok",
     )
     .await;
-    Ok(json!({ "cluster": cluster, "from": from, "start_position": frozen.position }))
+    Ok(json!({ "cluster": cluster, "from": from, "start_position": start }))
 }
 
 /// Detach the old primary again (it stays read-only; the freeze's inverse

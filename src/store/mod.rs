@@ -2,6 +2,7 @@
 //! in one SQLite file managed with migrations.
 
 mod audit;
+mod drills;
 mod journal;
 mod lock;
 mod progress;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use audit::{AuditEntry, AuditProblem, AuditVerification, StoredAuditEntry};
+pub use drills::{DrillMiss, DrillRecord, DrillSchedule};
 pub use journal::{
     EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate, new_run_id,
 };
