@@ -233,17 +233,7 @@ pub async fn run(
     };
     let probe_id = format!("{:08x}", rand::rng().random::<u32>());
     let (mut session, first_server) = application.connect().await?;
-    session
-        .exec(
-            "create the probe table",
-            &format!(
-                "CREATE DATABASE IF NOT EXISTS {PROBE_DATABASE}; \
-                 CREATE TABLE IF NOT EXISTS {PROBE_DATABASE}.writes ( \
-                   id BIGINT AUTO_INCREMENT PRIMARY KEY, probe_id CHAR(8) NOT NULL, \
-                   seq BIGINT NOT NULL, written_at_us BIGINT NOT NULL, KEY (probe_id, seq))"
-            ),
-        )
-        .await?;
+    create_table(&mut session).await?;
 
     let stop_watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = options.watch_primaries.then(|| {
@@ -281,7 +271,13 @@ pub async fn run(
         let (mut session, server) = match current.take() {
             Some(current) => current,
             None => match application.connect().await {
-                Ok(connected) => connected,
+                Ok((mut session, server)) => {
+                    // A new primary may never have received the table (its
+                    // creation was lost with the old one); a failure here
+                    // shows up as a failed write.
+                    let _ = create_table(&mut session).await;
+                    (session, server)
+                }
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -382,6 +378,20 @@ pub async fn run(
         elapsed_ms: millis(elapsed),
         writable_primaries,
     })
+}
+
+async fn create_table(session: &mut Session) -> Result<(), MysqlError> {
+    session
+        .exec(
+            "create the probe table",
+            &format!(
+                "CREATE DATABASE IF NOT EXISTS {PROBE_DATABASE}; \
+                 CREATE TABLE IF NOT EXISTS {PROBE_DATABASE}.writes ( \
+                   id BIGINT AUTO_INCREMENT PRIMARY KEY, probe_id CHAR(8) NOT NULL, \
+                   seq BIGINT NOT NULL, written_at_us BIGINT NOT NULL, KEY (probe_id, seq))"
+            ),
+        )
+        .await
 }
 
 fn millis(duration: Duration) -> u64 {

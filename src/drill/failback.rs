@@ -82,7 +82,7 @@ async fn rejoin(
             match ctx.session(failed).await {
                 Ok(_) => break,
                 Err(error) if Instant::now() >= deadline => {
-                    return Err(DrillError::Failover(format!(
+                    return Err(DrillError::Failback(format!(
                         "`{failed}` did not come back within {} s after `{}`: {error}",
                         RECOVER_LIMIT.as_secs(),
                         drill.recover.join(" ")
@@ -103,7 +103,7 @@ async fn rejoin(
     let errant = gtid::errant(&executed, &primary_executed);
     if !errant.is_empty() {
         report.errant_gtids = Some(errant.to_string());
-        return Err(DrillError::Failover(format!(
+        return Err(DrillError::Failback(format!(
             "`{failed}` holds {errant}, which `{promoted}` never had (writes it took that never \
              reached a replica): it cannot rejoin as it is; rebuild it from `{promoted}` with a snapshot"
         )));
@@ -118,7 +118,7 @@ async fn rejoin(
     let target = control::binlog_position(session, primary_flavor).await?;
     let (session, flavor) = ctx.session_and_flavor(failed).await?;
     if !control::wait_for_position(session, flavor, &target, CATCH_UP_LIMIT).await? {
-        return Err(DrillError::Failover(format!(
+        return Err(DrillError::Failback(format!(
             "`{failed}` replicates from `{promoted}` but did not reach {target} within {} s",
             CATCH_UP_LIMIT.as_secs()
         )));

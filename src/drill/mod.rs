@@ -59,6 +59,8 @@ pub enum DrillError {
     Precheck(String),
     #[error("failover: {0}")]
     Failover(String),
+    #[error("failback: {0}")]
+    Failback(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -101,7 +101,7 @@ fn topology(fx: &LabFixture, plan: &Path) -> serde_json::Value {
     stdout_json(&output)
 }
 
-fn assert_primary(fx: &LabFixture, plan: &Path, primary: &str) {
+pub(crate) fn assert_primary(fx: &LabFixture, plan: &Path, primary: &str) {
     let topology = topology(fx, plan);
     for name in ["legacy", "c1", "c2", "c3", "c6"] {
         let view = cluster(&topology, name);
@@ -137,7 +137,7 @@ fn assert_primary(fx: &LabFixture, plan: &Path, primary: &str) {
     });
 }
 
-fn run_json(command: &mut assert_cmd::Command) -> (Option<i32>, serde_json::Value) {
+pub(crate) fn run_json(command: &mut assert_cmd::Command) -> (Option<i32>, serde_json::Value) {
     let output = command.output().unwrap();
     let code = output.status.code();
     let document = if output.stdout.is_empty() {

@@ -8,6 +8,7 @@ mod docker;
 mod lab;
 mod lab_checksum;
 mod lab_cutover;
+mod lab_drill;
 mod lab_snapshot;
 mod lab_topology;
 mod plan_corpus;

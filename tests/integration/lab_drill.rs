@@ -1,0 +1,242 @@
+//! DR drills on the real lab: planned and crash drills measure RTO and RPO,
+//! report every timeline event, fail back to a healthy replica and match; a
+//! lost write is reported exactly as the read-back finds it; a missed target
+//! fails the drill.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::harness::{LabFixture, runtime};
+use crate::lab_cutover::{assert_primary, run_json};
+
+/// `plans/lab-dr-drill.yaml` with its hooks calling this build's binary.
+fn drill_plan(fx: &LabFixture, file: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(crate::harness::repo_root().join("plans/lab-dr-drill.yaml"))
+            .unwrap()
+            .replace(
+                "[cutover, lab,",
+                &format!("[{}, lab,", env!("CARGO_BIN_EXE_cutover")),
+            );
+    for (from, to) in edits {
+        assert!(text.contains(from), "plan has {from}");
+        text = text.replace(from, to);
+    }
+    fx.sandbox.write(file, text)
+}
+
+fn drill(fx: &LabFixture, plan: &Path, failure: &str) -> (Option<i32>, serde_json::Value) {
+    let reports = fx.sandbox.path().join("reports");
+    run_json(
+        fx.cutover()
+            .args([
+                "drill",
+                "run",
+                "--yes",
+                "--output",
+                "json",
+                "--failure",
+                failure,
+            ])
+            .arg("--report-dir")
+            .arg(&reports)
+            .arg(plan),
+    )
+}
+
+fn event_names(report: &serde_json::Value) -> Vec<String> {
+    report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The probe's sequence numbers present on one server.
+fn probe_rows(fx: &LabFixture, ip: &str, probe_id: &str) -> BTreeSet<u64> {
+    let endpoint = fx.admin_endpoint(ip);
+    let sql = format!("SELECT seq FROM cutover_probe.writes WHERE probe_id = '{probe_id}'");
+    runtime().block_on(async move {
+        let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+        let rows: Vec<u64> = session.query("read probe rows", &sql).await.unwrap();
+        session.close().await;
+        rows.into_iter().collect()
+    })
+}
+
+fn assert_complete(report: &serde_json::Value, events: &[&str]) {
+    assert_eq!(report["status"], "passed", "{report}");
+    let names = event_names(report);
+    for event in events {
+        assert!(names.iter().any(|n| n == event), "{event} in {names:?}");
+    }
+    let rto = report["rto"]["measured_ms"].as_u64().unwrap();
+    assert!(rto > 0 && rto < 30_000, "{}", report["rto"]);
+    assert_eq!(report["rto"]["met"], true);
+    assert_eq!(report["rpo"]["met"], true, "{}", report["rpo"]);
+    assert!(report["probe"]["acknowledged"].as_u64().unwrap() > 50);
+    for verification in report["verifications"].as_array().unwrap() {
+        assert_eq!(verification["status"], "match", "{verification}");
+    }
+    assert_eq!(report["failback"]["rejoined"], true);
+    assert_eq!(report["failback"]["switched_back"], true);
+    // Three reports, the HTML one with its SVG timeline naming every event.
+    let files: Vec<&str> = report["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(files[0]).unwrap()).unwrap();
+    assert_eq!(json["drill_id"], report["drill_id"]);
+    assert!(
+        std::fs::read_to_string(files[1])
+            .unwrap()
+            .contains("## Timeline")
+    );
+    let html = std::fs::read_to_string(files[2]).unwrap();
+    assert!(html.contains("<svg") && html.contains("writes / 250 ms"));
+    for event in events {
+        assert!(html.contains(&format!(">{event} (")), "{event} drawn");
+    }
+}
+
+#[test]
+fn lab_planned_and_crash_drills_measure_rto_and_rpo_and_fail_back() {
+    let fx = LabFixture::up();
+    let plan = drill_plan(&fx, "drill.yaml", &[]);
+
+    let (code, planned) = drill(&fx, &plan, "planned");
+    assert_eq!(code, Some(0), "{planned}");
+    assert_eq!(planned["failure"], "planned");
+    assert_complete(
+        &planned,
+        &[
+            "injection",
+            "promotion",
+            "dns_switch",
+            "first_write",
+            "failback",
+        ],
+    );
+    assert_primary(&fx, &plan, "legacy");
+
+    let (code, crash) = drill(&fx, &plan, "crash");
+    assert_eq!(code, Some(0), "{crash}");
+    assert_complete(
+        &crash,
+        &[
+            "injection",
+            "detection",
+            "promotion",
+            "dns_switch",
+            "first_write",
+            "recovered",
+            "rejoined",
+            "failback",
+        ],
+    );
+    // The most advanced replica took over; the crashed server came back as a
+    // replica with no errant GTIDs, then took its role back; everything matches.
+    let candidates = crash["failover"]["candidates"].as_array().unwrap();
+    let promoted = crash["promoted"].as_str().unwrap();
+    let most = candidates
+        .iter()
+        .map(|c| c["transactions"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        candidates
+            .iter()
+            .any(|c| c["cluster"] == promoted && c["transactions"] == most)
+    );
+    assert!(candidates.iter().all(|c| c["errant_gtids"].is_null()));
+    assert_primary(&fx, &plan, "legacy");
+    let (code, checksum) = run_json(
+        fx.cutover()
+            .args(["checksum", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{checksum}");
+
+    // An impossible RTO target is reported as missed, with a non-zero exit.
+    let strict = drill_plan(&fx, "strict.yaml", &[("rto: 30s", "rto: 1ms")]);
+    let (code, missed) = drill(&fx, &strict, "crash");
+    assert_eq!(code, Some(1), "{missed}");
+    assert_eq!(missed["status"], "missed");
+    assert_eq!(missed["rto"]["met"], false);
+    assert_eq!(missed["rto"]["target_ms"], 1);
+
+    // History keeps all three, with their targets and the trend.
+    let (code, history) = run_json(fx.cutover().args(["drill", "history", "--output", "json"]));
+    assert_eq!(code, Some(0));
+    let drills = history["drills"].as_array().unwrap();
+    let statuses: Vec<&str> = drills
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["passed", "passed", "missed"]);
+    assert_eq!(drills[2]["rto_target_ms"], 1);
+    assert_ne!(history["trend"]["direction"], "unknown");
+}
+
+#[test]
+fn lab_crash_drill_reports_exactly_the_writes_it_lost() {
+    let fx = LabFixture::up();
+    let plan = drill_plan(&fx, "drill.yaml", &[]);
+    // No replica receives anything more from legacy: every write it
+    // acknowledges from now on is lost when it crashes.
+    for ip in ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.16"] {
+        fx.admin_exec(ip, &["STOP SLAVE IO_THREAD"]);
+    }
+    let (code, report) = drill(&fx, &plan, "crash");
+    assert_eq!(code, Some(1), "{report}");
+    let lost: BTreeSet<u64> = report["rpo"]["lost_sequences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(
+        lost.len() >= 40,
+        "a second of writes before the crash was lost: {lost:?}"
+    );
+    assert_eq!(report["rpo"]["lost_writes"], lost.len());
+    assert_eq!(report["rpo"]["met"], false, "c6's rpo is 0s");
+    assert!(report["rpo"]["measured_ms"].as_u64().unwrap() >= 500);
+
+    // The read-back's view: legacy (back, read-only) holds the writes that the
+    // new primary does not; the drill reported each acknowledged one of them.
+    let probe_id = report["probe"]["probe_id"].as_str().unwrap();
+    let promoted = report["promoted"].as_str().unwrap();
+    let promoted_ip = match promoted {
+        "c1" => "127.0.0.11",
+        "c2" => "127.0.0.12",
+        "c3" => "127.0.0.13",
+        _ => "127.0.0.16",
+    };
+    let on_legacy = probe_rows(&fx, "127.0.0.10", probe_id);
+    let on_new_primary = probe_rows(&fx, promoted_ip, probe_id);
+    let only_on_legacy: BTreeSet<u64> = on_legacy.difference(&on_new_primary).copied().collect();
+    assert!(
+        lost.is_subset(&only_on_legacy),
+        "{lost:?} vs {only_on_legacy:?}"
+    );
+    // At most the one write in flight at the crash committed unacknowledged.
+    assert!(only_on_legacy.len() <= lost.len() + 1);
+    assert!(lost.iter().all(|seq| !on_new_primary.contains(seq)));
+
+    // Legacy cannot rejoin as it is: those writes are errant on it, and said so.
+    let failback = &report["failback"];
+    assert_eq!(failback["rejoined"], false, "{failback}");
+    assert!(
+        failback["errant_gtids"]
+            .as_str()
+            .unwrap()
+            .starts_with("0-10-")
+    );
+    assert!(failback["error"].as_str().unwrap().contains("never had"));
+}
