@@ -22,7 +22,9 @@ CREATE TABLE drill_schedules (
     plan_name   TEXT NOT NULL,
     cron        TEXT NOT NULL,
     timezone    TEXT NOT NULL,
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    -- The last due time the daemon handled (ran or recorded as missed).
+    last_due_at TEXT
 );
 
 CREATE TABLE drill_misses (

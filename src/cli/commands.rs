@@ -227,6 +227,90 @@ async fn drill(cli: &Cli, command: &DrillCommand) -> Result<ExitCode> {
             }
             Ok(report.exit_code())
         }
+        DrillCommand::Schedule {
+            plan,
+            cron,
+            tz,
+            list,
+            remove,
+        } => {
+            let store = Store::open(&cli.global.state_dir()).await?;
+            if *list {
+                let schedules = store.drill_schedules().await?;
+                let misses = store.drill_misses(20).await?;
+                if cli.global.json() {
+                    print_json(&serde_json::json!({ "schedules": schedules, "missed": misses }));
+                } else {
+                    let rows: Vec<Vec<String>> = schedules
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.plan.clone(),
+                                s.cron.clone(),
+                                s.timezone.clone(),
+                                s.last_due_at.clone().unwrap_or_else(|| "-".into()),
+                                s.plan_path.clone(),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        crate::text::table(&["PLAN", "CRON", "ZONE", "LAST DUE", "FILE"], &rows)
+                    );
+                    for miss in misses {
+                        println!(
+                            "missed: {} at {}: {}",
+                            miss.plan_path, miss.due_at, miss.reason
+                        );
+                    }
+                }
+                return Ok(ExitCode::Success);
+            }
+            let path = plan.as_ref().expect("clap requires it");
+            if *remove {
+                let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                let removed = store
+                    .remove_drill_schedule(&full.display().to_string())
+                    .await?;
+                if !removed {
+                    return Err(Error::Usage(format!("{} has no schedule", path.display())));
+                }
+                println!("schedule of {} removed", full.display());
+                return Ok(ExitCode::Success);
+            }
+            let loaded = plan::load(path)?;
+            if loaded.drill.is_none() {
+                return Err(crate::drill::DrillError::NoDrill(loaded.name.clone()).into());
+            }
+            let cron = cron.as_deref().expect("clap requires it");
+            let saved = crate::drill::schedule::save(&store, path, &loaded.name, cron, tz).await?;
+            if cli.global.json() {
+                print_json(&serde_json::to_value(&saved).expect("serialises"));
+            } else {
+                println!(
+                    "`{}` drills on `{}` ({}); `cutover drill daemon` runs them",
+                    saved.plan, saved.cron, saved.timezone
+                );
+            }
+            Ok(ExitCode::Success)
+        }
+        DrillCommand::Daemon { report_dir } => {
+            confirm(cli, "Run scheduled drills that fail servers for real?")?;
+            let store = Store::open(&cli.global.state_dir()).await?;
+            let report_dir = report_dir
+                .clone()
+                .unwrap_or_else(|| cli.global.state_dir().join("drills"));
+            let summary = crate::drill::schedule::daemon(store, report_dir).await?;
+            if cli.global.json() {
+                print_json(&serde_json::to_value(&summary).expect("serialises"));
+            } else {
+                println!(
+                    "daemon stopped: {} drill(s) run ({} passed), {} missed",
+                    summary.drills_run, summary.drills_passed, summary.missed
+                );
+            }
+            Ok(ExitCode::Success)
+        }
         DrillCommand::History { plan, limit } => {
             let store = Store::open(&cli.global.state_dir()).await?;
             let records = store.drills(plan.as_deref(), *limit).await?;

@@ -438,6 +438,34 @@ stage failed (the report says which); 2 invalid plan or arguments; 3 a precheck 
         #[arg(long, value_name = "DIR")]
         report_dir: Option<PathBuf>,
     },
+    /// Store a schedule for a plan's drill (replacing its earlier one), list
+    /// the schedules, or remove one. `drill daemon` runs them.
+    #[command(
+        after_help = "Examples:\n  cutover drill schedule plans/lab-dr-drill.yaml --cron '0 2 * * Sat' --tz Asia/Kolkata\n  cutover drill schedule plans/lab-dr-drill.yaml --cron '*/10 * * * * *'\n  cutover drill schedule --list\n  cutover drill schedule plans/lab-dr-drill.yaml --remove\n\n\
+Five fields are minute hour day month weekday; six put seconds first."
+    )]
+    Schedule {
+        #[arg(required_unless_present = "list")]
+        plan: Option<PathBuf>,
+        #[arg(long, required_unless_present_any = ["list", "remove"])]
+        cron: Option<String>,
+        /// IANA time zone the expression is read in.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        #[arg(long, conflicts_with_all = ["cron", "remove"])]
+        list: bool,
+        #[arg(long, conflicts_with = "cron")]
+        remove: bool,
+    },
+    /// Run the stored schedules until SIGTERM: one drill at a time, missed runs
+    /// recorded (another drill still running, the daemon down, a broken plan).
+    #[command(after_help = "Example:\n  cutover drill daemon --yes &\n\n\
+Exit codes: 0 stopped by SIGTERM or SIGINT; 2 nothing scheduled or a schedule is invalid.")]
+    Daemon {
+        /// Directory for the reports (default: `drills/` in the state directory).
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+    },
     /// Past drills with RTO and RPO against their targets, and the RTO trend.
     #[command(
         after_help = "Examples:\n  cutover drill history\n  cutover drill history --plan lab-dr-drill --output json"

@@ -15,6 +15,7 @@ pub mod failback;
 pub mod failover;
 pub mod history;
 pub mod report;
+pub mod schedule;
 
 use std::path::PathBuf;
 use std::sync::Arc;

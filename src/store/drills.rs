@@ -32,6 +32,7 @@ pub struct DrillSchedule {
     pub cron: String,
     pub timezone: String,
     pub created_at: String,
+    pub last_due_at: Option<String>,
 }
 
 /// A due drill that did not run.
@@ -124,7 +125,8 @@ impl Store {
             "INSERT INTO drill_schedules (plan_path, plan_name, cron, timezone, created_at)
              VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (plan_path) DO UPDATE SET plan_name = excluded.plan_name,
-                cron = excluded.cron, timezone = excluded.timezone, created_at = excluded.created_at",
+                cron = excluded.cron, timezone = excluded.timezone, created_at = excluded.created_at,
+                last_due_at = NULL",
         )
         .bind(plan_path)
         .bind(plan)
@@ -139,7 +141,7 @@ impl Store {
 
     pub async fn drill_schedules(&self) -> Result<Vec<DrillSchedule>, StoreError> {
         let rows = sqlx::query(
-            "SELECT plan_path, plan_name, cron, timezone, created_at FROM drill_schedules ORDER BY plan_path",
+            "SELECT plan_path, plan_name, cron, timezone, created_at, last_due_at FROM drill_schedules ORDER BY plan_path",
         )
         .fetch_all(&self.pool)
         .await
@@ -152,8 +154,29 @@ impl Store {
                 cron: row.get(2),
                 timezone: row.get(3),
                 created_at: row.get(4),
+                last_due_at: row.get(5),
             })
             .collect())
+    }
+
+    /// The daemon handled the due time `due_at` of a schedule.
+    pub async fn set_drill_due(&self, plan_path: &str, due_at: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE drill_schedules SET last_due_at = ? WHERE plan_path = ?")
+            .bind(due_at)
+            .bind(plan_path)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
+    pub async fn remove_drill_schedule(&self, plan_path: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM drill_schedules WHERE plan_path = ?")
+            .bind(plan_path)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.database_error(e))?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn record_drill_miss(

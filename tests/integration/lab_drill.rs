@@ -240,3 +240,133 @@ fn lab_crash_drill_reports_exactly_the_writes_it_lost() {
     );
     assert!(failback["error"].as_str().unwrap().contains("never had"));
 }
+
+/// A background `cutover drill daemon`, stopped with SIGTERM (or killed if the test fails).
+struct Daemon(Option<std::process::Child>);
+
+impl Daemon {
+    fn start(fx: &LabFixture) -> Daemon {
+        let child = fx
+            .background()
+            .args(["drill", "daemon", "--yes", "--output", "json"])
+            .arg("--report-dir")
+            .arg(fx.sandbox.path().join("reports"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon(Some(child))
+    }
+
+    /// SIGTERM, then the exit code and the summary it printed.
+    fn stop(mut self) -> (Option<i32>, serde_json::Value) {
+        let child = self.0.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            serde_json::from_slice(&output.stdout).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn drills_recorded(fx: &LabFixture) -> Vec<serde_json::Value> {
+    let (_, history) = run_json(fx.cutover().args(["drill", "history", "--output", "json"]));
+    history["drills"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_for_drills(
+    fx: &LabFixture,
+    count: usize,
+    limit: std::time::Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let drills = drills_recorded(fx);
+        if drills.len() >= count || std::time::Instant::now() >= deadline {
+            return drills;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn lab_daemon_runs_scheduled_drills_and_keeps_the_schedule_across_restarts() {
+    let fx = LabFixture::up();
+    let plan = drill_plan(&fx, "drill.yaml", &[("failure: crash", "failure: planned")]);
+    let (code, saved) = run_json(
+        fx.cutover()
+            .args([
+                "drill",
+                "schedule",
+                "--cron",
+                "*/10 * * * * *",
+                "--output",
+                "json",
+            ])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{saved}");
+    assert_eq!(saved["cron"], "*/10 * * * * *");
+
+    let daemon = Daemon::start(&fx);
+    let drills = wait_for_drills(&fx, 2, std::time::Duration::from_secs(45));
+    let (code, summary) = daemon.stop();
+    assert_eq!(code, Some(0), "a clean stop on SIGTERM: {summary}");
+    assert!(drills.len() >= 2, "{drills:?}");
+    assert!(summary["drills_run"].as_u64().unwrap() >= 2, "{summary}");
+    for drill in &drills {
+        assert_eq!(drill["status"], "passed", "{drill}");
+        assert_eq!(drill["failure"], "planned");
+        assert!(drill["rto_ms"].as_u64().is_some());
+    }
+    // Never two at once: each started after the one before had finished.
+    let (_, record) = run_json(fx.cutover().args(["status", "--output", "json"]));
+    assert!(
+        record["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "running")
+    );
+
+    // Down for a due time, then up again: the schedule is still there, the
+    // miss is recorded, and drills go on.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    let before = drills_recorded(&fx).len();
+    let daemon = Daemon::start(&fx);
+    let drills = wait_for_drills(&fx, before + 1, std::time::Duration::from_secs(30));
+    let (code, summary) = daemon.stop();
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        drills.len() > before,
+        "the restarted daemon ran a drill: {summary}"
+    );
+    let (_, listed) = run_json(
+        fx.cutover()
+            .args(["drill", "schedule", "--list", "--output", "json"]),
+    );
+    assert_eq!(listed["schedules"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(
+        listed["missed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["reason"] == "the daemon was not running"),
+        "{listed}"
+    );
+    assert_primary(&fx, &plan, "legacy");
+}
