@@ -67,6 +67,16 @@ const CORPUS: &[(&str, &str, u64)] = &[
         "snapshot target `legacy` is the source",
         17,
     ),
+    (
+        "24-crash-drill-without-inject.yaml",
+        "needs `inject`: the command that fails the primary",
+        25,
+    ),
+    (
+        "25-drill-takes-over-with-its-primary.yaml",
+        "drill.dr names `legacy`, the primary being failed",
+        26,
+    ),
 ];
 
 #[test]
