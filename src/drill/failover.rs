@@ -206,8 +206,13 @@ pub async fn run(
         repointed.push(other.cluster.clone());
     }
     let timeout = ctx.plan.gates.dns_verify_timeout;
-    dns_switch::switch(ctx, &primary.name, &promoted, timeout).await?;
-    let dns_switched_at = Instant::now();
+    let observed = dns_switch::switch(ctx, &primary.name, &promoted, timeout).await?;
+    // The record changed when the update was accepted, before every
+    // authoritative server was seen answering it.
+    let verify = Duration::from_millis(observed["verify_ms"].as_u64().unwrap_or(0));
+    let dns_switched_at = Instant::now()
+        .checked_sub(verify)
+        .unwrap_or_else(Instant::now);
     Ok(Failover {
         promoted,
         candidates,

@@ -553,6 +553,8 @@ fn assemble(
         "passed"
     };
     let elapsed_ms = ms(progress.started.elapsed());
+    let mut timeline = progress.timeline;
+    timeline.sort_by_key(|event| event.at_ms);
     DrillReport {
         drill_id,
         plan: plan.name.clone(),
@@ -564,7 +566,7 @@ fn assemble(
         elapsed_ms,
         rto,
         rpo,
-        timeline: progress.timeline,
+        timeline,
         write_rate,
         probe: probe_summary,
         failover: progress.failover,

@@ -252,10 +252,15 @@ pub fn svg(report: &DrillReport) -> String {
     for (i, event) in report.timeline.iter().enumerate() {
         let ex = x(event.at_ms);
         let label_y = 14.0 + 12.0 * (i % 8) as f64;
+        // Labels in the right third read leftwards so they stay inside.
+        let (anchor, label_x) = if ex > WIDTH * 0.66 {
+            ("end", ex - 3.0)
+        } else {
+            ("start", ex + 3.0)
+        };
         let _ = write!(
             out,
-            r##"<line x1="{ex:.1}" y1="{label_y}" x2="{ex:.1}" y2="{axis}" stroke="#c0392b" stroke-dasharray="3,2"/><text x="{:.1}" y="{label_y}" fill="#c0392b">{} ({} ms)<title>{}</title></text>"##,
-            ex + 3.0,
+            r##"<line x1="{ex:.1}" y1="{label_y}" x2="{ex:.1}" y2="{axis}" stroke="#c0392b" stroke-dasharray="3,2"/><text x="{label_x:.1}" y="{label_y}" text-anchor="{anchor}" fill="#c0392b">{} ({} ms)<title>{}</title></text>"##,
             escape(event.name),
             event.at_ms,
             escape(&event.detail)
