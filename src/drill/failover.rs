@@ -197,16 +197,27 @@ pub async fn run(
     .await;
     ctx.state.previous_primary = Some(primary.name.clone());
     ctx.state.primary = promoted.clone();
+    // Past here `promoted` takes writes: a failure must say so.
+    let after_promotion = |error: crate::steps::StepError| {
+        DrillError::Failover(format!(
+            "`{promoted}` was promoted (writable), then: {error}; finish by hand: re-point the \
+             other replicas to it and switch DNS"
+        ))
+    };
     let mut repointed = Vec::new();
     for other in candidates
         .iter()
         .filter(|c| c.healthy && c.cluster != promoted)
     {
-        repoint::replicate_from(ctx, &other.cluster, &promoted).await?;
+        repoint::replicate_from(ctx, &other.cluster, &promoted)
+            .await
+            .map_err(after_promotion)?;
         repointed.push(other.cluster.clone());
     }
     let timeout = ctx.plan.gates.dns_verify_timeout;
-    let observed = dns_switch::switch(ctx, &primary.name, &promoted, timeout).await?;
+    let observed = dns_switch::switch(ctx, &primary.name, &promoted, timeout)
+        .await
+        .map_err(after_promotion)?;
     // The record changed when the update was accepted, before every
     // authoritative server was seen answering it.
     let verify = Duration::from_millis(observed["verify_ms"].as_u64().unwrap_or(0));
