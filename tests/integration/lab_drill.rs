@@ -109,9 +109,47 @@ fn lab_planned_and_crash_drills_measure_rto_and_rpo_and_fail_back() {
     let fx = LabFixture::up();
     let plan = drill_plan(&fx, "drill.yaml", &[]);
 
-    let (code, planned) = drill(&fx, &plan, "planned");
+    // A planned drill that stays on the DR cluster: legacy is left a healthy
+    // replica of c1 with no errant GTIDs.
+    let stay = drill_plan(
+        &fx,
+        "stay.yaml",
+        &[("switch_back: true", "switch_back: false")],
+    );
+    let (code, planned) = drill(&fx, &stay, "planned");
     assert_eq!(code, Some(0), "{planned}");
     assert_eq!(planned["failure"], "planned");
+    assert_eq!(planned["promoted"], "c1");
+    let names = event_names(&planned);
+    for event in [
+        "injection",
+        "promotion",
+        "dns_switch",
+        "first_write",
+        "rejoined",
+        "failback",
+    ] {
+        assert!(names.iter().any(|n| n == event), "{event} in {names:?}");
+    }
+    assert_eq!(planned["failback"]["switched_back"], false);
+    assert_primary(&fx, &plan, "c1");
+    // And back, as a planned drill of c1 whose DR cluster is legacy.
+    let back = drill_plan(
+        &fx,
+        "back.yaml",
+        &[
+            ("primary: legacy", "primary: c1"),
+            ("dr: [c1, c2, c3, c6]", "dr: [legacy]"),
+            ("switch_back: true", "switch_back: false"),
+        ],
+    );
+    let (code, returned) = drill(&fx, &back, "planned");
+    assert_eq!(code, Some(0), "{returned}");
+    assert_eq!(returned["promoted"], "legacy");
+    assert_primary(&fx, &plan, "legacy");
+
+    let (code, planned) = drill(&fx, &plan, "planned");
+    assert_eq!(code, Some(0), "{planned}");
     assert_complete(
         &planned,
         &[
@@ -178,8 +216,8 @@ fn lab_planned_and_crash_drills_measure_rto_and_rpo_and_fail_back() {
         .iter()
         .map(|d| d["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["passed", "passed", "missed"]);
-    assert_eq!(drills[2]["rto_target_ms"], 1);
+    assert_eq!(statuses, ["passed", "passed", "passed", "passed", "missed"]);
+    assert_eq!(drills[4]["rto_target_ms"], 1);
     assert_ne!(history["trend"]["direction"], "unknown");
 }
 
