@@ -148,7 +148,15 @@ impl Daemon {
         let plan = match crate::plan::load(Path::new(plan_path)) {
             Ok(plan) => plan,
             Err(errors) => {
-                let reason = format!("the plan is invalid: {}", errors.errors.len());
+                let reason = match errors.errors.first() {
+                    Some(first) => format!(
+                        "the plan is invalid ({} error(s)); line {}: {}",
+                        errors.errors.len(),
+                        first.line,
+                        first.message
+                    ),
+                    None => "the plan is invalid".to_string(),
+                };
                 self.missed(plan_path, due, &reason).await;
                 return;
             }
