@@ -125,7 +125,7 @@ pub struct Verification {
     pub stage: &'static str,
     pub primary: String,
     pub replicas: Vec<String>,
-    /// `match`, `mismatch`, `incomplete` or `error`.
+    /// `match`, `mismatch`, `incomplete`, `error`, or `skipped` (no replica to compare).
     pub status: String,
     pub rows_compared: u64,
     pub detail: Option<String>,
@@ -267,6 +267,18 @@ async fn verify(
     primary: &str,
     replicas: &[String],
 ) -> Verification {
+    if replicas.is_empty() {
+        return Verification {
+            stage,
+            primary: primary.to_string(),
+            replicas: Vec::new(),
+            status: "skipped".into(),
+            rows_compared: 0,
+            detail: Some(format!(
+                "no cluster replicates from `{primary}` to compare it with"
+            )),
+        };
+    }
     let derived = with_roles(plan, primary, replicas);
     let mut verification = Verification {
         stage,
@@ -332,12 +344,25 @@ async fn detect(mut endpoint: Endpoint, after: Duration, limit: Duration) -> Opt
     }
 }
 
-/// The first acknowledged write after `from_index` that `server` took.
-fn first_write_on(acks: &[Ack], from_index: usize, server: &str) -> Option<Ack> {
+/// The first acknowledged write after `from_index` that one of `servers` took.
+fn first_write_on(acks: &[Ack], from_index: usize, servers: &[String]) -> Option<Ack> {
     acks.iter()
         .skip(from_index)
-        .find(|ack| ack.server == server)
+        .find(|ack| servers.contains(&ack.server))
         .cloned()
+}
+
+/// Every `ip:port` the application's name can resolve to when it points at
+/// `cluster` (a host name is looked up; the probe records addresses).
+async fn addresses_of(cluster: &crate::plan::Cluster, port: u16) -> Vec<String> {
+    if let Ok(ip) = cluster.host.parse::<std::net::IpAddr>() {
+        return vec![std::net::SocketAddr::new(ip, port).to_string()];
+    }
+    let lookup = tokio::net::lookup_host((cluster.host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+        Ok(Ok(found)) => found.map(|address| address.to_string()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Acknowledged writes per bin, from the first to the last.
@@ -543,7 +568,10 @@ fn assemble(
         ));
     }
     let verified = !progress.verifications.is_empty()
-        && progress.verifications.iter().all(|v| v.status == "match");
+        && progress
+            .verifications
+            .iter()
+            .all(|v| v.status == "match" || v.status == "skipped");
     let failback_ok = progress.failback.as_ref().is_none_or(|f| f.error.is_none());
     let status = if !problems.is_empty() || !verified || !failback_ok || rto.measured_ms.is_none() {
         "failed"
@@ -678,18 +706,18 @@ async fn drive(
     }
 
     // RTO: the first acknowledged write on the new primary.
+    let port = plan.application.as_ref().map_or(primary.port, |a| a.port);
+    let new_primary = match progress.promoted.as_deref().and_then(|p| plan.cluster(p)) {
+        Some(cluster) => addresses_of(cluster, port).await,
+        None => Vec::new(),
+    };
     if let Some(promoted) = progress.promoted.clone() {
-        let port = plan.application.as_ref().map_or(primary.port, |a| a.port);
-        let address = plan
-            .cluster(&promoted)
-            .map(|c| format!("{}:{port}", c.host))
-            .unwrap_or_default();
         let deadline = Instant::now() + FIRST_WRITE_LIMIT;
         loop {
             let found = first_write_on(
                 &acks.lock().expect("not poisoned"),
                 injected_index,
-                &address,
+                &new_primary,
             );
             if found.is_some() {
                 // A second of writes on the new primary, for the chart.
@@ -729,21 +757,16 @@ async fn drive(
             .saturating_sub(progress.started_unix_ms);
         (report, all_acks, offset)
     });
-    if let (Some((_, acks, offset)), Some(promoted)) = (&probe, &progress.promoted) {
-        let port = plan.application.as_ref().map_or(primary.port, |a| a.port);
-        let address = plan
-            .cluster(promoted)
-            .map(|c| format!("{}:{port}", c.host))
-            .unwrap_or_default();
-        if let Some(first) = first_write_on(acks, injected_index, &address) {
-            let at = first.at_ms + offset;
-            progress.first_write_at = Some(at);
-            progress.event_at(
-                "first_write",
-                at,
-                format!("probe write {} on `{promoted}`", first.seq),
-            );
-        }
+    if let (Some((_, acks, offset)), Some(promoted)) = (&probe, progress.promoted.clone())
+        && let Some(first) = first_write_on(acks, injected_index, &new_primary)
+    {
+        let at = first.at_ms + offset;
+        progress.first_write_at = Some(at);
+        progress.event_at(
+            "first_write",
+            at,
+            format!("probe write {} on `{promoted}`", first.seq),
+        );
     }
 
     // Verification, failback, verification.
@@ -922,7 +945,8 @@ mod tests {
             ack(2, "127.0.0.10:1"),
             ack(3, "127.0.0.11:1"),
         ];
-        assert_eq!(first_write_on(&acks, 1, "127.0.0.11:1").unwrap().seq, 3);
-        assert!(first_write_on(&acks, 3, "127.0.0.11:1").is_none());
+        let c1 = ["127.0.0.11:1".to_string()];
+        assert_eq!(first_write_on(&acks, 1, &c1).unwrap().seq, 3);
+        assert!(first_write_on(&acks, 3, &c1).is_none());
     }
 }
