@@ -247,6 +247,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_resume_empties_only_what_an_interrupted_snapshot_left() {
+        let root = tempfile::tempdir().unwrap();
+        let directory = root.path().join("snapshot");
+        std::fs::create_dir(&directory).unwrap();
+        std::fs::write(directory.join("db.t.0000001.sql.gz"), b"x").unwrap();
+        std::fs::write(directory.join("db.t.0000002.sql.gz"), b"y").unwrap();
+        Writer::restart(&directory).unwrap();
+        assert_eq!(std::fs::read_dir(&directory).unwrap().count(), 0);
+        // A finished snapshot (it has a manifest) or anything else is never deleted.
+        for other in [MANIFEST, "notes.txt"] {
+            std::fs::write(directory.join("db.t.0000001.sql.gz"), b"x").unwrap();
+            std::fs::write(directory.join(other), b"{}").unwrap();
+            let error = Writer::restart(&directory).err().unwrap().to_string();
+            assert!(error.contains(other), "{error}");
+            assert!(directory.join("db.t.0000001.sql.gz").exists());
+            std::fs::remove_file(directory.join(other)).unwrap();
+        }
+        // A directory that does not exist yet is simply created.
+        Writer::restart(&root.path().join("new")).unwrap();
+        assert!(root.path().join("new").is_dir());
+    }
+
+    #[test]
     fn chunks_round_trip_and_damage_is_named() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("a.sql.gz");
