@@ -1,6 +1,11 @@
-//! A snapshot written to disk: one gzip file per chunk (length-framed INSERT
-//! statements) and `manifest.json` with the schema, the GTID position and each
-//! file's sha256. `cutover restore` verifies every file before loading any.
+//! A snapshot written to disk: one gzip file per chunk and `manifest.json` with
+//! the schema, the GTID position and each file's sha256. `cutover restore`
+//! verifies every file before loading any.
+//!
+//! A chunk file holds length-framed records. Format 2 (written now): a header
+//! (the `LOAD DATA` statement, and how to turn the rows into INSERTs for a
+//! server that refuses `LOAD DATA LOCAL`) and the rows as LOAD DATA text.
+//! Format 1 (still read): INSERT statements.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +22,37 @@ use super::Schema;
 use crate::checksum::schema::TableSpec;
 
 pub const MANIFEST: &str = "manifest.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+
+/// How a column's value is written in the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// LOAD DATA's escaped text.
+    Text,
+    /// Hex digits of a binary value.
+    Hex,
+    /// Hex digits of a BIT value.
+    Bit,
+}
+
+/// What a format-2 chunk file says before its rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkHeader {
+    pub load_sql: String,
+    /// `INSERT INTO t (a, b) VALUES `, for servers that refuse LOAD DATA LOCAL.
+    pub insert_head: String,
+    pub encodings: Vec<Encoding>,
+}
+
+/// One chunk file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// Format 1.
+    Statements(Vec<String>),
+    /// Format 2: the rows as LOAD DATA text.
+    Rows { header: ChunkHeader, data: Vec<u8> },
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkFile {
@@ -93,19 +128,19 @@ impl Writer {
         Writer::create(directory)
     }
 
-    /// Write one chunk's statements to a new file; the first failure is kept.
-    pub fn write(&self, spec: &TableSpec, rows: u64, statements: &[String]) {
+    /// Write one chunk to a new file; the first failure is kept.
+    pub fn write(&self, spec: &TableSpec, rows: u64, header: &ChunkHeader, data: &[u8]) {
         if self.failure.lock().expect("not poisoned").is_some() {
             return;
         }
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         let file = format!("{}.{}.{sequence:07}.sql.gz", spec.schema, spec.name);
-        match write_chunk(&self.directory.join(&file), statements) {
+        match write_chunk(&self.directory.join(&file), header, data) {
             Ok(sha256) => self.files.lock().expect("not poisoned").push(ChunkFile {
                 file,
                 table: spec.display_name(),
                 rows,
-                statements: statements.len() as u64,
+                statements: 0,
                 sha256,
             }),
             Err(error) => {
@@ -147,13 +182,15 @@ impl Writer {
     }
 }
 
-/// `len\nstatement\n` per statement, gzip; returns the file's sha256.
-fn write_chunk(path: &Path, statements: &[String]) -> std::io::Result<String> {
+/// `len\nbytes\n` per record (the header as JSON, then the rows), gzip;
+/// returns the file's sha256.
+fn write_chunk(path: &Path, header: &ChunkHeader, data: &[u8]) -> std::io::Result<String> {
     let file = std::fs::File::create(path)?;
     let mut encoder = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
-    for statement in statements {
-        writeln!(encoder, "{}", statement.len())?;
-        encoder.write_all(statement.as_bytes())?;
+    let header = serde_json::to_vec(header).expect("a header serialises");
+    for record in [header.as_slice(), data] {
+        writeln!(encoder, "{}", record.len())?;
+        encoder.write_all(record)?;
         encoder.write_all(b"\n")?;
     }
     let mut writer = encoder.finish()?;
@@ -194,10 +231,13 @@ pub fn open_verified(directory: &Path) -> Result<Manifest, Damage> {
         file: MANIFEST.into(),
         problem: format!("is not a snapshot manifest ({e})"),
     })?;
-    if manifest.format != FORMAT {
+    if !(1..=FORMAT).contains(&manifest.format) {
         return Err(Damage {
             file: MANIFEST.into(),
-            problem: format!("has format {}, this build reads {FORMAT}", manifest.format),
+            problem: format!(
+                "has format {}, this build reads formats 1 to {FORMAT}",
+                manifest.format
+            ),
         });
     }
     for chunk in &manifest.files {
@@ -218,28 +258,49 @@ pub fn open_verified(directory: &Path) -> Result<Manifest, Damage> {
     Ok(manifest)
 }
 
-/// The statements of one chunk file.
-pub fn read_chunk(path: &Path) -> std::io::Result<Vec<String>> {
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// The length-framed records of one chunk file.
+fn read_records(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
     let file = std::fs::File::open(path)?;
     let mut reader = BufReader::new(GzDecoder::new(file));
-    let mut statements = Vec::new();
+    let mut records = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
             break;
         }
-        let length: usize = line.trim_end().parse().map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "bad statement frame")
-        })?;
-        let mut statement = vec![0u8; length + 1];
-        reader.read_exact(&mut statement)?;
-        statement.pop();
-        statements.push(String::from_utf8(statement).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "statement is not UTF-8")
-        })?);
+        let length: usize = line
+            .trim_end()
+            .parse()
+            .map_err(|_| invalid("bad record frame"))?;
+        let mut record = vec![0u8; length + 1];
+        reader.read_exact(&mut record)?;
+        record.pop();
+        records.push(record);
     }
-    Ok(statements)
+    Ok(records)
+}
+
+/// One chunk file of a directory written in `format`.
+pub fn read_chunk(path: &Path, format: u32) -> std::io::Result<Chunk> {
+    let records = read_records(path)?;
+    if format == 1 {
+        return records
+            .into_iter()
+            .map(|r| String::from_utf8(r).map_err(|_| invalid("statement is not UTF-8")))
+            .collect::<Result<_, _>>()
+            .map(Chunk::Statements);
+    }
+    let [header, data]: [Vec<u8>; 2] = records
+        .try_into()
+        .map_err(|_| invalid("a chunk holds a header and its rows"))?;
+    let header: ChunkHeader =
+        serde_json::from_slice(&header).map_err(|_| invalid("bad chunk header"))?;
+    Ok(Chunk::Rows { header, data })
 }
 
 #[cfg(test)]
@@ -273,12 +334,20 @@ mod tests {
     fn chunks_round_trip_and_damage_is_named() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("a.sql.gz");
-        let statements = vec![
-            "INSERT INTO t VALUES ('line\\nbreak', 1)".to_string(),
-            "INSERT INTO t VALUES ('ünïcode', 2)".to_string(),
-        ];
-        let sha = write_chunk(&path, &statements).unwrap();
-        assert_eq!(read_chunk(&path).unwrap(), statements);
+        let header = ChunkHeader {
+            load_sql: "LOAD DATA LOCAL INFILE 'chunk' INTO TABLE t".into(),
+            insert_head: "INSERT INTO t (a, b) VALUES ".into(),
+            encodings: vec![Encoding::Text, Encoding::Hex],
+        };
+        let data = b"line\\nbreak\t00ff\n\xc3\xbcn\xc3\xafcode\t\\N\n".to_vec();
+        let sha = write_chunk(&path, &header, &data).unwrap();
+        assert_eq!(
+            read_chunk(&path, FORMAT).unwrap(),
+            Chunk::Rows {
+                header: header.clone(),
+                data: data.clone()
+            }
+        );
         let manifest = Manifest {
             format: FORMAT,
             source: "legacy".into(),

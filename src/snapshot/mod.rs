@@ -490,42 +490,55 @@ struct Shared {
 }
 
 impl Shared {
-    /// Load rows into every healthy target (LOAD DATA), and write them to the
-    /// snapshot directory as INSERT statements when there is one; returns the
-    /// bytes sent to each target.
+    /// Load rows into every healthy target (LOAD DATA, or INSERTs where it is
+    /// refused), and write them to the snapshot directory when there is one;
+    /// returns the bytes sent to each target.
     async fn send(&self, table: usize, rows: Vec<Row>, loaders: &mut [Option<Session>]) -> u64 {
         let spec = &self.tables[table];
         let load = load_data(spec, &rows);
-        let by_insert = fan_out_load(&self.failures, loaders, &load, &self.inserts_only).await;
-        if by_insert.is_empty() && self.directory.is_none() {
-            return load.data.len() as u64;
-        }
         let count = rows.len() as u64;
-        let (statements, _) = insert_statements(spec, rows);
-        if !by_insert.is_empty() {
-            let mut chosen: Vec<Option<Session>> = loaders
-                .iter_mut()
-                .enumerate()
-                .map(|(t, loader)| {
-                    if by_insert.contains(&t) {
-                        loader.take()
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            fan_out(&self.failures, &mut chosen, &statements).await;
-            for (t, loader) in chosen.into_iter().enumerate() {
-                if by_insert.contains(&t) {
-                    loaders[t] = loader;
-                }
-            }
-        }
+        load_everywhere(&self.failures, loaders, &load, &self.inserts_only, || {
+            insert_statements(spec, rows).0
+        })
+        .await;
         // A write failure fails the directory (reported at the end), not the load.
         if let Some(writer) = &self.directory {
-            writer.write(spec, count, &statements);
+            writer.write(spec, count, &load.header, &load.data);
         }
         load.data.len() as u64
+    }
+}
+
+/// One chunk into every healthy target: LOAD DATA, and the statements
+/// `inserts` makes for the targets that refuse it.
+async fn load_everywhere(
+    failures: &Failures,
+    loaders: &mut [Option<Session>],
+    load: &LoadData,
+    inserts_only: &Mutex<Vec<bool>>,
+    inserts: impl FnOnce() -> Vec<String>,
+) {
+    let by_insert = fan_out_load(failures, loaders, load, inserts_only).await;
+    if by_insert.is_empty() {
+        return;
+    }
+    let statements = inserts();
+    let mut chosen: Vec<Option<Session>> = loaders
+        .iter_mut()
+        .enumerate()
+        .map(|(t, loader)| {
+            if by_insert.contains(&t) {
+                loader.take()
+            } else {
+                None
+            }
+        })
+        .collect();
+    fan_out(failures, &mut chosen, &statements).await;
+    for (t, loader) in chosen.into_iter().enumerate() {
+        if by_insert.contains(&t) {
+            loaders[t] = loader;
+        }
     }
 }
 
@@ -548,8 +561,8 @@ struct Copied {
 }
 
 /// `INSERT` statements for `rows`, each under [`MAX_STATEMENT_BYTES`].
-fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
-    let head = format!(
+fn insert_head(table: &TableSpec) -> String {
+    format!(
         "INSERT INTO {} ({}) VALUES ",
         table_name(table),
         table
@@ -558,7 +571,11 @@ fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
             .map(|c| ident(&c.name))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    )
+}
+
+fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
+    let head = insert_head(table);
     let mut statements = Vec::new();
     let mut current = head.clone();
     let mut bytes = 0u64;
@@ -589,6 +606,8 @@ fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
 struct LoadData {
     sql: String,
     data: bytes::Bytes,
+    /// What a snapshot directory keeps with the rows, to load them later.
+    header: directory::ChunkHeader,
 }
 
 /// Append one field with LOAD DATA's escapes.
@@ -657,10 +676,89 @@ fn load_data(table: &TableSpec, rows: &[Row]) -> LoadData {
         }
         data.push(b'\n');
     }
+    let encodings = table
+        .columns
+        .iter()
+        .map(|column| match column.class {
+            ColumnClass::Binary => directory::Encoding::Hex,
+            ColumnClass::Bit => directory::Encoding::Bit,
+            _ => directory::Encoding::Text,
+        })
+        .collect();
     LoadData {
+        header: directory::ChunkHeader {
+            load_sql: sql.clone(),
+            insert_head: insert_head(table),
+            encodings,
+        },
         sql,
         data: bytes::Bytes::from(data),
     }
+}
+
+/// Undo LOAD DATA's escapes in one field.
+fn unescape_field(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut bytes = field.iter();
+    while let Some(&byte) = bytes.next() {
+        if byte != b'\\' {
+            out.push(byte);
+            continue;
+        }
+        match bytes.next() {
+            Some(b't') => out.push(b'\t'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'0') => out.push(0),
+            Some(&other) => out.push(other),
+            None => out.push(b'\\'),
+        }
+    }
+    out
+}
+
+/// Rows written as LOAD DATA text, as INSERT statements (each under
+/// [`MAX_STATEMENT_BYTES`]), for a server that refuses `LOAD DATA LOCAL`.
+fn rows_as_inserts(header: &directory::ChunkHeader, data: &[u8]) -> Vec<String> {
+    use directory::Encoding;
+    let head = &header.insert_head;
+    let mut statements = Vec::new();
+    let mut current = head.clone();
+    for line in data.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+        let values: Vec<String> = line
+            .split(|b| *b == b'\t')
+            .zip(&header.encodings)
+            .map(|(field, encoding)| {
+                if field == b"\\N" {
+                    return "NULL".to_string();
+                }
+                let hex = String::from_utf8_lossy(field);
+                match encoding {
+                    Encoding::Hex => format!("X'{hex}'"),
+                    Encoding::Bit => format!("CAST(CONV('{hex}', 16, 10) AS UNSIGNED)"),
+                    Encoding::Text => {
+                        let value = unescape_field(field);
+                        match String::from_utf8(value) {
+                            Ok(text) => quote(&text),
+                            Err(error) => format!("X'{}'", hex::encode(error.into_bytes())),
+                        }
+                    }
+                }
+            })
+            .collect();
+        let tuple = format!("({})", values.join(","));
+        if current.len() > head.len() && current.len() + tuple.len() + 1 > MAX_STATEMENT_BYTES {
+            statements.push(std::mem::replace(&mut current, head.clone()));
+        }
+        if current.len() > head.len() {
+            current.push(',');
+        }
+        current.push_str(&tuple);
+    }
+    if current.len() > head.len() {
+        statements.push(current);
+    }
+    statements
 }
 
 /// Run one load statement again when InnoDB chose it as a deadlock victim or
@@ -1792,11 +1890,14 @@ pub async fn restore(
         .max(1);
     let loaders = open_loaders(workers, &endpoints, &mut failures, &setup).await;
     let failures = Arc::new(Failures(Mutex::new(failures)));
+    let inserts_only = Arc::new(Mutex::new(vec![false; targets.len()]));
     let files = Arc::new(Mutex::new(manifest.files.clone()));
+    let format = manifest.format;
     let mut tasks = Vec::new();
     for mut loaders in loaders {
         let files = files.clone();
         let failures = failures.clone();
+        let inserts_only = inserts_only.clone();
         let path = path.to_path_buf();
         tasks.push(tokio::spawn(async move {
             let mut done: Vec<(String, u64, u64)> = Vec::new();
@@ -1804,17 +1905,33 @@ pub async fn restore(
                 let next = files.lock().expect("not poisoned").pop();
                 let Some(chunk) = next else { break };
                 let file = path.join(&chunk.file);
-                let statements =
-                    tokio::task::spawn_blocking(move || directory::read_chunk(&file)).await;
-                let statements = match statements {
-                    Ok(Ok(statements)) => statements,
+                let content =
+                    tokio::task::spawn_blocking(move || directory::read_chunk(&file, format)).await;
+                let content = match content {
+                    Ok(Ok(content)) => content,
                     Ok(Err(error)) => {
                         return Err(format!("{}: {error}", chunk.file));
                     }
                     Err(error) => return Err(format!("{}: {error}", chunk.file)),
                 };
-                let bytes = statements.iter().map(|s| s.len() as u64).sum();
-                fan_out(&failures, &mut loaders, &statements).await;
+                let bytes = match content {
+                    directory::Chunk::Statements(statements) => {
+                        fan_out(&failures, &mut loaders, &statements).await;
+                        statements.iter().map(|s| s.len() as u64).sum()
+                    }
+                    directory::Chunk::Rows { header, data } => {
+                        let load = LoadData {
+                            sql: header.load_sql.clone(),
+                            data: bytes::Bytes::from(data),
+                            header,
+                        };
+                        load_everywhere(&failures, &mut loaders, &load, &inserts_only, || {
+                            rows_as_inserts(&load.header, &load.data)
+                        })
+                        .await;
+                        load.data.len() as u64
+                    }
+                };
                 done.push((chunk.table.clone(), chunk.rows, bytes));
             }
             for loader in loaders.into_iter().flatten() {
@@ -1887,6 +2004,35 @@ mod tests {
         let mut out = Vec::new();
         push_field(&mut out, b"a\tb\nc\\d\0e\rf");
         assert_eq!(out, b"a\\tb\\nc\\\\d\\0e\\rf".to_vec());
+    }
+
+    #[test]
+    fn rows_kept_for_load_data_become_the_same_values_as_inserts() {
+        let tricky = b"a\tb\nc\\d\0e\rf'g";
+        let mut data = b"1\t".to_vec();
+        push_field(&mut data, tricky);
+        data.extend_from_slice(b"\t\\N\t00ff\t05\n2\t\t\\\\N\t\t0\n");
+        let header = directory::ChunkHeader {
+            load_sql: String::new(),
+            insert_head: "INSERT INTO t (a, b, c, d, e) VALUES ".into(),
+            encodings: vec![
+                directory::Encoding::Text,
+                directory::Encoding::Text,
+                directory::Encoding::Text,
+                directory::Encoding::Hex,
+                directory::Encoding::Bit,
+            ],
+        };
+        let statements = rows_as_inserts(&header, &data);
+        assert_eq!(
+            statements,
+            [format!(
+                "INSERT INTO t (a, b, c, d, e) VALUES ('1',{},NULL,X'00ff',CAST(CONV('05', 16, 10) AS UNSIGNED)),\
+                 ('2','','\\\\N',X'',CAST(CONV('0', 16, 10) AS UNSIGNED))",
+                quote(std::str::from_utf8(tricky).unwrap())
+            )]
+        );
+        assert_eq!(unescape_field(b"x\\ty\\\\"), b"x\ty\\".to_vec());
     }
 
     #[test]
