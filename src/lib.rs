@@ -20,6 +20,7 @@ pub mod probe;
 pub mod progress;
 pub mod runbook;
 pub mod secret;
+pub mod shutdown;
 pub mod snapshot;
 pub mod steps;
 pub mod store;

@@ -448,19 +448,7 @@ async fn probe(
         write_timeout: ProbeOptions::DEFAULT_WRITE_TIMEOUT,
         acks: None,
     };
-    let stop = async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match terminate.as_mut() {
-                    Some(signal) => { signal.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
-    };
+    let stop = crate::shutdown::requested();
     tracing::info!(
         "probe: writing {rate}/s for up to {} s through {}",
         duration.as_secs(),

@@ -259,17 +259,7 @@ pub async fn daemon(store: Store, report_dir: PathBuf) -> Result<DaemonSummary, 
         .start()
         .await
         .map_err(|e| DrillError::Invalid(format!("the scheduler cannot start: {e}")))?;
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
+    crate::shutdown::requested().await;
     tracing::info!("stopping: no new drill starts; waiting for a running one to finish");
     let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;

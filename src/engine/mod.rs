@@ -849,9 +849,23 @@ pub async fn resume(
     let continuable = phase.steps[..=step_index]
         .iter()
         .all(|step| step.kind.continues_after_interruption());
-    let outcome = if continuable && !record.point_of_no_return {
+    // Past the point of no return the run is finished; before it, a phase
+    // interrupted in a step that carries on is continued from its journal.
+    let continues = continuable && !record.point_of_no_return;
+    let outcome = if continues || record.point_of_no_return {
+        let (why, note) = if continues {
+            (
+                "was interrupted in a step that continues from its journal",
+                "resume: continuing the interrupted step from its journal",
+            )
+        } else {
+            (
+                "passed its point of no return",
+                "resume: past the point of no return, finishing the run",
+            )
+        };
         tracing::info!(
-            "run {run_id} was interrupted in `{}/{}`, which continues from its journal",
+            "run {run_id} {why}: finishing it from `{}/{}`",
             phase.name,
             phase.steps[step_index].name
         );
@@ -863,29 +877,10 @@ pub async fn resume(
                 None,
                 None,
                 None,
-                Some("resume: continuing the interrupted step from its journal"),
+                Some(note),
             )
             .await;
-        ctx.resuming = true;
-        let phases = remaining_phases(&plan, &record, phase_index);
-        execute(&mut ctx, &phases, Some((phase_index, step_index))).await
-    } else if record.point_of_no_return {
-        tracing::info!(
-            "run {run_id} passed its point of no return: finishing it from `{}/{}`",
-            phase.name,
-            phase.steps[step_index].name
-        );
-        let _ = store
-            .record_event(
-                run_id,
-                EventKind::Note,
-                Some(&phase.name),
-                None,
-                None,
-                None,
-                Some("resume: past the point of no return, finishing the run"),
-            )
-            .await;
+        ctx.resuming = continues;
         let phases = remaining_phases(&plan, &record, phase_index);
         execute(&mut ctx, &phases, Some((phase_index, step_index))).await
     } else {

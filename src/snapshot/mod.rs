@@ -498,7 +498,7 @@ impl Shared {
         let load = load_data(spec, &rows);
         let count = rows.len() as u64;
         load_everywhere(&self.failures, loaders, &load, &self.inserts_only, || {
-            insert_statements(spec, rows).0
+            insert_statements(spec, rows)
         })
         .await;
         // A write failure fails the directory (reported at the end), not the load.
@@ -574,21 +574,26 @@ fn insert_head(table: &TableSpec) -> String {
     )
 }
 
-fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
-    let head = insert_head(table);
-    let mut statements = Vec::new();
-    let mut current = head.clone();
-    let mut bytes = 0u64;
-    for row in rows {
+fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> Vec<String> {
+    let tuples = rows.into_iter().map(|row| {
         let values: Vec<String> = row
             .unwrap()
             .into_iter()
             .map(|value| value.as_sql(false))
             .collect();
-        let tuple = format!("({})", values.join(","));
-        bytes += tuple.len() as u64;
+        format!("({})", values.join(","))
+    });
+    batch_inserts(&insert_head(table), tuples)
+}
+
+/// `head` followed by as many tuples as fit under [`MAX_STATEMENT_BYTES`],
+/// statement after statement.
+fn batch_inserts(head: &str, tuples: impl Iterator<Item = String>) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = head.to_string();
+    for tuple in tuples {
         if current.len() > head.len() && current.len() + tuple.len() + 1 > MAX_STATEMENT_BYTES {
-            statements.push(std::mem::replace(&mut current, head.clone()));
+            statements.push(std::mem::replace(&mut current, head.to_string()));
         }
         if current.len() > head.len() {
             current.push(',');
@@ -598,7 +603,7 @@ fn insert_statements(table: &TableSpec, rows: Vec<Row>) -> (Vec<String>, u64) {
     if current.len() > head.len() {
         statements.push(current);
     }
-    (statements, bytes)
+    statements
 }
 
 /// One chunk as `LOAD DATA LOCAL INFILE` input: the statement and the rows as
@@ -721,44 +726,34 @@ fn unescape_field(field: &[u8]) -> Vec<u8> {
 /// [`MAX_STATEMENT_BYTES`]), for a server that refuses `LOAD DATA LOCAL`.
 fn rows_as_inserts(header: &directory::ChunkHeader, data: &[u8]) -> Vec<String> {
     use directory::Encoding;
-    let head = &header.insert_head;
-    let mut statements = Vec::new();
-    let mut current = head.clone();
-    for line in data.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
-        let values: Vec<String> = line
-            .split(|b| *b == b'\t')
-            .zip(&header.encodings)
-            .map(|(field, encoding)| {
-                if field == b"\\N" {
-                    return "NULL".to_string();
-                }
-                let hex = String::from_utf8_lossy(field);
-                match encoding {
-                    Encoding::Hex => format!("X'{hex}'"),
-                    Encoding::Bit => format!("CAST(CONV('{hex}', 16, 10) AS UNSIGNED)"),
-                    Encoding::Text => {
-                        let value = unescape_field(field);
-                        match String::from_utf8(value) {
-                            Ok(text) => quote(&text),
-                            Err(error) => format!("X'{}'", hex::encode(error.into_bytes())),
+    let tuples = data
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let values: Vec<String> = line
+                .split(|b| *b == b'\t')
+                .zip(&header.encodings)
+                .map(|(field, encoding)| {
+                    if field == b"\\N" {
+                        return "NULL".to_string();
+                    }
+                    let hex = String::from_utf8_lossy(field);
+                    match encoding {
+                        Encoding::Hex => format!("X'{hex}'"),
+                        Encoding::Bit => format!("CAST(CONV('{hex}', 16, 10) AS UNSIGNED)"),
+                        Encoding::Text => {
+                            let value = unescape_field(field);
+                            match String::from_utf8(value) {
+                                Ok(text) => quote(&text),
+                                Err(error) => format!("X'{}'", hex::encode(error.into_bytes())),
+                            }
                         }
                     }
-                }
-            })
-            .collect();
-        let tuple = format!("({})", values.join(","));
-        if current.len() > head.len() && current.len() + tuple.len() + 1 > MAX_STATEMENT_BYTES {
-            statements.push(std::mem::replace(&mut current, head.clone()));
-        }
-        if current.len() > head.len() {
-            current.push(',');
-        }
-        current.push_str(&tuple);
-    }
-    if current.len() > head.len() {
-        statements.push(current);
-    }
-    statements
+                })
+                .collect();
+            format!("({})", values.join(","))
+        });
+    batch_inserts(&header.insert_head, tuples)
 }
 
 /// Run one load statement again when InnoDB chose it as a deadlock victim or
