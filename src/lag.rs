@@ -507,7 +507,8 @@ pub async fn wait_for(monitor: &LagMonitor, gate: LagGate) -> GateOutcome {
     let max_ms = gate.max_lag.as_secs_f64() * 1e3;
     let mut under_since: Vec<Option<Instant>> = Vec::new();
     let mut ticker = tokio::time::interval(monitor.interval);
-    loop {
+    let waiting = crate::progress::Waiting::start("lag gate", gate.timeout);
+    let outcome = loop {
         ticker.tick().await;
         let now = Instant::now();
         let samples = monitor.snapshot();
@@ -516,12 +517,19 @@ pub async fn wait_for(monitor: &LagMonitor, gate: LagGate) -> GateOutcome {
             let under = sample.lag_ms.is_some_and(|lag| lag <= max_ms);
             *since = if under { since.or(Some(now)) } else { None };
         }
+        waiting.update(&gate_status(
+            &samples,
+            &under_since,
+            max_ms,
+            gate.sustained_for,
+            now,
+        ));
         let waited_ms = started.elapsed().as_millis() as u64;
         if under_since
             .iter()
             .all(|since| since.is_some_and(|at| now.duration_since(at) >= gate.sustained_for))
         {
-            return GateOutcome::Passed { waited_ms };
+            break GateOutcome::Passed { waited_ms };
         }
         if started.elapsed() >= gate.timeout {
             let laggards = samples
@@ -536,10 +544,42 @@ pub async fn wait_for(monitor: &LagMonitor, gate: LagGate) -> GateOutcome {
                     error: sample.error,
                 })
                 .collect();
-            return GateOutcome::Refused {
+            break GateOutcome::Refused {
                 waited_ms,
                 laggards,
             };
         }
-    }
+    };
+    waiting.finish();
+    outcome
+}
+
+/// One line for the wait: how many targets are under the limit, for how long
+/// the slowest of them has been, and the worst lag.
+fn gate_status(
+    samples: &[LagSample],
+    under_since: &[Option<Instant>],
+    max_ms: f64,
+    sustained_for: Duration,
+    now: Instant,
+) -> String {
+    let under = under_since.iter().filter(|since| since.is_some()).count();
+    let worst = samples
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.lag_ms?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let held = under_since
+        .iter()
+        .map(|since| since.map_or(Duration::ZERO, |at| now.duration_since(at)))
+        .min()
+        .unwrap_or_default();
+    format!(
+        "{under}/{} under {max_ms:.0} ms, held {:.1}/{:.1} s{}",
+        samples.len(),
+        held.as_secs_f64(),
+        sustained_for.as_secs_f64(),
+        worst
+            .map(|(name, lag)| format!("; worst `{name}` {lag:.0} ms"))
+            .unwrap_or_default()
+    )
 }

@@ -426,8 +426,33 @@ pub fn unavailability(
     (longest, windows)
 }
 
-/// Poll `read_only` on every enabled cluster, all at once, every 20 ms,
-/// until `stop` is set (or `limit` passes).
+/// Whether a polled cluster takes writes of the application's data: writable
+/// and holding the application's database. An empty cluster that is writable
+/// (a target before its snapshot) is no second primary: it has nothing to diverge.
+async fn writable_with_data(
+    session: &mut Session,
+    database: Option<&str>,
+) -> Result<bool, MysqlError> {
+    if control::read_only(session).await? {
+        return Ok(false);
+    }
+    let Some(database) = database else {
+        return Ok(true);
+    };
+    let holds: Option<u64> = session
+        .query_first(
+            "look for the application's database",
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                crate::mysql::quote(database)
+            ),
+        )
+        .await?;
+    Ok(holds.unwrap_or(0) > 0)
+}
+
+/// Poll every enabled cluster, all at once, every 20 ms, until `stop` is set
+/// (or `limit` passes), for clusters that take writes of the application's data.
 async fn watch_primaries(
     plan: ValidatedPlan,
     limit: Duration,
@@ -447,6 +472,8 @@ async fn watch_primaries(
         overlap_rounds: 0,
         overlaps: Vec::new(),
     };
+    let database = plan.application.as_ref().map(|app| app.database.clone());
+    let database = database.as_deref();
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     while started.elapsed() < limit && !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -461,8 +488,8 @@ async fn watch_primaries(
                         Err(_) => return (endpoint.name.clone(), None, None),
                     },
                 };
-                match control::read_only(&mut session).await {
-                    Ok(read_only) => (endpoint.name.clone(), Some(read_only), Some(session)),
+                match writable_with_data(&mut session, database).await {
+                    Ok(writable) => (endpoint.name.clone(), Some(!writable), Some(session)),
                     Err(_) => (endpoint.name.clone(), None, None),
                 }
             }

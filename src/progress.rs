@@ -105,3 +105,63 @@ impl Progress {
         }
     }
 }
+
+/// A bounded wait (a lag gate, replication catching up): a spinner with the
+/// latest status and the time left on a terminal, a log line every few
+/// seconds otherwise.
+pub struct Waiting {
+    bar: Option<ProgressBar>,
+    what: String,
+    limit: Duration,
+    started: Instant,
+    last_log: Mutex<Instant>,
+}
+
+impl Waiting {
+    pub fn start(what: impl Into<String>, limit: Duration) -> Waiting {
+        let what = what.into();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4} {msg}")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(what.clone());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let now = Instant::now();
+        Waiting {
+            bar,
+            what,
+            limit,
+            started: now,
+            last_log: Mutex::new(now),
+        }
+    }
+
+    /// The latest status, e.g. which target is behind and by how much.
+    pub fn update(&self, status: &str) {
+        let left = self.limit.saturating_sub(self.started.elapsed());
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{status} (gives up in {} s)", left.as_secs()));
+            return;
+        }
+        let mut last = self.last_log.lock().expect("not poisoned");
+        if last.elapsed() >= LOG_EVERY {
+            tracing::info!(
+                waited_s = self.started.elapsed().as_secs(),
+                gives_up_in_s = left.as_secs(),
+                "{}: {status}",
+                self.what
+            );
+            *last = Instant::now();
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

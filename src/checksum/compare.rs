@@ -335,11 +335,12 @@ pub async fn process(shared: &Shared, slot: &mut Slot, job: &Job) -> Outcome {
     let started = Instant::now();
     let sums = checksum_all(shared, slot, job.table, &job.range, Form::Fast, &who).await;
     let elapsed = started.elapsed();
+    // The source takes part at the point, live, or both: count whichever ran.
     let reference_rows = sums
         .iter()
         .enumerate()
-        .find(|(p, _)| shared.participants[*p].reference.is_none())
-        .and_then(|(_, sum)| sum.as_ref().map(|s| s.count))
+        .filter(|(p, _)| shared.participants[*p].reference.is_none())
+        .find_map(|(_, sum)| sum.as_ref().map(|s| s.count))
         .unwrap_or(0);
     let mut outcome = Outcome {
         table: job.table,

@@ -4,8 +4,15 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::mysql::{MysqlError, Session, quote};
 
-/// Schemas never compared: the server's own, and the orchestrator's (heartbeat
-/// and probe rows differ between clusters by design while replicas lag).
+/// The server's own schemas: never compared, never copied.
+pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+
+/// The orchestrator's own schemas (heartbeat, write probe). Not compared unless
+/// named (their rows differ between clusters by design while replicas lag), but
+/// copied by a snapshot: replication carries their writes, so targets need them.
+pub const ORCHESTRATOR_SCHEMAS: &[&str] = &["cutover", "cutover_probe"];
+
+/// Schemas left out of a comparison that does not name them.
 pub const EXCLUDED_SCHEMAS: &[&str] = &[
     "mysql",
     "information_schema",
@@ -148,7 +155,12 @@ pub async fn discover(
         )
         .await?
         .into_iter()
-        .filter(|schema| !EXCLUDED_SCHEMAS.contains(&schema.as_str()))
+        .filter(|schema| !SYSTEM_SCHEMAS.contains(&schema.as_str()))
+        .filter(|schema| {
+            // The orchestrator's own schemas only when the caller lists them.
+            !ORCHESTRATOR_SCHEMAS.contains(&schema.as_str())
+                || databases.is_some_and(|list| list.iter().any(|d| d == schema))
+        })
         .filter(|schema| {
             // Explicit `schema.table` patterns may reach beyond the plan's databases.
             let named = patterns.iter().any(|p| {

@@ -33,7 +33,8 @@ pub async fn dispatch(cli: &Cli) -> Result<ExitCode> {
             plan,
             dry_run,
             phase,
-        } => run(cli, plan, *dry_run, phase.clone()).await,
+            from_phase,
+        } => run(cli, plan, *dry_run, phase.clone(), from_phase.clone()).await,
         Command::Resume { run_id, plan } => resume(cli, run_id, plan.as_deref()).await,
         Command::Rollback {
             run_id,
@@ -155,12 +156,19 @@ fn print_report(cli: &Cli, report: &RunReport) {
     }
 }
 
-async fn run(cli: &Cli, path: &Path, dry_run: bool, phase: Option<String>) -> Result<ExitCode> {
+async fn run(
+    cli: &Cli,
+    path: &Path,
+    dry_run: bool,
+    phase: Option<String>,
+    from_phase: Option<String>,
+) -> Result<ExitCode> {
     let plan = plan::load(path)?;
     let store = Store::open(&cli.global.state_dir()).await?;
     let options = RunOptions {
         dry_run,
         phase,
+        from_phase,
         yes: cli.global.yes,
     };
     let report = engine::run(plan, store.clone(), options).await;
@@ -406,6 +414,7 @@ async fn resume(cli: &Cli, run_id: &str, path: Option<&Path>) -> Result<ExitCode
     print_report(cli, &report);
     Ok(match report.status {
         RunStatus::Completed => ExitCode::Success,
+        _ if report.data_mismatch => ExitCode::DataMismatch,
         RunStatus::RolledBack | RunStatus::Refused => ExitCode::Refused,
         _ => ExitCode::StepFailed,
     })
@@ -834,21 +843,33 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
             run.started_at,
             run.ended_at.as_deref().unwrap_or("-")
         );
-        let rows: Vec<Vec<String>> = run
-            .phases
-            .iter()
-            .flat_map(|phase| {
-                phase.steps.iter().map(|step| {
-                    vec![
-                        phase.name.clone(),
-                        step.name.clone(),
-                        step.kind.clone(),
-                        step.status.to_string(),
-                        step.elapsed_ms.map_or("-".into(), |ms| format!("{ms} ms")),
-                    ]
-                })
-            })
-            .collect();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for (index, phase) in run.phases.iter().enumerate() {
+            // A phase carried from an earlier run shows that run's steps.
+            let (steps, carried) = match &phase.completed_in {
+                Some(other) => match store.run(other).await {
+                    Ok(record) => (
+                        record
+                            .phases
+                            .get(index)
+                            .map(|p| p.steps.clone())
+                            .unwrap_or_default(),
+                        Some(format!(" (run {other})")),
+                    ),
+                    Err(_) => (phase.steps.clone(), Some(format!(" (run {other})"))),
+                },
+                None => (phase.steps.clone(), None),
+            };
+            for step in steps {
+                rows.push(vec![
+                    phase.name.clone(),
+                    step.name.clone(),
+                    step.kind.clone(),
+                    format!("{}{}", step.status, carried.as_deref().unwrap_or("")),
+                    step.elapsed_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+                ]);
+            }
+        }
         print!(
             "{}",
             table(&["PHASE", "STEP", "KIND", "STATUS", "ELAPSED"], &rows)

@@ -101,12 +101,17 @@ pub enum Command {
     },
     /// Run a plan: live prechecks, then its phases in order, each step journaled.
     #[command(
-        after_help = "Examples:\n  cutover run plans/lab-switchover.yaml --dry-run\n  cutover run plans/lab-switchover.yaml --yes\n  cutover run plans/lab-switchover.yaml --phase cutover --output json\n\n\
+        after_help = "Examples:\n  cutover run plans/lab-switchover.yaml --dry-run\n  cutover run plans/lab-switchover.yaml --yes\n  cutover run plans/lab-switchover.yaml --phase cutover --output json\n  cutover run plans/lab-migration.yaml --from-phase verify --yes\n\n\
+Prechecks whose state an earlier phase of the run makes true (targets replicating\n\
+after `replicate`, another primary after a switchover) run at the start of the\n\
+phase that needs them; the dry run lists them as deferred.\n\n\
 Exit codes: 0 completed (or the dry run found nothing wrong); 1 a step failed and\n\
 the state is not what the plan started from (the report says what it left and the\n\
-next command); 2 invalid plan or arguments; 3 a precheck or gate refused, or a\n\
+next command); 2 invalid plan or arguments; 3 a precheck or gate refused (before\n\
+the run, or at a phase's start: earlier phases stay completed), or a\n\
 `rollback: auto` phase failed and was undone cleanly, or the plan is locked by\n\
-another run."
+another run, or --from-phase found an earlier phase not completed; 4 a checksum\n\
+step found a data mismatch."
     )]
     Run {
         plan: PathBuf,
@@ -114,8 +119,12 @@ another run."
         #[arg(long)]
         dry_run: bool,
         /// Run only this phase.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "from_phase")]
         phase: Option<String>,
+        /// Run this phase and every later one; the earlier phases must have
+        /// completed in earlier runs of the same plan file (refused, exit 3, naming them).
+        #[arg(long, value_name = "NAME")]
+        from_phase: Option<String>,
     },
     /// Continue an interrupted run from its journal: finish it if it passed the
     /// point of no return, otherwise roll the interrupted phase back.

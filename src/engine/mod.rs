@@ -3,9 +3,12 @@
 //! rollback, resume from the journal, and dry runs.
 
 pub mod context;
+pub mod deferral;
+pub mod phase_start;
 pub mod prechecks;
 pub mod report;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +21,8 @@ use crate::store::{
     EventKind, PlanLock, RunRecord, RunStatus, StepStatus, StepUpdate, Store, StoreError,
 };
 use context::{Context, SwitchState};
-use prechecks::{CheckStatus, Precheck};
+use phase_start::PhaseStartChecks;
+use prechecks::{CheckStatus, Precheck, Scope};
 pub use report::{Operation, RunReport};
 
 /// Test-only: SIGKILL this process when it is about to start the N-th step
@@ -30,6 +34,16 @@ pub const KILL_AT_STEP_ENV: &str = "CUTOVER_TEST_KILL_AT_STEP";
 pub enum EngineError {
     #[error("the plan has no phase `{0}`")]
     UnknownPhase(String),
+    #[error(
+        "cannot start plan `{plan}` at phase `{from}`: {missing} not recorded as completed for this version of the plan (sha256 {sha_prefix}); run {them} first (`cutover run PLAN --phase NAME`), or run the whole plan"
+    )]
+    EarlierPhasesNotCompleted {
+        plan: String,
+        from: String,
+        missing: String,
+        them: &'static str,
+        sha_prefix: String,
+    },
     #[error(
         "plan file {path} changed since run {run_id} started (sha256 differs); restore the plan the run used before resuming or rolling back"
     )]
@@ -55,6 +69,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Only this phase.
     pub phase: Option<String>,
+    /// This phase and the ones after it; the earlier ones must have completed
+    /// in earlier runs of the same plan version.
+    pub from_phase: Option<String>,
     /// Confirmations answered yes.
     pub yes: bool,
 }
@@ -92,14 +109,52 @@ fn selected_phases<'a>(
     }
 }
 
-/// `cutover run PLAN [--dry-run] [--phase NAME]`.
+/// The phases from `name` on, and for each earlier one the run that completed it.
+async fn phases_from<'a>(
+    plan: &'a ValidatedPlan,
+    store: &Store,
+    name: &str,
+) -> Result<(Vec<(usize, &'a Phase)>, Vec<(usize, String)>), crate::Error> {
+    let start = plan
+        .phases
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| EngineError::UnknownPhase(name.to_string()))?;
+    let completed = store.completed_phases(&plan.name, &plan.sha256).await?;
+    let missing: Vec<String> = (0..start)
+        .filter(|index| !completed.contains_key(index))
+        .map(|index| format!("`{}`", plan.phases[index].name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(EngineError::EarlierPhasesNotCompleted {
+            plan: plan.name.clone(),
+            from: name.to_string(),
+            them: if missing.len() == 1 { "it" } else { "them" },
+            missing: missing.join(", "),
+            sha_prefix: plan.sha256.chars().take(12).collect(),
+        }
+        .into());
+    }
+    let carried = (0..start)
+        .map(|index| (index, completed[&index].clone()))
+        .collect();
+    Ok((
+        plan.phases.iter().enumerate().skip(start).collect(),
+        carried,
+    ))
+}
+
+/// `cutover run PLAN [--dry-run] [--phase NAME | --from-phase NAME]`.
 pub async fn run(
     plan: ValidatedPlan,
     store: Store,
     options: RunOptions,
 ) -> Result<RunReport, crate::Error> {
     let plan = Arc::new(plan);
-    let phases = selected_phases(&plan, options.phase.as_deref())?;
+    let (phases, carried) = match options.from_phase.as_deref() {
+        Some(name) => phases_from(&plan, &store, name).await?,
+        None => (selected_phases(&plan, options.phase.as_deref())?, vec![]),
+    };
     let record = store.create_run(&plan, options.dry_run).await?;
     let run_id = record.run_id.clone();
     let lock = match store.acquire_plan_lock(&plan.name, &run_id).await {
@@ -111,6 +166,11 @@ pub async fn run(
             return Err(error.into());
         }
     };
+    for (index, completed_in) in &carried {
+        store
+            .set_phase_completed_in(&run_id, *index, completed_in)
+            .await?;
+    }
     let result = run_locked(&plan, &store, &run_id, &phases, &options).await;
     release(&store, lock).await;
     result
@@ -135,7 +195,8 @@ async fn run_locked(
         plan.enabled_clusters().count()
     );
     let phase_refs: Vec<&Phase> = phases.iter().map(|(_, phase)| *phase).collect();
-    let checks = prechecks::run(plan, &phase_refs).await?;
+    let schedule = deferral::schedule(plan, phases);
+    let checks = prechecks::run(plan, &phase_refs, &Scope::before_run(plan, &schedule)).await?;
     let failed: Vec<&Precheck> = checks
         .iter()
         .filter(|c| c.status == CheckStatus::Fail)
@@ -159,13 +220,16 @@ async fn run_locked(
         } else {
             Outcome::Refused(refusal(&failed))
         };
-        return finish(
+        let mut report = finish(
             store, run_id, plan, outcome, checks, operations, None, false, &state, started,
         )
-        .await;
+        .await?;
+        report.deferred = schedule.deferred;
+        return Ok(report);
     }
     if !failed.is_empty() {
         let outcome = Outcome::Refused(refusal(&failed));
+        // Phases carried from earlier runs stay as recorded.
         return finish(
             store,
             run_id,
@@ -181,8 +245,17 @@ async fn run_locked(
         .await;
     }
     // Phases left out with --phase stay out, also for `resume`.
+    let carried: Vec<usize> = store
+        .run(run_id)
+        .await?
+        .phases
+        .iter()
+        .enumerate()
+        .filter(|(_, phase)| phase.completed_in.is_some())
+        .map(|(index, _)| index)
+        .collect();
     for (index, _) in plan.phases.iter().enumerate() {
-        if !phases.iter().any(|(selected, _)| *selected == index) {
+        if !phases.iter().any(|(selected, _)| *selected == index) && !carried.contains(&index) {
             store
                 .set_phase_status(run_id, index, StepStatus::Skipped)
                 .await?;
@@ -195,12 +268,15 @@ async fn run_locked(
         options.yes,
         state.clone(),
     )?;
-    let outcome = execute(&mut ctx, phases, None).await;
+    let mut phase_starts = PhaseStartChecks::new(schedule.phase_starts.clone());
+    let outcome = execute(&mut ctx, phases, None, &mut phase_starts).await;
     state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;
     ctx.drop_sessions().await;
-    finish(
+    let mut checks = checks;
+    checks.extend(phase_starts.ran);
+    let mut report = finish(
         store,
         run_id,
         plan,
@@ -212,7 +288,9 @@ async fn run_locked(
         &state,
         started,
     )
-    .await
+    .await?;
+    report.deferred = schedule.deferred;
+    Ok(report)
 }
 
 fn refusal(failed: &[&Precheck]) -> String {
@@ -268,6 +346,7 @@ async fn execute(
     ctx: &mut Context,
     phases: &[(usize, &Phase)],
     start: Option<(usize, usize)>,
+    phase_starts: &mut PhaseStartChecks,
 ) -> Outcome {
     let kill_at: Option<u64> = std::env::var(KILL_AT_STEP_ENV)
         .ok()
@@ -279,6 +358,19 @@ async fn execute(
             Some((p, _)) if p > *phase_index => continue,
             _ => 0,
         };
+        if first_step == 0
+            && let Err(reason) = phase_starts.check(ctx, *phase_index, phase).await
+        {
+            tracing::error!("{reason}");
+            if let Err(error) = ctx
+                .store
+                .set_phase_status(&ctx.run_id, *phase_index, StepStatus::Refused)
+                .await
+            {
+                return store_failure(ctx, error);
+            }
+            return Outcome::Refused(reason);
+        }
         if let Err(error) = ctx
             .store
             .set_phase_status(&ctx.run_id, *phase_index, StepStatus::Running)
@@ -772,6 +864,10 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
 
 /// The state a run left, from the last step that journaled one.
 fn journaled_state(record: &RunRecord, plan: &ValidatedPlan) -> SwitchState {
+    journaled_state_if_any(record).unwrap_or_else(|| Context::initial_state(plan))
+}
+
+fn journaled_state_if_any(record: &RunRecord) -> Option<SwitchState> {
     record
         .phases
         .iter()
@@ -785,7 +881,6 @@ fn journaled_state(record: &RunRecord, plan: &ValidatedPlan) -> SwitchState {
         .filter_map(|step| step.positions.as_ref()?.get("state").cloned())
         .filter_map(|state| serde_json::from_value::<SwitchState>(state).ok())
         .next_back()
-        .unwrap_or_else(|| Context::initial_state(plan))
 }
 
 fn check_same_plan(record: &RunRecord, plan: &ValidatedPlan) -> Result<(), EngineError> {
@@ -882,7 +977,16 @@ pub async fn resume(
             .await;
         ctx.resuming = continues;
         let phases = remaining_phases(&plan, &record, phase_index);
-        execute(&mut ctx, &phases, Some((phase_index, step_index))).await
+        let all_phases = remaining_phases(&plan, &record, 0);
+        let mut phase_starts =
+            PhaseStartChecks::new(deferral::schedule(&plan, &all_phases).phase_starts);
+        execute(
+            &mut ctx,
+            &phases,
+            Some((phase_index, step_index)),
+            &mut phase_starts,
+        )
+        .await
     } else {
         tracing::info!(
             "run {run_id} stopped before its point of no return: rolling back phase `{}`",
@@ -1014,13 +1118,39 @@ pub async fn rollback(
             .iter()
             .position(|p| p.name == name)
             .ok_or_else(|| EngineError::UnknownPhase(name.to_string()))?,
-        None => 0,
+        // Phases carried from earlier runs are undone only when named.
+        None => record
+            .phases
+            .iter()
+            .position(|phase| phase.completed_in.is_none())
+            .unwrap_or(0),
     };
+    // Each carried phase is rolled back in the run that completed it.
+    let mut carried: HashMap<String, RunRecord> = HashMap::new();
+    for phase in &record.phases[boundary.min(record.phases.len())..] {
+        if let Some(other) = &phase.completed_in
+            && !carried.contains_key(other)
+        {
+            let earlier = store.run(other).await?;
+            check_same_plan(&earlier, &plan)?;
+            carried.insert(other.clone(), earlier);
+        }
+    }
     let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
     store.adopt_run(run_id).await?;
     let plan = Arc::new(plan);
     let started = Instant::now();
-    let state = journaled_state(&record, &plan);
+    let own_state = journaled_state_if_any(&record);
+    let state = own_state
+        .or_else(|| {
+            record
+                .phases
+                .iter()
+                .rev()
+                .filter_map(|phase| carried.get(phase.completed_in.as_ref()?))
+                .find_map(journaled_state_if_any)
+        })
+        .unwrap_or_else(|| Context::initial_state(&plan));
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
     let _ = store
         .record_event(
@@ -1043,8 +1173,24 @@ pub async fn rollback(
     for phase_index in (boundary..plan.phases.len()).rev() {
         let phase = &plan.phases[phase_index];
         ctx.phase = phase.name.clone();
-        let completed = completed_steps(&record, phase_index, phase);
+        // A carried phase is journaled and marked in the run that completed it.
+        let owner = record
+            .phases
+            .get(phase_index)
+            .and_then(|p| p.completed_in.as_ref())
+            .and_then(|other| carried.get(other))
+            .unwrap_or(&record);
+        ctx.run_id = owner.run_id.clone();
+        if owner.run_id != run_id {
+            tracing::info!(
+                "phase `{}` was completed by run {}: rolling it back there",
+                phase.name,
+                owner.run_id
+            );
+        }
+        let completed = completed_steps(owner, phase_index, phase);
         if completed.is_empty() {
+            ctx.run_id = run_id.to_string();
             continue;
         }
         let promoted = completed
@@ -1071,10 +1217,11 @@ pub async fn rollback(
         } else {
             undo_phase(&mut ctx, phase_index, phase, &completed).await
         };
+        let phase_run = std::mem::replace(&mut ctx.run_id, run_id.to_string());
         match result {
             Ok(()) => {
                 let _ = store
-                    .set_phase_status(run_id, phase_index, StepStatus::RolledBack)
+                    .set_phase_status(&phase_run, phase_index, StepStatus::RolledBack)
                     .await;
             }
             Err(error) => {

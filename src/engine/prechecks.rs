@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::deferral::PrecheckSchedule;
 use crate::dns;
+use crate::mysql::{Address, Endpoint};
 use crate::mysql::{Flavor, Session, control};
 use crate::plan::{Phase, StepKind, ValidatedPlan};
 use crate::secret::{self, SecretError};
@@ -26,6 +28,9 @@ pub struct Precheck {
     pub check: String,
     pub status: CheckStatus,
     pub detail: String,
+    /// Set when the check ran at the start of this phase instead of before the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 /// What the selected phases will do, so only the relevant checks run.
@@ -38,6 +43,10 @@ struct Needs {
     checksums: bool,
     /// Targets a snapshot loads without `replace` (they must be empty).
     snapshot_targets: BTreeSet<String>,
+    /// A `replicate` step points targets at the source.
+    starts_replication: bool,
+    /// A snapshot loads targets (fenced read-only first).
+    loads: bool,
 }
 
 fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
@@ -48,6 +57,8 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
         dns_switch: false,
         checksums: false,
         snapshot_targets: BTreeSet::new(),
+        starts_replication: false,
+        loads: false,
     };
     for step in phases.iter().flat_map(|phase| &phase.steps) {
         match &step.kind {
@@ -63,11 +74,14 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
             }
             StepKind::DnsSwitch { .. } => needs.dns_switch = plan.dns.is_some(),
             StepKind::Checksum { .. } => needs.checksums = true,
+            StepKind::Replicate { .. } => needs.starts_replication = true,
+            StepKind::Snapshot { replace: true, .. } => needs.loads = true,
             StepKind::Snapshot {
                 targets,
                 replace: false,
                 ..
             } => {
+                needs.loads = true;
                 let all: Vec<String> = plan.enabled_targets().map(|c| c.name.clone()).collect();
                 needs.snapshot_targets.extend(if targets.is_empty() {
                     all
@@ -81,10 +95,65 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
     needs
 }
 
-pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck>, SecretError> {
+/// Where the run stands when the prechecks run: before it (the plan's source
+/// is primary) or at the start of a later phase (whatever the run made true).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The cluster that takes writes now.
+    pub primary: String,
+    /// The cluster the DNS record names now.
+    pub dns_points_to: String,
+    /// Clusters that must replicate from the primary now.
+    pub must_follow: BTreeSet<String>,
+    /// Clusters whose replication an earlier phase of this run will set up:
+    /// not checked now (the phase that needs it checks it at its start).
+    pub deferred: BTreeSet<String>,
+}
+
+impl Scope {
+    /// Before the run: the source is primary and DNS names it.
+    pub fn before_run(plan: &ValidatedPlan, schedule: &PrecheckSchedule) -> Scope {
+        let source = plan.source().name.clone();
+        Scope {
+            primary: source.clone(),
+            dns_points_to: source,
+            must_follow: schedule.must_follow_now.clone(),
+            deferred: schedule.deferred_clusters.clone(),
+        }
+    }
+
+    /// At the start of `phase`, with the roles the run has made so far.
+    pub fn at_phase_start(
+        plan: &ValidatedPlan,
+        phase: &Phase,
+        primary: &str,
+        dns_points_to: &str,
+    ) -> Scope {
+        let needs_followers = phase.steps.iter().any(|s| s.kind.needs_followers());
+        Scope {
+            primary: primary.to_string(),
+            dns_points_to: dns_points_to.to_string(),
+            must_follow: if needs_followers {
+                plan.enabled_clusters()
+                    .map(|c| c.name.clone())
+                    .filter(|name| name != primary)
+                    .collect()
+            } else {
+                BTreeSet::new()
+            },
+            deferred: BTreeSet::new(),
+        }
+    }
+}
+
+pub async fn run(
+    plan: &ValidatedPlan,
+    phases: &[&Phase],
+    scope: &Scope,
+) -> Result<Vec<Precheck>, SecretError> {
     let needs = needs(plan, phases);
     let topology = topology::discover(plan).await?;
-    let source = plan.source().name.clone();
+    let source = scope.primary.clone();
     let mut checks = Vec::new();
     let mut server_ids: HashMap<u64, Vec<String>> = HashMap::new();
 
@@ -95,6 +164,7 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
                 check: check.to_string(),
                 status,
                 detail,
+                phase: None,
             })
         };
         if !view.reachable {
@@ -204,8 +274,13 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
                     "read_only = 0".into()
                 },
             );
-        } else {
-            replication_checks(view, &source, needs.moves_replication, &mut check);
+        } else if !scope.deferred.contains(&view.name) {
+            replication_checks(
+                view,
+                &source,
+                scope.must_follow.contains(&view.name),
+                &mut check,
+            );
         }
 
         if let Some(offset) = view.clock_offset_ms {
@@ -257,6 +332,7 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
             check: "empty for the snapshot".into(),
             status,
             detail,
+            phase: None,
         });
     }
 
@@ -272,7 +348,8 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
         let duties = Duties {
             freezes: needs.freezes.contains(&cluster.name),
             read_lock: needs.checksums && is_source,
-            moves_replication: needs.moves_replication || (needs.checksums && !is_source),
+            moves_replication: needs.moves_replication
+                || ((needs.checksums || needs.loads || needs.starts_replication) && !is_source),
         };
         let status = match Session::connect(&endpoint).await {
             Ok(mut session) => {
@@ -296,6 +373,7 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
             check: "privileges".into(),
             status: status.0,
             detail: status.1,
+            phase: None,
         });
     }
 
@@ -306,12 +384,16 @@ pub async fn run(plan: &ValidatedPlan, phases: &[&Phase]) -> Result<Vec<Precheck
                 check: "unique server_id".into(),
                 status: CheckStatus::Fail,
                 detail: format!("server_id {id} is shared by {}", names.join(", ")),
+                phase: None,
             });
         }
     }
 
     if needs.dns_switch {
-        dns_checks(plan, &source, &mut checks).await?;
+        dns_checks(plan, &scope.dns_points_to, &mut checks).await?;
+    }
+    if needs.moves_replication || needs.starts_replication {
+        replication_login_checks(plan, &source, &needs, &mut checks).await?;
     }
     Ok(checks)
 }
@@ -516,6 +598,7 @@ async fn dns_checks(
             check: "record".into(),
             status,
             detail,
+            phase: None,
         });
     }
     let key = dns::TsigKey {
@@ -542,7 +625,110 @@ async fn dns_checks(
         check: "TSIG key".into(),
         status,
         detail,
+        phase: None,
     });
+    Ok(())
+}
+
+/// The clusters a replica will log in to during these phases: the primary
+/// (for `replicate`, and for every re-pointed replica), and each promotion
+/// candidate (the old primary and the others follow it afterwards).
+fn replication_sources(primary: &str, needs: &Needs) -> BTreeSet<String> {
+    let mut sources = needs.candidates.clone();
+    sources.insert(primary.to_string());
+    sources
+}
+
+/// Log in as the plan's replication account to every cluster a replica will
+/// pull from, the way the replica will (TLS when the cluster has it), before
+/// anything changes: a wrong password is a refusal now, not a stalled replica
+/// after the point of no return.
+async fn replication_login_checks(
+    plan: &ValidatedPlan,
+    primary: &str,
+    needs: &Needs,
+    checks: &mut Vec<Precheck>,
+) -> Result<(), SecretError> {
+    let Some(account) = &plan.replication else {
+        checks.push(Precheck {
+            cluster: primary.to_string(),
+            check: "replication login".into(),
+            status: CheckStatus::Fail,
+            detail: "the plan has no `replication:` account, and these phases start replication"
+                .into(),
+            phase: None,
+        });
+        return Ok(());
+    };
+    let password = secret::resolve(&account.password, "the replication account's password")?;
+    for name in replication_sources(primary, needs) {
+        let Some(cluster) = plan.cluster(&name) else {
+            continue;
+        };
+        let endpoint = Endpoint {
+            name: format!("{name} (as {})", account.user),
+            address: Address::Tcp {
+                host: cluster.host.clone(),
+                port: cluster.port,
+            },
+            user: account.user.clone(),
+            password: Some(password.clone()),
+            connect_timeout: cluster.pool.connect_timeout,
+            query_timeout: cluster.pool.query_timeout,
+            // A replica told MASTER_SSL=1 validates nothing but encrypts.
+            tls: cluster.tls.as_ref().map(|_| crate::mysql::TlsSettings {
+                ca_file: None,
+                verify: false,
+            }),
+        };
+        let (status, detail) = match Session::connect(&endpoint).await {
+            Ok(mut session) => {
+                let grants = control::global_privileges(&mut session).await;
+                session.close().await;
+                match grants {
+                    Ok(granted)
+                        if granted.iter().any(|p| {
+                            matches!(
+                                p.as_str(),
+                                "ALL" | "REPLICATION SLAVE" | "REPLICATION REPLICA"
+                            )
+                        }) =>
+                    {
+                        (
+                            CheckStatus::Pass,
+                            format!(
+                                "`{}` logs in and holds REPLICATION SLAVE (replicas will pull from `{name}`)",
+                                account.user
+                            ),
+                        )
+                    }
+                    Ok(_) => (
+                        CheckStatus::Fail,
+                        format!(
+                            "`{}` logs in but lacks REPLICATION SLAVE on `{name}`: GRANT REPLICATION SLAVE ON *.* TO it",
+                            account.user
+                        ),
+                    ),
+                    Err(error) => (CheckStatus::Fail, error.to_string()),
+                }
+            }
+            Err(error) => (
+                CheckStatus::Fail,
+                format!(
+                    "the replication account `{}` cannot log in to `{name}`, so no replica could pull from it: {error}; \
+                     check the password in `replication:` (and that the account exists for this host)",
+                    account.user
+                ),
+            ),
+        };
+        checks.push(Precheck {
+            cluster: name.clone(),
+            check: "replication login".into(),
+            status,
+            detail,
+            phase: None,
+        });
+    }
     Ok(())
 }
 

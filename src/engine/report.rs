@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::context::SwitchState;
+use super::deferral::DeferredCheck;
 use super::prechecks::{CheckStatus, Precheck};
 use crate::dns;
 use crate::mysql::{Endpoint, Session, control};
@@ -38,6 +39,9 @@ pub struct StepReport {
 pub struct PhaseReport {
     pub name: String,
     pub status: StepStatus,
+    /// The earlier run that completed this phase (a run started `--from-phase`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_in: Option<String>,
     pub steps: Vec<StepReport>,
 }
 
@@ -50,6 +54,9 @@ pub struct RunReport {
     pub phases: Vec<PhaseReport>,
     pub write_freeze_ms: Option<u64>,
     pub prechecks: Vec<Precheck>,
+    /// Prechecks left to the start of the phase that needs them, because an
+    /// earlier phase of the run makes what they check true.
+    pub deferred: Vec<DeferredCheck>,
     pub operations: Vec<Operation>,
     /// Why it did not complete.
     pub detail: Option<String>,
@@ -89,6 +96,7 @@ impl RunReport {
                 .map(|phase| PhaseReport {
                     name: phase.name.clone(),
                     status: phase.status,
+                    completed_in: phase.completed_in.clone(),
                     steps: phase
                         .steps
                         .iter()
@@ -104,6 +112,7 @@ impl RunReport {
                 .collect(),
             write_freeze_ms,
             prechecks,
+            deferred: Vec::new(),
             operations,
             detail,
             next_command,
@@ -136,13 +145,36 @@ impl RunReport {
                             CheckStatus::Fail => "FAIL".into(),
                         },
                         check.cluster.clone(),
-                        check.check.clone(),
+                        match &check.phase {
+                            Some(phase) => format!("{} (start of `{phase}`)", check.check),
+                            None => check.check.clone(),
+                        },
                         check.detail.clone(),
                     ]
                 })
                 .collect();
             out.push_str(&crate::text::table(
                 &["status", "cluster", "check", "detail"],
+                &rows,
+            ));
+            out.push('\n');
+        }
+        if !self.deferred.is_empty() {
+            out.push_str("deferred to the start of the phase that needs them:\n");
+            let rows: Vec<Vec<String>> = self
+                .deferred
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.phase.clone(),
+                        d.cluster.clone(),
+                        d.check.clone(),
+                        d.reason.clone(),
+                    ]
+                })
+                .collect();
+            out.push_str(&crate::text::table(
+                &["phase", "cluster", "check", "checked then, because it"],
                 &rows,
             ));
             out.push('\n');
@@ -168,6 +200,10 @@ impl RunReport {
         }
         if !self.dry_run {
             for phase in &self.phases {
+                if let Some(run) = &phase.completed_in {
+                    out.push_str(&format!("phase {} — completed in run {run}\n", phase.name));
+                    continue;
+                }
                 out.push_str(&format!("phase {} — {}\n", phase.name, phase.status));
                 for step in &phase.steps {
                     out.push_str(&format!(

@@ -285,6 +285,18 @@ pub enum StepKind {
     },
 }
 
+/// A fact of the topology that a step establishes for the steps after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Established {
+    Nothing,
+    /// These clusters replicate from the primary (`None`: every enabled target).
+    Replication(Option<Vec<String>>),
+    /// Another cluster is primary (so every other cluster follows it).
+    Primary,
+    /// The DNS record names another cluster.
+    Dns,
+}
+
 impl StepKind {
     /// The name used in plans, journals and reports.
     pub fn kind_name(&self) -> &'static str {
@@ -320,6 +332,37 @@ impl StepKind {
                 | StepKind::Checksum { .. }
                 | StepKind::Sleep { .. }
         )
+    }
+
+    /// Whether the step needs the other clusters to replicate from the primary
+    /// when it starts (it reads their lag or position, or moves them).
+    pub fn needs_followers(&self) -> bool {
+        matches!(
+            self,
+            StepKind::WaitLag { .. }
+                | StepKind::Checksum { .. }
+                | StepKind::CatchUp { .. }
+                | StepKind::Promote { .. }
+                | StepKind::Repoint { .. }
+                | StepKind::ReverseReplication { .. }
+        )
+    }
+
+    /// What the step makes true for the steps after it, so prechecks of those
+    /// wait until it has run.
+    pub fn establishes(&self) -> Established {
+        match self {
+            StepKind::Replicate { targets, .. } => {
+                Established::Replication(Some(targets.clone()).filter(|t| !t.is_empty()))
+            }
+            StepKind::Repoint { clusters, .. } => Established::Replication(Some(clusters.clone())),
+            StepKind::ReverseReplication { cluster, .. } => {
+                Established::Replication(Some(vec![cluster.clone()]))
+            }
+            StepKind::Promote { .. } => Established::Primary,
+            StepKind::DnsSwitch { .. } => Established::Dns,
+            _ => Established::Nothing,
+        }
     }
 
     /// Whether the step changes a server or DNS (and so needs an inverse and an audit entry).

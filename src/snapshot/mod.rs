@@ -174,7 +174,9 @@ fn targets_of(plan: &ValidatedPlan, names: &[String]) -> Result<Vec<Cluster>, Sn
         .collect()
 }
 
-/// The databases a snapshot copies: the plan's, or every non-system schema.
+/// The databases a snapshot copies: the plan's (or every non-system schema),
+/// plus the orchestrator's own where the source has them, since replication
+/// will carry the probe's and the heartbeat's writes into them.
 async fn databases(session: &mut Session, plan: &ValidatedPlan) -> Result<Vec<String>, MysqlError> {
     let all: Vec<String> = session
         .query(
@@ -184,13 +186,25 @@ async fn databases(session: &mut Session, plan: &ValidatedPlan) -> Result<Vec<St
         .await?;
     Ok(all
         .into_iter()
-        .filter(|s| !schema::EXCLUDED_SCHEMAS.contains(&s.as_str()))
+        .filter(|s| !schema::SYSTEM_SCHEMAS.contains(&s.as_str()))
         .filter(|s| {
-            plan.databases
-                .as_ref()
-                .is_none_or(|list| list.iter().any(|d| d == s))
+            schema::ORCHESTRATOR_SCHEMAS.contains(&s.as_str())
+                || plan
+                    .databases
+                    .as_ref()
+                    .is_none_or(|list| list.iter().any(|d| d == s))
         })
         .collect())
+}
+
+/// The databases whose tables make a target "not empty": the orchestrator's
+/// own hold no business data and are always replaced.
+fn business_databases(databases: &[String]) -> Vec<String> {
+    databases
+        .iter()
+        .filter(|d| !schema::ORCHESTRATOR_SCHEMAS.contains(&d.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// What a target already holds in `databases` (every non-system schema when
@@ -222,6 +236,9 @@ async fn emptiness(
     session: &mut Session,
     databases: &[String],
 ) -> Result<Option<String>, MysqlError> {
+    if databases.is_empty() {
+        return Ok(None);
+    }
     let in_list = databases
         .iter()
         .map(|d| quote(d))
@@ -329,7 +346,8 @@ async fn create_schema(
     resuming: bool,
 ) -> Result<(), MysqlError> {
     for (database, create) in &schema.databases {
-        if replace {
+        let ours = schema::ORCHESTRATOR_SCHEMAS.contains(&database.as_str());
+        if replace || (ours && !resuming) {
             session
                 .exec(
                     "drop the database being replaced",
@@ -1099,6 +1117,19 @@ async fn work(
     slot
 }
 
+/// A target is about to hold a copy of the source: from now on it must never
+/// take an application's write, so it is read-only before the first row lands
+/// (the loader's account writes through `read_only`: READ_ONLY ADMIN on
+/// MariaDB, CONNECTION_ADMIN or SUPER on MySQL, which the prechecks ask for).
+async fn fence_target(session: &mut Session) -> Result<(), MysqlError> {
+    session
+        .exec(
+            "make the target read-only before loading it",
+            "SET GLOBAL read_only = 1",
+        )
+        .await
+}
+
 /// Connect to each target, refuse one that is not empty (unless replacing),
 /// and create the schema. A target that fails is recorded; the others go on.
 async fn prepare_targets(
@@ -1112,9 +1143,10 @@ async fn prepare_targets(
     let setup = loader_setup(options.skip_binlog);
     let mut failures: Vec<Option<String>> = vec![None; targets.len()];
     let mut controls: Vec<Option<Session>> = Vec::new();
+    let business = business_databases(databases);
     for (t, endpoint) in endpoints.iter().enumerate() {
         match connect(endpoint, &setup).await {
-            Ok(mut session) => match emptiness(&mut session, databases).await {
+            Ok(mut session) => match emptiness(&mut session, &business).await {
                 // A resumed target holds the earlier attempt's rows; its check passed then.
                 Ok(Some(_)) if recorded.is_some_and(|r| r.prepared.contains(&targets[t].name)) => {
                     controls.push(Some(session))
@@ -1125,7 +1157,13 @@ async fn prepare_targets(
                         detail,
                     });
                 }
-                Ok(_) => controls.push(Some(session)),
+                Ok(_) => match fence_target(&mut session).await {
+                    Ok(()) => controls.push(Some(session)),
+                    Err(error) => {
+                        failures[t] = Some(error.to_string());
+                        controls.push(None);
+                    }
+                },
                 Err(error) => {
                     failures[t] = Some(error.to_string());
                     controls.push(None);
@@ -1671,6 +1709,22 @@ async fn catch_up(
     timeout: Duration,
 ) -> Result<bool, String> {
     let deadline = Instant::now() + timeout;
+    let waiting = crate::progress::Waiting::start(
+        format!("`{}` catching up", session.endpoint().name),
+        timeout,
+    );
+    let result = catch_up_within(session, flavor, position, deadline, &waiting).await;
+    waiting.finish();
+    result
+}
+
+async fn catch_up_within(
+    session: &mut Session,
+    flavor: Flavor,
+    position: &str,
+    deadline: Instant,
+    waiting: &crate::progress::Waiting,
+) -> Result<bool, String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let step = left.min(Duration::from_secs(1));
@@ -1683,6 +1737,17 @@ async fn catch_up(
         let channels = server::replication(session, flavor)
             .await
             .map_err(|e| e.to_string())?;
+        waiting.update(&format!(
+            "to {position}: {}",
+            channels
+                .iter()
+                .map(|c| match c.seconds_behind_source {
+                    Some(seconds) => format!("{seconds} s behind its source"),
+                    None => "behind by an unknown time".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         // A thread that stopped on an error will not recover by itself; one
         // that is retrying a connection might.
         if let Some(error) = channels.iter().find_map(|c| {

@@ -28,6 +28,8 @@ pub enum StepStatus {
     Failed,
     RolledBack,
     Skipped,
+    /// A phase whose prechecks at its start said no: nothing of it ran.
+    Refused,
 }
 
 /// What a journal event records.
@@ -77,6 +79,7 @@ text_enum!(StepStatus {
     Failed => "failed",
     RolledBack => "rolled_back",
     Skipped => "skipped",
+    Refused => "refused",
 });
 
 text_enum!(EventKind {
@@ -107,6 +110,8 @@ pub struct RunRecord {
 pub struct PhaseRecord {
     pub name: String,
     pub status: StepStatus,
+    /// Carried from an earlier run of the plan that completed it (`--from-phase`).
+    pub completed_in: Option<String>,
     pub steps: Vec<StepRecord>,
 }
 
@@ -315,6 +320,84 @@ impl Store {
         Ok(result.last_insert_rowid())
     }
 
+    /// An event whose loss must not stop the run: a failure to write it is
+    /// logged as a warning instead of returned.
+    pub async fn journal_best_effort(
+        &self,
+        run_id: &str,
+        kind: EventKind,
+        phase: Option<&str>,
+        positions: &serde_json::Value,
+        message: &str,
+    ) {
+        if let Err(error) = self
+            .record_event(
+                run_id,
+                kind,
+                phase,
+                None,
+                None,
+                Some(positions),
+                Some(message),
+            )
+            .await
+        {
+            tracing::warn!("could not journal \"{message}\" for run {run_id}: {error}");
+        }
+    }
+
+    /// Mark an earlier phase of the plan as carried from the run that completed it.
+    pub async fn set_phase_completed_in(
+        &self,
+        run_id: &str,
+        phase_index: usize,
+        completed_in: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE phases SET status = ?, completed_in = ? WHERE run_id = ? AND phase_index = ?",
+        )
+        .bind(StepStatus::Skipped.as_str())
+        .bind(completed_in)
+        .bind(run_id)
+        .bind(i64::try_from(phase_index).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(())
+    }
+
+    /// For each phase of this plan version (by index): the run that completed
+    /// it last, unless a rollback undid it since. Dry runs do not count.
+    pub async fn completed_phases(
+        &self,
+        plan_name: &str,
+        plan_sha256: &str,
+    ) -> Result<std::collections::BTreeMap<usize, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.phase_index, p.status, r.run_id FROM phases p JOIN runs r ON r.run_id = p.run_id
+             WHERE r.plan_name = ? AND r.plan_sha256 = ? AND r.dry_run = 0
+               AND p.status IN ('completed', 'rolled_back')
+             ORDER BY r.started_at DESC, r.run_id DESC",
+        )
+        .bind(plan_name)
+        .bind(plan_sha256)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        let mut newest: std::collections::BTreeMap<usize, (String, String)> = Default::default();
+        for row in rows {
+            let index = usize::try_from(row.get::<i64, _>("phase_index")).unwrap_or(usize::MAX);
+            newest
+                .entry(index)
+                .or_insert_with(|| (row.get("status"), row.get("run_id")));
+        }
+        Ok(newest
+            .into_iter()
+            .filter(|(_, (status, _))| status == "completed")
+            .map(|(index, (_, run_id))| (index, run_id))
+            .collect())
+    }
+
     pub async fn finish_run(
         &self,
         run_id: &str,
@@ -400,7 +483,7 @@ impl Store {
             phases: Vec::new(),
         };
         let phases = sqlx::query(
-            "SELECT phase_index, name, status FROM phases WHERE run_id = ? ORDER BY phase_index",
+            "SELECT phase_index, name, status, completed_in FROM phases WHERE run_id = ? ORDER BY phase_index",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -420,6 +503,7 @@ impl Store {
                 name: phase.get("name"),
                 status: StepStatus::parse(phase.get::<&str, _>("status"))
                     .unwrap_or(StepStatus::Failed),
+                completed_in: phase.get("completed_in"),
                 steps: steps
                     .iter()
                     .filter(|step| step.get::<i64, _>("phase_index") == phase_index)
