@@ -32,12 +32,12 @@ const SWITCHOVER_PHASE: &str =
     "  - name: cutover\n    rollback: auto\n    steps:\n      - switchover: { to: c1 }\n";
 
 /// `cutover probe` in the background, writing through DNS and polling read_only everywhere.
-struct Probe {
+pub(crate) struct Probe {
     child: Child,
 }
 
 impl Probe {
-    fn start(fx: &LabFixture, plan: &Path) -> Probe {
+    pub(crate) fn start(fx: &LabFixture, plan: &Path) -> Probe {
         let child = fx
             .background()
             .args([
@@ -60,7 +60,7 @@ impl Probe {
     }
 
     /// SIGTERM, then the probe's report.
-    fn finish(self) -> serde_json::Value {
+    pub(crate) fn finish(self) -> serde_json::Value {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -76,7 +76,7 @@ impl Probe {
     }
 }
 
-fn assert_nothing_lost(report: &serde_json::Value) {
+pub(crate) fn assert_nothing_lost(report: &serde_json::Value) {
     assert_eq!(report["lost"], 0, "no acknowledged write lost: {report}");
     assert_eq!(report["duplicates"], 0, "no duplicate: {report}");
     assert!(
@@ -152,7 +152,7 @@ pub(crate) fn run_json(command: &mut assert_cmd::Command) -> (Option<i32>, serde
 }
 
 /// GTID positions, read_only flags and the DNS serial: what a dry run must not change.
-fn fingerprint(fx: &LabFixture, plan: &Path) -> String {
+pub(crate) fn fingerprint(fx: &LabFixture, plan: &Path) -> String {
     let topology = topology(fx, plan);
     let mut out = String::new();
     for view in topology["clusters"].as_array().unwrap() {

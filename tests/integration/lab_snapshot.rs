@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{LabFixture, WriteLoad, cluster, repo_root, runtime, stdout_json};
 
-fn migration_plan(fx: &LabFixture) -> std::path::PathBuf {
+pub(crate) fn migration_plan(fx: &LabFixture) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo_root().join("plans/lab-migration.yaml"))
         .unwrap()
         .replace(
