@@ -77,6 +77,9 @@ impl Error {
                 ExitCode::Refused
             }
             Error::Engine(crate::engine::EngineError::Store(_)) => ExitCode::StepFailed,
+            Error::Engine(crate::engine::EngineError::EarlierPhasesNotCompleted { .. }) => {
+                ExitCode::Refused
+            }
             Error::Engine(_) => ExitCode::InvalidInput,
             Error::Probe(
                 crate::probe::ProbeError::Mysql(_) | crate::probe::ProbeError::Resolve { .. },

@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod deferral;
+mod disk_space;
 pub mod phase_start;
 pub mod prechecks;
 pub mod report;

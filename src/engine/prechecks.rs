@@ -47,6 +47,9 @@ struct Needs {
     starts_replication: bool,
     /// A snapshot loads targets (fenced read-only first).
     loads: bool,
+    /// Every target a snapshot loads, and where it writes chunk files.
+    loaded_targets: BTreeSet<String>,
+    snapshot_directory: Option<std::path::PathBuf>,
 }
 
 fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
@@ -59,6 +62,8 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
         snapshot_targets: BTreeSet::new(),
         starts_replication: false,
         loads: false,
+        loaded_targets: BTreeSet::new(),
+        snapshot_directory: None,
     };
     for step in phases.iter().flat_map(|phase| &phase.steps) {
         match &step.kind {
@@ -75,19 +80,26 @@ fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
             StepKind::DnsSwitch { .. } => needs.dns_switch = plan.dns.is_some(),
             StepKind::Checksum { .. } => needs.checksums = true,
             StepKind::Replicate { .. } => needs.starts_replication = true,
-            StepKind::Snapshot { replace: true, .. } => needs.loads = true,
             StepKind::Snapshot {
                 targets,
-                replace: false,
+                replace,
+                directory,
                 ..
             } => {
                 needs.loads = true;
                 let all: Vec<String> = plan.enabled_targets().map(|c| c.name.clone()).collect();
-                needs.snapshot_targets.extend(if targets.is_empty() {
+                let loaded = if targets.is_empty() {
                     all
                 } else {
                     targets.clone()
-                });
+                };
+                needs.loaded_targets.extend(loaded.iter().cloned());
+                if !replace {
+                    needs.snapshot_targets.extend(loaded);
+                }
+                if directory.is_some() {
+                    needs.snapshot_directory.clone_from(directory);
+                }
             }
             _ => {}
         }
@@ -334,6 +346,24 @@ pub async fn run(
             detail,
             phase: None,
         });
+    }
+
+    if needs.loads {
+        let reachable = |name: &str| {
+            topology
+                .clusters
+                .iter()
+                .any(|view| view.name == name && view.reachable)
+        };
+        checks.extend(
+            super::disk_space::checks(
+                plan,
+                &needs.loaded_targets,
+                needs.snapshot_directory.as_deref(),
+                &reachable,
+            )
+            .await?,
+        );
     }
 
     for (cluster, endpoint) in topology::endpoints(plan)? {

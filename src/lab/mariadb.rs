@@ -94,6 +94,7 @@ gtid-domain-id=0
 report-host={ip}
 report-port={port}
 event-scheduler=ON
+plugin-load-add=disks
 skip-name-resolve
 character-set-server=utf8mb4
 collation-server=utf8mb4_unicode_ci
