@@ -72,6 +72,7 @@ impl Error {
             Error::Lab(error) => error.exit_code(),
             Error::AuditBroken { .. } => ExitCode::DataMismatch,
             Error::Lag(crate::lag::LagError::Secret(_)) => ExitCode::InvalidInput,
+            Error::Lag(crate::lag::LagError::NoPrimary(_)) => ExitCode::Refused,
             Error::Lag(_) => ExitCode::StepFailed,
             Error::Engine(crate::engine::EngineError::Store(StoreError::LockHeld { .. })) => {
                 ExitCode::Refused

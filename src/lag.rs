@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::mysql::gtid::{self, Flavor, GtidSet};
 use crate::mysql::server::{self, unix_micros_now};
-use crate::mysql::{ClusterPool, Endpoint, MysqlError, Session, quote};
+use crate::mysql::{ClusterPool, Endpoint, MysqlError, Session, control, quote};
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
 
@@ -99,6 +99,12 @@ pub enum LagError {
         "heartbeat on the source: {0}; the orchestrator account needs CREATE and INSERT on `cutover`.*"
     )]
     Heartbeat(MysqlError),
+    /// Our account writes through `read_only`, so a heartbeat on a replica
+    /// would be an errant transaction there: refuse instead.
+    #[error(
+        "no single writable primary to write the heartbeat on ({0}); see `cutover topology PLAN`"
+    )]
+    NoPrimary(String),
 }
 
 /// Heartbeat send times, by sequence.
@@ -125,17 +131,63 @@ pub struct LagMonitor {
     pub interval: Duration,
 }
 
+/// The plan's source while it is writable; otherwise the one writable enabled
+/// cluster, or an error naming what was found.
+async fn live_primary(plan: &ValidatedPlan) -> Result<String, LagError> {
+    let mut writable = Vec::new();
+    for cluster in plan.enabled_clusters() {
+        let endpoint = Endpoint::for_cluster(cluster)?;
+        let Ok(mut session) = Session::connect(&endpoint).await else {
+            continue;
+        };
+        let read_only = control::read_only(&mut session).await;
+        session.close().await;
+        if let Ok(false) = read_only {
+            if cluster.name == plan.source().name {
+                return Ok(cluster.name.clone());
+            }
+            writable.push(cluster.name.clone());
+        }
+    }
+    match writable.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(LagError::NoPrimary(
+            "every reachable cluster is read-only".into(),
+        )),
+        many => Err(LagError::NoPrimary(format!(
+            "the source is read-only and {} are writable",
+            many.join(", ")
+        ))),
+    }
+}
+
 impl LagMonitor {
-    /// Create the heartbeat table if needed and start writing and polling.
+    /// Measure from the live primary: the plan's source while it is writable,
+    /// else the one writable cluster (after a switchover).
     pub async fn start(plan: &ValidatedPlan, interval: Duration) -> Result<LagMonitor, LagError> {
-        let source_cluster = plan.source();
+        let primary = live_primary(plan).await?;
+        LagMonitor::start_from(plan, &primary, interval).await
+    }
+
+    /// Create the heartbeat table on `primary` if needed and start writing
+    /// there and polling every other enabled cluster.
+    pub async fn start_from(
+        plan: &ValidatedPlan,
+        primary: &str,
+        interval: Duration,
+    ) -> Result<LagMonitor, LagError> {
+        let source_cluster = plan
+            .enabled_clusters()
+            .find(|c| c.name == primary)
+            .ok_or_else(|| LagError::NoPrimary(format!("`{primary}` is not an enabled cluster")))?;
         // Pools are sized from the plan; the source needs two (writer and position reader).
         let source = Arc::new(ClusterPool::new(
             Endpoint::for_cluster(source_cluster)?,
             source_cluster.pool.max.max(2),
         ));
         let targets: Vec<Arc<ClusterPool>> = plan
-            .enabled_targets()
+            .enabled_clusters()
+            .filter(|cluster| cluster.name != primary)
             .map(|cluster| {
                 Ok(Arc::new(ClusterPool::new(
                     Endpoint::for_cluster(cluster)?,
@@ -144,6 +196,12 @@ impl LagMonitor {
             })
             .collect::<Result<_, SecretError>>()?;
         let mut writer = source.session().await.map_err(LagError::Heartbeat)?;
+        if control::read_only(&mut writer)
+            .await
+            .map_err(LagError::Heartbeat)?
+        {
+            return Err(LagError::NoPrimary(format!("`{primary}` is read-only")));
+        }
         create_table(&mut writer)
             .await
             .map_err(LagError::Heartbeat)?;

@@ -31,6 +31,19 @@ pub struct PrecheckSchedule {
     pub deferred: Vec<DeferredCheck>,
 }
 
+impl PrecheckSchedule {
+    /// Leave `(cluster, check)` to the start of `phase`.
+    fn defer(&mut self, index: usize, phase: &Phase, what: (&str, &str), reason: String) {
+        self.phase_starts.insert(index);
+        self.deferred.push(DeferredCheck {
+            phase: phase.name.clone(),
+            cluster: what.0.to_string(),
+            check: what.1.to_string(),
+            reason,
+        });
+    }
+}
+
 /// Who made a fact true, for the reason shown to the operator.
 #[derive(Debug, Clone)]
 struct Maker {
@@ -78,13 +91,12 @@ pub fn schedule(plan: &ValidatedPlan, phases: &[(usize, &Phase)]) -> PrecheckSch
                 match maker {
                     Some(maker) => {
                         out.deferred_clusters.insert(cluster.clone());
-                        out.phase_starts.insert(*index);
-                        out.deferred.push(DeferredCheck {
-                            phase: phase.name.clone(),
-                            cluster: cluster.clone(),
-                            check: "replication".into(),
-                            reason: maker.reason("replicates from the primary"),
-                        });
+                        out.defer(
+                            *index,
+                            phase,
+                            (cluster, "replication"),
+                            maker.reason("replicates from the primary"),
+                        );
                     }
                     None => {
                         out.must_follow_now.insert(cluster.clone());
@@ -94,22 +106,12 @@ pub fn schedule(plan: &ValidatedPlan, phases: &[(usize, &Phase)]) -> PrecheckSch
         }
         if freezes_or_switches {
             if let Some(maker) = &primary_by {
-                out.phase_starts.insert(*index);
-                out.deferred.push(DeferredCheck {
-                    phase: phase.name.clone(),
-                    cluster: "the primary then".into(),
-                    check: "writable".into(),
-                    reason: maker.reason("another cluster is primary"),
-                });
+                let reason = maker.reason("another cluster is primary");
+                out.defer(*index, phase, ("the primary then", "writable"), reason);
             }
             if let (Some(maker), true) = (&dns_by, plan.dns.is_some()) {
-                out.phase_starts.insert(*index);
-                out.deferred.push(DeferredCheck {
-                    phase: phase.name.clone(),
-                    cluster: "dns".into(),
-                    check: "record".into(),
-                    reason: maker.reason("the record names another cluster"),
-                });
+                let reason = maker.reason("the record names another cluster");
+                out.defer(*index, phase, ("dns", "record"), reason);
             }
         }
         for step in &phase.steps {

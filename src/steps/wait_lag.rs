@@ -15,7 +15,8 @@ pub async fn act(
     sustained_for: Duration,
     timeout: Duration,
 ) -> Result<serde_json::Value, StepError> {
-    let monitor = LagMonitor::start(&ctx.plan, ctx.plan.gates.heartbeat_interval)
+    let primary = ctx.state.primary.clone();
+    let monitor = LagMonitor::start_from(&ctx.plan, &primary, ctx.plan.gates.heartbeat_interval)
         .await
         .map_err(|error| StepError::Failed(error.to_string()))?;
     let outcome = lag::wait_for(
