@@ -32,6 +32,14 @@ pub struct SwitchState {
     pub snapshot_position: Option<String>,
 }
 
+/// Sessions a step ended on a demoted primary.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndedSessions {
+    pub step: String,
+    pub cluster: String,
+    pub sessions: usize,
+}
+
 /// The source's position while writes were fenced.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Frozen {
@@ -151,6 +159,8 @@ pub struct Context {
     pub write_freeze_ms: Option<u64>,
     /// A checksum step found rows or totals that differ (exit 4).
     pub data_mismatch: bool,
+    /// Client sessions ended on demoted primaries, step by step.
+    pub sessions_ended: Vec<EndedSessions>,
     /// The step about to run was interrupted and is being continued (`cutover
     /// resume`): it picks up from what it journaled instead of starting over.
     pub resuming: bool,
@@ -183,6 +193,7 @@ impl Context {
             freeze_started: None,
             write_freeze_ms: None,
             data_mismatch: false,
+            sessions_ended: Vec::new(),
             resuming: false,
             endpoints,
             flavors: HashMap::new(),

@@ -5,6 +5,7 @@
 pub mod context;
 pub mod deferral;
 mod disk_space;
+mod kept_accounts;
 pub mod phase_start;
 pub mod prechecks;
 pub mod report;
@@ -274,6 +275,7 @@ async fn run_locked(
     state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;
+    let sessions_ended = std::mem::take(&mut ctx.sessions_ended);
     ctx.drop_sessions().await;
     let mut checks = checks;
     checks.extend(phase_starts.ran);
@@ -291,6 +293,7 @@ async fn run_locked(
     )
     .await?;
     report.deferred = schedule.deferred;
+    report.sessions_ended = sessions_ended;
     Ok(report)
 }
 
@@ -1061,6 +1064,7 @@ async fn conclude(
     let state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;
+    let sessions_ended = std::mem::take(&mut ctx.sessions_ended);
     ctx.drop_sessions().await;
     let run_id = ctx.run_id.clone();
     let report = finish(
@@ -1075,7 +1079,11 @@ async fn conclude(
         &state,
         started,
     )
-    .await;
+    .await
+    .map(|mut report| {
+        report.sessions_ended = sessions_ended;
+        report
+    });
     release(store, lock).await;
     report
 }

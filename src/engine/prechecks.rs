@@ -425,6 +425,9 @@ pub async fn run(
     if needs.moves_replication || needs.starts_replication {
         replication_login_checks(plan, &source, &needs, &mut checks).await?;
     }
+    if !needs.candidates.is_empty() {
+        checks.extend(super::kept_accounts::check(plan, &source).await?);
+    }
     Ok(checks)
 }
 

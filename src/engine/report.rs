@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::context::SwitchState;
+use super::context::{EndedSessions, SwitchState};
 use super::deferral::DeferredCheck;
 use super::prechecks::{CheckStatus, Precheck};
 use crate::dns;
@@ -33,6 +33,9 @@ pub struct StepReport {
     pub status: StepStatus,
     pub elapsed_ms: Option<i64>,
     pub detail: Option<String>,
+    /// Client sessions the step ended on a demoted primary (`unfreeze`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_ended: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +71,8 @@ pub struct RunReport {
     pub point_of_no_return: bool,
     /// A checksum step found rows or money totals that differ.
     pub data_mismatch: bool,
+    /// Client sessions ended on demoted primaries (so pools follow the name).
+    pub sessions_ended: Vec<EndedSessions>,
     pub elapsed_ms: u64,
 }
 
@@ -106,6 +111,10 @@ impl RunReport {
                             status: step.status,
                             elapsed_ms: step.elapsed_ms,
                             detail: step.detail.clone(),
+                            sessions_ended: step
+                                .positions
+                                .as_ref()
+                                .and_then(|p| p.get("sessions_ended")?.as_u64()),
                         })
                         .collect(),
                 })
@@ -120,6 +129,7 @@ impl RunReport {
             dns_points_to: state.dns_points_to.clone(),
             point_of_no_return: record.point_of_no_return,
             data_mismatch,
+            sessions_ended: Vec::new(),
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -229,6 +239,12 @@ impl RunReport {
                 .map(|ms| format!(", write freeze {ms} ms"))
                 .unwrap_or_default()
         ));
+        for ended in &self.sessions_ended {
+            out.push_str(&format!(
+                "{}: ended {} client session(s) left on `{}`\n",
+                ended.step, ended.sessions, ended.cluster
+            ));
+        }
         if let Some(detail) = &self.detail {
             out.push_str(&format!("reason: {detail}\n"));
         }

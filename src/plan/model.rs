@@ -279,6 +279,15 @@ pub struct RawGates {
     /// Warn when a server's clock is further than this from ours (milliseconds).
     #[serde(default)]
     pub max_clock_skew_ms: Option<Located<i64>>,
+    /// End the client sessions left on a demoted primary once the new one
+    /// takes writes, so connection pools reconnect and follow the name
+    /// (default true).
+    #[serde(default)]
+    pub end_old_sessions: Option<Located<bool>>,
+    /// Accounts whose sessions on a demoted primary are never ended (besides
+    /// the orchestrator's and replication's own).
+    #[serde(default)]
+    pub keep_sessions_of: Option<Vec<Located<String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]

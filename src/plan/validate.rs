@@ -12,8 +12,8 @@ use super::diagnostic::{PlanError, PlanErrors};
 use super::located::{Located, Position};
 use super::model::*;
 use super::validated::{
-    Application, Cluster, Credentials, DnsConfig, Drill, Gates, Phase, Pool, SecretSource, Step,
-    StepKind, Tls, TsigConfig, ValidatedPlan,
+    Application, Cluster, Credentials, DnsConfig, Drill, Gates, KeptAccount, Phase, Pool,
+    SecretSource, Step, StepKind, Tls, TsigConfig, ValidatedPlan,
 };
 
 /// Validate a parsed plan. Collects every error rather than stopping at the first.
@@ -751,7 +751,47 @@ impl Checker {
                 .map_or(defaults.max_clock_skew_ms, |value| {
                     self.number(value, 1, 3_600_000, "gates.max_clock_skew_ms")
                 }),
+            end_old_sessions: raw
+                .end_old_sessions
+                .as_ref()
+                .map_or(defaults.end_old_sessions, |value| value.value),
+            keep_sessions_of: self.kept_accounts(raw.keep_sessions_of.unwrap_or_default()),
         }
+    }
+
+    /// Account names only (the servers say whether they exist, in the prechecks).
+    fn kept_accounts(&mut self, raw: Vec<Located<String>>) -> Vec<KeptAccount> {
+        let mut out: Vec<KeptAccount> = Vec::new();
+        for entry in raw {
+            let user = entry.value.trim();
+            if user.is_empty()
+                || user.len() > 80
+                || user
+                    .chars()
+                    .any(|c| matches!(c, '\'' | '`' | '"' | '@') || c.is_control())
+            {
+                self.error(
+                    entry.position,
+                    format!(
+                        "gates.keep_sessions_of: `{}` is not an account name (a user name as in `SHOW PROCESSLIST`, without a host)",
+                        entry.value
+                    ),
+                );
+                continue;
+            }
+            if out.iter().any(|kept| kept.user == user) {
+                self.error(
+                    entry.position,
+                    format!("gates.keep_sessions_of names `{user}` twice"),
+                );
+                continue;
+            }
+            out.push(KeptAccount {
+                user: user.to_string(),
+                at: entry.position.to_string(),
+            });
+        }
+        out
     }
 
     // ---- cluster references ------------------------------------------------

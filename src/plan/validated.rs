@@ -176,6 +176,18 @@ pub struct Gates {
     #[serde(with = "millis")]
     pub heartbeat_interval: Duration,
     pub max_clock_skew_ms: u64,
+    /// End client sessions on a demoted primary once the new one takes writes.
+    pub end_old_sessions: bool,
+    /// Accounts whose sessions are kept there, with where the plan names them.
+    pub keep_sessions_of: Vec<KeptAccount>,
+}
+
+/// An account named in `gates.keep_sessions_of`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptAccount {
+    pub user: String,
+    /// `line:column` of the entry in the plan file, for errors found on the servers.
+    pub at: String,
 }
 
 impl Default for Gates {
@@ -189,6 +201,8 @@ impl Default for Gates {
             dns_verify_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(50),
             max_clock_skew_ms: 500,
+            end_old_sessions: true,
+            keep_sessions_of: Vec::new(),
         }
     }
 }

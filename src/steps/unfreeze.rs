@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::Context;
+use crate::engine::context::{Context, EndedSessions};
 use crate::mysql::control;
 use crate::plan::ValidatedPlan;
 
@@ -15,6 +15,39 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
     if control::read_only(session).await? {
         control::set_read_only(session, flavor, false).await?;
         ctx.audit(&primary, "SET GLOBAL read_only = 0", "ok").await;
+    }
+    // Pools keep their connections to the demoted primary (read-only errors
+    // are not disconnects), so end them: they reconnect through the name,
+    // which points at the new primary by now. Before the fence goes, so a
+    // statement queued behind it never runs there.
+    let demoted = ctx
+        .fence
+        .as_ref()
+        .map(|fence| fence.cluster.clone())
+        .or_else(|| ctx.state.previous_primary.clone())
+        .filter(|cluster| *cluster != primary);
+    let mut sessions_ended = None;
+    let mut sessions_error = None;
+    if let Some(old) = demoted.as_deref()
+        && ctx.plan.gates.end_old_sessions
+    {
+        match end_client_sessions(ctx, old).await {
+            Ok(ended) => {
+                tracing::info!("ended {ended} client session(s) left on `{old}`");
+                sessions_ended = Some(ended);
+                ctx.sessions_ended.push(EndedSessions {
+                    step: ctx.step.clone(),
+                    cluster: old.to_string(),
+                    sessions: ended,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "could not end the client sessions left on `{old}`: {error}; pools connected there keep failing until they reconnect"
+                );
+                sessions_error = Some(error.to_string());
+            }
+        }
     }
     let mut fenced = None;
     if let Some(fence) = ctx.fence.take() {
@@ -38,7 +71,42 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
         "primary": primary,
         "released_fence_on": fenced,
         "write_freeze_ms": ctx.write_freeze_ms,
+        "sessions_ended_on": demoted,
+        "sessions_ended": sessions_ended,
+        "sessions_error": sessions_error,
     }))
+}
+
+/// The accounts whose sessions on a demoted primary stay: the orchestrator's,
+/// replication's and the plan's `gates.keep_sessions_of`.
+pub fn kept_users(plan: &ValidatedPlan, cluster: &str) -> Vec<String> {
+    let mut users: Vec<String> = plan
+        .cluster(cluster)
+        .map(|c| c.user.clone())
+        .into_iter()
+        .collect();
+    users.extend(plan.replication.as_ref().map(|r| r.user.clone()));
+    users.extend(plan.gates.keep_sessions_of.iter().map(|k| k.user.clone()));
+    users
+}
+
+/// Kill every client session on `cluster` but the kept accounts'; a session
+/// that ended by itself meanwhile is not an error.
+async fn end_client_sessions(ctx: &mut Context, cluster: &str) -> Result<usize, StepError> {
+    let kept = kept_users(&ctx.plan, cluster);
+    let session = ctx.session(cluster).await?;
+    let users: Vec<&str> = kept.iter().map(String::as_str).collect();
+    let mut ended = 0;
+    for client in control::client_sessions(session, &users).await? {
+        if control::kill_connection(session, client.id).await.is_ok() {
+            ended += 1;
+        }
+    }
+    if ended > 0 {
+        ctx.audit(cluster, &format!("KILL {ended} client session(s)"), "ok")
+            .await;
+    }
+    Ok(ended)
 }
 
 /// Fence the primary again (persistently): used only when a phase that
@@ -51,12 +119,27 @@ pub async fn undo(ctx: &mut Context) -> Result<(), StepError> {
     Ok(())
 }
 
-pub fn describe(_plan: &ValidatedPlan) -> Description {
+pub fn describe(plan: &ValidatedPlan) -> Description {
+    let sessions = if plan.gates.end_old_sessions {
+        format!(
+            ", end the client sessions left on a demoted primary (all but {}) so pools reconnect through the name",
+            kept_users(plan, &plan.source().name)
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        "; sessions on a demoted primary are left open (gates.end_old_sessions: false)".into()
+    };
     Description {
         cluster: "primary".into(),
-        action: "resume writes on the current primary: read_only = 0 there, then release the fence connection".into(),
+        action: format!(
+            "resume writes on the current primary: read_only = 0 there{sessions}, then release the fence connection"
+        ),
         commands: vec![
             "-- on the primary: SET GLOBAL read_only = 0".into(),
+            "-- on the demoted primary: KILL each client session (SHOW PROCESSLIST)".into(),
             "-- on the fence connection: UNLOCK TABLES".into(),
         ],
         verify: vec!["the application's writes succeed (cutover probe)".into()],

@@ -119,6 +119,31 @@ fn lab_whole_migration_plan_runs_in_one_go_from_empty_clusters() {
     assert_eq!(report["writable_primaries"]["max_writable"], 1, "{report}");
     assert_primary(&fx, &plan, "c1");
     checksum_matches(&fx, &plan, 5_000);
+
+    // Lag after the switchover is measured from c1: no heartbeat lands in the
+    // demoted legacy, so the cutover's rollback still finds it a clean replica.
+    let (code, lag) = run_json(fx.cutover().args(["lag", "--output", "json"]).arg(&plan));
+    assert_eq!(code, Some(0), "{lag}");
+    let measured: Vec<&str> = lag["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(measured, ["legacy", "c2", "c3", "c6"], "{lag}");
+    let run_id = run["run_id"].as_str().unwrap();
+    let (code, back) = run_json(fx.cutover().args([
+        "rollback",
+        run_id,
+        "--to-phase",
+        "cutover",
+        "--yes",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(code, Some(0), "{back}");
+    assert_primary(&fx, &plan, "legacy");
+    checksum_matches(&fx, &plan, 5_000);
 }
 
 #[test]

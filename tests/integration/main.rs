@@ -10,6 +10,7 @@ mod lab_checksum;
 mod lab_cutover;
 mod lab_drill;
 mod lab_migration;
+mod lab_pooled;
 mod lab_snapshot;
 mod lab_topology;
 mod plan_corpus;

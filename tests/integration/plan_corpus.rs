@@ -77,6 +77,11 @@ const CORPUS: &[(&str, &str, u64)] = &[
         "drill.dr names `legacy`, the primary being failed",
         26,
     ),
+    (
+        "26-keep-sessions-with-a-host.yaml",
+        "`refunds_app@10.0.0.%` is not an account name",
+        16,
+    ),
 ];
 
 #[test]
