@@ -58,6 +58,8 @@ pub fn render(plan: &ValidatedPlan) -> String {
         path = plan.path.display()
     );
     let mut number = 0;
+    // Each step is described from the roles the steps before it leave.
+    let mut state = crate::engine::context::Context::initial_state(plan);
     for phase in &plan.phases {
         let _ = writeln!(
             out,
@@ -74,7 +76,8 @@ pub fn render(plan: &ValidatedPlan) -> String {
         }
         for step in &phase.steps {
             number += 1;
-            let description = steps::describe(plan, &step.kind);
+            let description = steps::describe(plan, &state, &step.kind);
+            state = state.after(&step.kind);
             let _ = writeln!(
                 out,
                 "### {number}. `{}` ({}) on {}\n\n{}\n",

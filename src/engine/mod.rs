@@ -8,6 +8,7 @@ mod disk_space;
 mod kept_accounts;
 pub mod phase_start;
 pub mod prechecks;
+pub mod recovery;
 pub mod report;
 
 use std::collections::HashMap;
@@ -27,10 +28,7 @@ use phase_start::PhaseStartChecks;
 use prechecks::{CheckStatus, Precheck, Scope};
 pub use report::{Operation, RunReport};
 
-/// Test-only: SIGKILL this process when it is about to start the N-th step
-/// (counted from 1 across the run). Lets tests crash the orchestrator at
-/// every step boundary; never set it in production.
-pub const KILL_AT_STEP_ENV: &str = "CUTOVER_TEST_KILL_AT_STEP";
+pub use recovery::KILL_AT_STEP_ENV;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -352,10 +350,6 @@ async fn execute(
     start: Option<(usize, usize)>,
     phase_starts: &mut PhaseStartChecks,
 ) -> Outcome {
-    let kill_at: Option<u64> = std::env::var(KILL_AT_STEP_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let mut started_steps = 0u64;
     for (phase_index, phase) in phases {
         let first_step = match start {
             Some((p, s)) if p == *phase_index => s,
@@ -384,16 +378,7 @@ async fn execute(
         }
         tracing::info!("phase `{}` ({} step(s))", phase.name, phase.steps.len());
         for (step_index, step) in phase.steps.iter().enumerate().skip(first_step) {
-            started_steps += 1;
-            if kill_at == Some(started_steps) {
-                tracing::warn!(
-                    "{KILL_AT_STEP_ENV}={started_steps}: killing this process (test only)"
-                );
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::getpid(),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            recovery::step_starting();
             ctx.phase = phase.name.clone();
             ctx.step = step.name.clone();
             let result = run_step(ctx, *phase_index, step_index, step).await;
@@ -449,7 +434,7 @@ async fn run_step(
     step_index: usize,
     step: &Step,
 ) -> Result<(), StepFailure> {
-    let description = steps::describe(&ctx.plan, &step.kind);
+    let description = steps::describe(&ctx.plan, &ctx.state, &step.kind);
     let intent = json!({ "state": ctx.state });
     ctx.store
         .record_event(
@@ -755,59 +740,20 @@ pub async fn reverse_switchover(ctx: &mut Context, back_to: &str) -> Result<(), 
 /// steps journaled under `{label}-to-{back_to}.{kind}` (a rollback's reverse
 /// switchover, a drill's planned failover or its switch back).
 pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result<(), StepError> {
-    let current = ctx.state.primary.clone();
-    if current == back_to {
+    let Some(sequence) = switchover_sequence(ctx, back_to, label).await else {
         return Ok(());
-    }
-    let gates = ctx.plan.gates.clone();
-    let others: Vec<String> = ctx
-        .plan
-        .enabled_clusters()
-        .map(|c| c.name.clone())
-        .filter(|name| *name != current && name != back_to)
-        .collect();
-    let mut sequence = vec![
-        StepKind::ReverseReplication {
-            from: current.clone(),
-            cluster: back_to.to_string(),
-        },
-        StepKind::Freeze {
-            cluster: current.clone(),
-            drain_timeout: gates.drain_timeout,
-            budget: gates.freeze_budget,
-        },
-        StepKind::CatchUp {
-            targets: vec![back_to.to_string()],
-            timeout: gates.freeze_budget,
-        },
-        StepKind::Promote {
-            cluster: back_to.to_string(),
-        },
-    ];
-    if ctx.plan.dns.is_some() && ctx.state.dns_points_to != back_to {
-        sequence.push(StepKind::DnsSwitch {
-            to: back_to.to_string(),
-            wait_ttl: false,
-            verify_timeout: gates.dns_verify_timeout,
-        });
-    }
-    sequence.push(StepKind::Unfreeze);
-    sequence.push(StepKind::ReverseReplication {
-        from: back_to.to_string(),
-        cluster: current.clone(),
-    });
-    if !others.is_empty() {
-        sequence.push(StepKind::Repoint {
-            to: back_to.to_string(),
-            clusters: others,
-        });
-    }
+    };
+    let current = match &ctx.state.previous_primary {
+        Some(previous) if ctx.state.primary == back_to => previous.clone(),
+        _ => ctx.state.primary.clone(),
+    };
     tracing::info!("{label} switchover: `{current}` → `{back_to}`");
     let phase = ctx.phase.clone();
     for kind in sequence {
+        recovery::step_starting();
         let name = format!("{label}-to-{back_to}.{}", kind.kind_name());
         ctx.step = name.clone();
-        let description = steps::describe(&ctx.plan, &kind);
+        let description = steps::describe(&ctx.plan, &ctx.state, &kind);
         let _ = ctx
             .store
             .record_event(
@@ -866,6 +812,89 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
     Ok(())
 }
 
+/// The steps that take the primary role to `back_to` from the state the
+/// context holds (journaled, then checked against the live servers). Before
+/// the promotion: the whole way (every step is safe to repeat). After it (an
+/// earlier attempt died past its promote): only what is left, so a crashed
+/// rollback finishes instead of switching back again. `None`: nothing to do.
+async fn switchover_sequence(ctx: &Context, back_to: &str, label: &str) -> Option<Vec<StepKind>> {
+    let gates = ctx.plan.gates.clone();
+    let promoted_already = ctx.state.primary == back_to;
+    let leaving = if promoted_already {
+        ctx.state
+            .previous_primary
+            .clone()
+            .filter(|previous| previous != back_to)?
+    } else {
+        ctx.state.primary.clone()
+    };
+    let others: Vec<String> = ctx
+        .plan
+        .enabled_clusters()
+        .map(|c| c.name.clone())
+        .filter(|name| *name != leaving && name != back_to)
+        .collect();
+    let mut sequence = Vec::new();
+    if !promoted_already {
+        sequence.extend([
+            StepKind::ReverseReplication {
+                from: leaving.clone(),
+                cluster: back_to.to_string(),
+            },
+            StepKind::Freeze {
+                cluster: leaving.clone(),
+                drain_timeout: gates.drain_timeout,
+                budget: gates.freeze_budget,
+            },
+            StepKind::CatchUp {
+                targets: vec![back_to.to_string()],
+                timeout: gates.freeze_budget,
+            },
+            StepKind::Promote {
+                cluster: back_to.to_string(),
+            },
+        ]);
+    }
+    let dns_pending = ctx.plan.dns.is_some() && ctx.state.dns_points_to != back_to;
+    if dns_pending {
+        sequence.push(StepKind::DnsSwitch {
+            to: back_to.to_string(),
+            wait_ttl: false,
+            verify_timeout: gates.dns_verify_timeout,
+        });
+    }
+    // Ending the old primary's sessions again after a finished switchover
+    // would cut its readers for nothing: only when the unfreeze never ran.
+    if !promoted_already
+        || dns_pending
+        || !journaled_ok(ctx, &format!("{label}-to-{back_to}.unfreeze")).await
+    {
+        sequence.push(StepKind::Unfreeze);
+    }
+    sequence.push(StepKind::ReverseReplication {
+        from: back_to.to_string(),
+        cluster: leaving.clone(),
+    });
+    if !others.is_empty() {
+        sequence.push(StepKind::Repoint {
+            to: back_to.to_string(),
+            clusters: others,
+        });
+    }
+    Some(sequence)
+}
+
+/// Whether a rollback step of this name journaled success in this run.
+async fn journaled_ok(ctx: &Context, step: &str) -> bool {
+    ctx.store.events(&ctx.run_id).await.is_ok_and(|events| {
+        events.iter().any(|event| {
+            event["kind"] == EventKind::Rollback.as_str()
+                && event["step"] == step
+                && event["message"] == "ok"
+        })
+    })
+}
+
 /// The state a run left, from the last step that journaled one.
 fn journaled_state(record: &RunRecord, plan: &ValidatedPlan) -> SwitchState {
     journaled_state_if_any(record).unwrap_or_else(|| Context::initial_state(plan))
@@ -910,6 +939,12 @@ pub async fn resume(
 ) -> Result<RunReport, crate::Error> {
     let record = store.run(run_id).await?;
     check_same_plan(&record, &plan)?;
+    if record.status != RunStatus::RolledBack
+        && let Some(phase) = recovery::unfinished_rollback(&store, run_id).await?
+    {
+        tracing::info!("run {run_id} was being rolled back: finishing the rollback");
+        return rollback(plan, store, run_id, Some(&phase), yes).await;
+    }
     if matches!(
         record.status,
         RunStatus::Completed | RunStatus::RolledBack | RunStatus::Refused
@@ -1149,7 +1184,9 @@ pub async fn rollback(
     store.adopt_run(run_id).await?;
     let plan = Arc::new(plan);
     let started = Instant::now();
-    let own_state = journaled_state_if_any(&record);
+    let own_state = recovery::last_journaled_state(&store, run_id)
+        .await?
+        .or_else(|| journaled_state_if_any(&record));
     let state = own_state
         .or_else(|| {
             record
@@ -1161,6 +1198,8 @@ pub async fn rollback(
         })
         .unwrap_or_else(|| Context::initial_state(&plan));
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
+    // An earlier rollback may have died between an action and its journal entry.
+    recovery::reconcile_with_live(&mut ctx).await;
     let _ = store
         .record_event(
             run_id,
@@ -1170,7 +1209,8 @@ pub async fn rollback(
             None,
             None,
             Some(&format!(
-                "rollback to the start of phase `{}`",
+                "{}`{}`",
+                recovery::ROLLBACK_NOTE,
                 plan.phases[boundary].name
             )),
         )
@@ -1205,22 +1245,28 @@ pub async fn rollback(
         let promoted = completed
             .iter()
             .any(|(_, step, _)| matches!(step.kind, StepKind::Promote { .. }));
-        let result = if promoted
-            && ctx.state.previous_primary.is_some()
-            && ctx.state.primary != plan.source().name
+        // Back to whoever was primary when the phase began (not "the previous
+        // primary": after a crashed rollback that is the cluster we left).
+        let back_to = match recovery::phase_start_primary(&store, &owner.run_id, &phase.name).await
         {
-            // A completed (or partly completed) switchover: the whole way back.
-            let back_to = ctx.state.previous_primary.clone().unwrap_or_default();
+            Ok(Some(primary)) => Some(primary),
+            _ => ctx.state.previous_primary.clone(),
+        };
+        let result = if let (true, Some(back_to)) = (promoted, back_to) {
+            // A completed (or partly completed, or partly undone) switchover:
+            // the reverse switchover finishes whatever is left of the way back.
             let result = reverse_switchover(&mut ctx, &back_to).await;
-            for (index, step, _) in completed.iter().rev() {
-                mark_rolled_back(
-                    &ctx,
-                    phase_index,
-                    *index,
-                    step,
-                    "undone by the reverse switchover",
-                )
-                .await;
+            if result.is_ok() {
+                for (index, step, _) in completed.iter().rev() {
+                    mark_rolled_back(
+                        &ctx,
+                        phase_index,
+                        *index,
+                        step,
+                        "undone by the reverse switchover",
+                    )
+                    .await;
+                }
             }
             result
         } else {

@@ -264,9 +264,11 @@ pub async fn operations(
 ) -> Vec<Operation> {
     let _ = checks;
     let mut out = Vec::new();
+    let mut state = super::context::Context::initial_state(plan);
     for (_, phase) in phases {
         for step in &phase.steps {
-            let description = steps::describe(plan, &step.kind);
+            let description = steps::describe(plan, &state, &step.kind);
+            state = state.after(&step.kind);
             out.push(Operation {
                 phase: phase.name.clone(),
                 step: step.name.clone(),

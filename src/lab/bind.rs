@@ -100,6 +100,8 @@ impl NameServer {
     notify-source {ip};
     transfer-source {ip};
     recursion no;
+    notify-rate 1000;
+    serial-query-rate 1000;
     dnssec-validation no;
     allow-query {{ 127.0.0.0/8; }};
 }};

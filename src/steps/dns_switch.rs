@@ -179,8 +179,10 @@ pub async fn undo(
     Ok(())
 }
 
+/// `from`: the cluster the record names when the step starts.
 pub fn describe(
     plan: &ValidatedPlan,
+    from: &str,
     to: &str,
     wait_ttl: bool,
     verify_timeout: Duration,
@@ -194,11 +196,7 @@ pub fn describe(
             inverse: "-".into(),
         };
     };
-    let from_value = dns
-        .values
-        .get(&plan.source().name)
-        .cloned()
-        .unwrap_or_default();
+    let from_value = dns.values.get(from).cloned().unwrap_or_default();
     let to_value = dns.values.get(to).cloned().unwrap_or_default();
     let servers = dns
         .authoritative

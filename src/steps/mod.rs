@@ -19,7 +19,7 @@ pub mod wait_lag;
 use serde::Serialize;
 
 use crate::dns::DnsError;
-use crate::engine::context::Context;
+use crate::engine::context::{Context, SwitchState};
 use crate::mysql::MysqlError;
 use crate::plan::{StepKind, ValidatedPlan};
 use crate::secret::SecretError;
@@ -158,9 +158,10 @@ pub async fn undo(
     }
 }
 
-/// The runbook text of one step. `source` is the plan's source unless a
-/// rollback reverses roles.
-pub fn describe(plan: &ValidatedPlan, kind: &StepKind) -> Description {
+/// The runbook text of one step, as it starts from `state` (who is primary
+/// and where DNS points then: the plan's source going forward, the new
+/// primary in a reverse switchover).
+pub fn describe(plan: &ValidatedPlan, state: &SwitchState, kind: &StepKind) -> Description {
     match kind {
         StepKind::Freeze {
             cluster,
@@ -168,7 +169,7 @@ pub fn describe(plan: &ValidatedPlan, kind: &StepKind) -> Description {
             budget,
         } => freeze::describe(plan, cluster, *drain_timeout, *budget),
         StepKind::CatchUp { targets, timeout } => catch_up::describe(plan, targets, *timeout),
-        StepKind::Promote { cluster } => promote::describe(plan, cluster),
+        StepKind::Promote { cluster } => promote::describe(&state.primary, cluster),
         StepKind::Repoint { to, clusters } => repoint::describe(plan, to, clusters),
         StepKind::ReverseReplication { from, cluster } => {
             reverse_replication::describe(plan, from, cluster)
@@ -177,7 +178,7 @@ pub fn describe(plan: &ValidatedPlan, kind: &StepKind) -> Description {
             to,
             wait_ttl,
             verify_timeout,
-        } => dns_switch::describe(plan, to, *wait_ttl, *verify_timeout),
+        } => dns_switch::describe(plan, &state.dns_points_to, to, *wait_ttl, *verify_timeout),
         StepKind::Unfreeze => unfreeze::describe(plan),
         StepKind::Hook {
             command,

@@ -11,7 +11,6 @@ use super::{catch_up, repoint};
 use crate::engine::context::{Context, Frozen};
 use crate::mysql::server;
 use crate::mysql::{GtidSet, Session, control, gtid};
-use crate::plan::ValidatedPlan;
 
 pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
     let old_primary = ctx.state.primary.clone();
@@ -214,8 +213,10 @@ pub async fn undo(
     Ok(())
 }
 
-pub fn describe(plan: &ValidatedPlan, candidate: &str) -> Description {
-    let source = &plan.source().name;
+/// `old_primary`: the cluster that is primary when the step starts (the
+/// plan's source going forward, the new primary in a reverse switchover).
+pub fn describe(old_primary: &str, candidate: &str) -> Description {
+    let source = old_primary;
     Description {
         cluster: candidate.to_string(),
         action: format!(

@@ -531,3 +531,146 @@ fn lab_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
     let probe = probe.finish();
     assert_nothing_lost(&probe);
 }
+
+/// `cutover rollback RUN_ID` in the background, SIGKILLed after `after`.
+fn rollback_killed_after(fx: &LabFixture, run_id: &str, after: Duration) {
+    let mut child = fx
+        .background()
+        .args(["rollback", run_id, "--yes", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// At most one cluster is writable right now, and exactly one once a command returned.
+fn writable_clusters(fx: &LabFixture, plan: &Path) -> Vec<String> {
+    topology(fx, plan)["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|view| view["read_only"] == false)
+        .map(|view| view["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn lab_a_rollback_killed_anywhere_converges_when_run_again() {
+    let fx = LabFixture::up();
+    let plan = switchover_plan(&fx, "switchover.yaml", SWITCHOVER_PHASE, &[]);
+    let probe = Probe::start(&fx, &plan);
+    let switch = || {
+        let (code, run) = run_json(
+            fx.cutover()
+                .args(["run", "--yes", "--output", "json"])
+                .arg(&plan),
+        );
+        assert_eq!(code, Some(0), "{run}");
+        run["run_id"].as_str().unwrap().to_string()
+    };
+    let converge = |run_id: &str, what: &str| {
+        assert!(
+            writable_clusters(&fx, &plan).len() <= 1,
+            "{what}: never two writable"
+        );
+        let (_, status) = run_json(fx.cutover().args(["status", run_id, "--output", "json"]));
+        assert_eq!(status["status"], "interrupted", "{what}: {status}");
+        let (code, report) = run_json(
+            fx.cutover()
+                .args(["rollback", run_id, "--yes", "--output", "json"]),
+        );
+        assert_eq!(code, Some(0), "{what}: {report}");
+        assert_eq!(report["status"], "rolled_back", "{what}: {report}");
+        assert_eq!(writable_clusters(&fx, &plan), ["legacy"], "{what}");
+        assert_primary(&fx, &plan, "legacy");
+    };
+    // The reverse switchover's steps: reverse_replication, freeze, catch_up,
+    // promote, dns_switch, unfreeze, reverse_replication, repoint.
+    for kill_at in 1..=8u32 {
+        let run_id = switch();
+        let killed = fx
+            .cutover()
+            .env(cutover::engine::KILL_AT_STEP_ENV, kill_at.to_string())
+            .args(["rollback", &run_id, "--yes"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "killed before rollback step {kill_at}: {}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        converge(&run_id, &format!("killed before rollback step {kill_at}"));
+    }
+    // Inside the steps, at whatever instant the clock says.
+    for after_ms in [40u64, 80, 120, 160, 220] {
+        let run_id = switch();
+        rollback_killed_after(&fx, &run_id, Duration::from_millis(after_ms));
+        let (_, status) = run_json(fx.cutover().args(["status", &run_id, "--output", "json"]));
+        if status["status"] == "rolled_back" {
+            assert_primary(&fx, &plan, "legacy");
+            continue;
+        }
+        converge(&run_id, &format!("killed {after_ms} ms into the rollback"));
+    }
+    // `resume` finishes an interrupted rollback too.
+    let run_id = switch();
+    let killed = fx
+        .cutover()
+        .env(cutover::engine::KILL_AT_STEP_ENV, "5")
+        .args(["rollback", &run_id, "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None);
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["resume", &run_id, "--yes", "--output", "json"]),
+    );
+    assert_eq!(code, Some(3), "resume finishes the rollback: {report}");
+    assert_eq!(report["status"], "rolled_back");
+    assert_primary(&fx, &plan, "legacy");
+
+    let probe = probe.finish();
+    assert_nothing_lost(&probe);
+}
+
+#[test]
+fn lab_a_resumed_checksum_that_finds_a_difference_exits_4() {
+    let fx = LabFixture::up();
+    fx.admin_exec(
+        "127.0.0.13",
+        &[
+            "SET sql_log_bin = 0",
+            "UPDATE refunds.transactions SET amount = amount + 0.01, updated_at = updated_at WHERE id = 3",
+        ],
+    );
+    let plan = switchover_plan(
+        &fx,
+        "verify.yaml",
+        "  - name: verify\n    rollback: manual\n    steps:\n      - checksum: { tables: [\"refunds.*\"] }\n",
+        &[],
+    );
+    let killed = fx
+        .cutover()
+        .env(cutover::engine::KILL_AT_STEP_ENV, "1")
+        .args(["run", "--yes"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed before the checksum");
+    let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
+    let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let (code, report) = run_json(
+        fx.cutover()
+            .args(["resume", &run_id, "--yes", "--output", "json"]),
+    );
+    assert_eq!(code, Some(4), "{report}");
+    assert!(report["data_mismatch"].as_bool().unwrap(), "{report}");
+    assert!(
+        report["detail"].as_str().unwrap().contains("c3"),
+        "names the cluster: {report}"
+    );
+}
