@@ -874,6 +874,36 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
             "{}",
             table(&["PHASE", "STEP", "KIND", "STATUS", "ELAPSED"], &rows)
         );
+        let links: Vec<Vec<String>> = run
+            .phases
+            .iter()
+            .flat_map(|phase| &phase.steps)
+            .filter_map(|step| step.positions.as_ref()?.get("links").cloned())
+            .flat_map(|links| match links {
+                serde_json::Value::Array(many) => many,
+                one => vec![one],
+            })
+            .filter(|link| link.is_object())
+            .map(|link| {
+                let text = |key: &str| link[key].as_str().unwrap_or("-").to_string();
+                vec![
+                    format!("{} ← {}", text("replica"), text("source")),
+                    format!("IO {}, SQL {}", text("io_thread"), text("sql_thread")),
+                    format!(
+                        "{} behind",
+                        link["transactions_behind"].as_u64().unwrap_or(0)
+                    ),
+                    format!("proven in {} ms", link["waited_ms"].as_u64().unwrap_or(0)),
+                ]
+            })
+            .collect();
+        if !links.is_empty() {
+            println!("\nreplication links started by this run, as they were when proven:");
+            print!(
+                "{}",
+                table(&["LINK", "THREADS", "RECEIVED", "CHECK"], &links)
+            );
+        }
     } else {
         let rows: Vec<Vec<String>> = runs
             .iter()

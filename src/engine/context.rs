@@ -179,6 +179,8 @@ pub struct Context {
     pub data_mismatch: bool,
     /// Client sessions ended on demoted primaries, step by step.
     pub sessions_ended: Vec<EndedSessions>,
+    /// Every replication link a step started, as it was proven running.
+    pub replication_links: Vec<crate::mysql::link::LinkState>,
     /// The step about to run was interrupted and is being continued (`cutover
     /// resume`): it picks up from what it journaled instead of starting over.
     pub resuming: bool,
@@ -212,6 +214,7 @@ impl Context {
             write_freeze_ms: None,
             data_mismatch: false,
             sessions_ended: Vec::new(),
+            replication_links: Vec::new(),
             resuming: false,
             endpoints,
             flavors: HashMap::new(),

@@ -274,6 +274,7 @@ async fn run_locked(
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;
     let sessions_ended = std::mem::take(&mut ctx.sessions_ended);
+    let links = std::mem::take(&mut ctx.replication_links);
     ctx.drop_sessions().await;
     let mut checks = checks;
     checks.extend(phase_starts.ran);
@@ -292,6 +293,7 @@ async fn run_locked(
     .await?;
     report.deferred = schedule.deferred;
     report.sessions_ended = sessions_ended;
+    report.replication_links = links;
     Ok(report)
 }
 
@@ -1100,6 +1102,7 @@ async fn conclude(
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;
     let sessions_ended = std::mem::take(&mut ctx.sessions_ended);
+    let links = std::mem::take(&mut ctx.replication_links);
     ctx.drop_sessions().await;
     let run_id = ctx.run_id.clone();
     let report = finish(
@@ -1117,6 +1120,7 @@ async fn conclude(
     .await
     .map(|mut report| {
         report.sessions_ended = sessions_ended;
+        report.replication_links = links;
         report
     });
     release(store, lock).await;

@@ -73,6 +73,8 @@ pub struct RunReport {
     pub data_mismatch: bool,
     /// Client sessions ended on demoted primaries (so pools follow the name).
     pub sessions_ended: Vec<EndedSessions>,
+    /// Replication links the run started, as they were when proven running.
+    pub replication_links: Vec<crate::mysql::link::LinkState>,
     pub elapsed_ms: u64,
 }
 
@@ -130,6 +132,7 @@ impl RunReport {
             point_of_no_return: record.point_of_no_return,
             data_mismatch,
             sessions_ended: Vec::new(),
+            replication_links: Vec::new(),
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -239,6 +242,17 @@ impl RunReport {
                 .map(|ms| format!(", write freeze {ms} ms"))
                 .unwrap_or_default()
         ));
+        for link in &self.replication_links {
+            out.push_str(&format!(
+                "replication `{}` ← `{}`: IO {:?}, SQL {:?}, {} transaction(s) behind, proven in {} ms\n",
+                link.replica,
+                link.source,
+                link.io_thread,
+                link.sql_thread,
+                link.transactions_behind.unwrap_or(0),
+                link.waited_ms
+            ));
+        }
         for ended in &self.sessions_ended {
             out.push_str(&format!(
                 "{}: ended {} client session(s) left on `{}`\n",

@@ -199,14 +199,16 @@ pub async fn change_source(
             quote(source.password.expose()),
             u8::from(source.tls)
         ),
+        // caching_sha2_password (MySQL's default since 8.0) refuses a plain
+        // connection unless the replica may fetch the server's RSA key.
         Flavor::Mysql => format!(
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, SOURCE_USER={}, \
-             SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, SOURCE_SSL={}",
+             SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, {}",
             quote(source.host),
             source.port,
             quote(source.user),
             quote(source.password.expose()),
-            u8::from(source.tls)
+            mysql_auth_options(source.tls)
         ),
     };
     session
@@ -218,6 +220,16 @@ pub async fn change_source(
             &sql,
         )
         .await
+}
+
+/// How a MySQL replica authenticates: TLS when the source has it in the
+/// plan, else the source's public key for `caching_sha2_password`.
+pub fn mysql_auth_options(tls: bool) -> &'static str {
+    if tls {
+        "SOURCE_SSL=1"
+    } else {
+        "SOURCE_SSL=0, GET_SOURCE_PUBLIC_KEY=1"
+    }
 }
 
 /// MariaDB: the position a `slave_pos` replica continues from. MySQL replicas
@@ -352,6 +364,12 @@ pub fn parse_global_privileges(grants: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mysql_replica_without_tls_may_fetch_the_sources_key() {
+        assert!(mysql_auth_options(false).contains("GET_SOURCE_PUBLIC_KEY=1"));
+        assert_eq!(mysql_auth_options(true), "SOURCE_SSL=1");
+    }
 
     #[test]
     fn global_privileges_come_from_grants_on_star_star() {

@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod gtid;
+pub mod link;
 pub mod server;
 
 use std::path::PathBuf;

@@ -279,6 +279,11 @@ pub struct RawGates {
     /// Warn when a server's clock is further than this from ours (milliseconds).
     #[serde(default)]
     pub max_clock_skew_ms: Option<Located<i64>>,
+    /// How long a step that starts replication waits for proof that it runs
+    /// (IO thread connected, SQL thread running, the source's position
+    /// received), e.g. `5s`.
+    #[serde(default)]
+    pub replication_start_timeout: Option<Located<HumanDuration>>,
     /// End the client sessions left on a demoted primary once the new one
     /// takes writes, so connection pools reconnect and follow the name
     /// (default true).

@@ -751,6 +751,13 @@ impl Checker {
                 .map_or(defaults.max_clock_skew_ms, |value| {
                     self.number(value, 1, 3_600_000, "gates.max_clock_skew_ms")
                 }),
+            replication_start_timeout: self.optional_duration(
+                raw.replication_start_timeout.as_ref(),
+                defaults.replication_start_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(600),
+                "gates.replication_start_timeout",
+            ),
             end_old_sessions: raw
                 .end_old_sessions
                 .as_ref()

@@ -176,6 +176,9 @@ pub struct Gates {
     #[serde(with = "millis")]
     pub heartbeat_interval: Duration,
     pub max_clock_skew_ms: u64,
+    /// How long a started replication link has to prove it runs.
+    #[serde(with = "millis")]
+    pub replication_start_timeout: Duration,
     /// End client sessions on a demoted primary once the new one takes writes.
     pub end_old_sessions: bool,
     /// Accounts whose sessions are kept there, with where the plan names them.
@@ -201,6 +204,7 @@ impl Default for Gates {
             dns_verify_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(50),
             max_clock_skew_ms: 500,
+            replication_start_timeout: Duration::from_secs(5),
             end_old_sessions: true,
             keep_sessions_of: Vec::new(),
         }

@@ -1782,6 +1782,7 @@ pub async fn replicate(
     timeout: Duration,
     resuming: bool,
 ) -> Result<Vec<ReplicaStart>, SnapshotError> {
+    let proof_bound = plan.gates.replication_start_timeout;
     let source = plan.source().clone();
     let targets = targets_of(plan, targets)?;
     let (user, password) = match &plan.replication {
@@ -1859,10 +1860,23 @@ pub async fn replicate(
     let mut out = Vec::new();
     let waits = join_all(starts.into_iter().map(|start| {
         let target_position = target_position.clone();
+        let source = &source;
         async move {
             match start {
                 Ok((mut session, flavor)) => {
-                    let reached = catch_up(&mut session, flavor, &target_position, timeout).await;
+                    // Connected and running first: a refused login never catches up.
+                    let proof = crate::mysql::link::await_running(
+                        &mut session,
+                        flavor,
+                        (&source.name, &source.host, source.port),
+                        None,
+                        proof_bound,
+                    )
+                    .await;
+                    let reached = match proof {
+                        Ok(_) => catch_up(&mut session, flavor, &target_position, timeout).await,
+                        Err(error) => Err(error.to_string()),
+                    };
                     session.close().await;
                     reached
                 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Description, StepError, address_of};
 use crate::engine::context::Context;
-use crate::mysql::control;
+use crate::mysql::{control, link};
 use crate::plan::ValidatedPlan;
 
 pub async fn act(
@@ -14,11 +14,16 @@ pub async fn act(
     clusters: &[String],
 ) -> Result<serde_json::Value, StepError> {
     let mut previous = serde_json::Map::new();
+    let first_link = ctx.replication_links.len();
     for cluster in clusters {
         let before = replicate_from(ctx, cluster, to).await?;
         previous.insert(cluster.clone(), json!(before));
     }
-    Ok(json!({ "to": to, "previous_sources": previous }))
+    Ok(json!({
+        "to": to,
+        "previous_sources": previous,
+        "links": ctx.replication_links[first_link..],
+    }))
 }
 
 /// Make `cluster` replicate from `source`, continuing from its own applied
@@ -46,6 +51,7 @@ pub async fn replicate_from(
         && channel.source_port == port
     {
         control::start_replication(session, flavor).await?;
+        prove_running(ctx, cluster, source, (&host, port)).await?;
         return Ok(before);
     }
     if channel.is_some() {
@@ -70,7 +76,40 @@ pub async fn replicate_from(
         "ok",
     )
     .await;
+    prove_running(ctx, cluster, source, (&host, port)).await?;
     Ok(before)
+}
+
+/// A started link is done only when it runs: both threads, connected to
+/// `source`, with what `source` has now received. Recorded for the report.
+async fn prove_running(
+    ctx: &mut Context,
+    cluster: &str,
+    source: &str,
+    (host, port): (&str, u16),
+) -> Result<(), StepError> {
+    let bound = ctx.plan.gates.replication_start_timeout;
+    let (source_session, source_flavor) = ctx.session_and_flavor(source).await?;
+    let position = control::binlog_position(source_session, source_flavor).await?;
+    let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+    let link = link::await_running(
+        session,
+        flavor,
+        (source, host, port),
+        Some(&position),
+        bound,
+    )
+    .await
+    .map_err(|error| match error {
+        link::LinkError::Mysql(error) => StepError::Mysql(error),
+        other => StepError::Failed(other.to_string()),
+    })?;
+    tracing::info!(
+        "`{cluster}` replicates from `{source}`: both threads running, {} ms to prove it",
+        link.waited_ms
+    );
+    ctx.replication_links.push(link);
+    Ok(())
 }
 
 pub async fn undo(

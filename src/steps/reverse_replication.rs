@@ -51,7 +51,12 @@ pub async fn act(
         "ok",
     )
     .await;
-    Ok(json!({ "cluster": cluster, "from": from, "start_position": start }))
+    Ok(json!({
+        "cluster": cluster,
+        "from": from,
+        "start_position": start,
+        "links": ctx.replication_links.last(),
+    }))
 }
 
 /// Detach the old primary again (it stays read-only; the freeze's inverse
@@ -66,14 +71,24 @@ pub async fn undo(ctx: &mut Context, cluster: &str) -> Result<(), StepError> {
     Ok(())
 }
 
-pub fn describe(_plan: &ValidatedPlan, from: &str, cluster: &str) -> Description {
+pub fn describe(plan: &ValidatedPlan, from: &str, cluster: &str) -> Description {
+    let tls = plan.cluster(from).is_some_and(|c| c.tls.is_some());
     Description {
         cluster: cluster.to_string(),
-        action: format!("make `{cluster}` a read-only replica of `{from}`, starting after the frozen position"),
+        action: format!(
+            "make `{cluster}` a read-only replica of `{from}`, starting after the frozen position; \
+             done when both threads run and it has received `{from}`'s position (at most {} ms)",
+            plan.gates.replication_start_timeout.as_millis()
+        ),
         commands: vec![
             "SET GLOBAL read_only = 1".into(),
             "SET GLOBAL gtid_slave_pos = '<frozen position>'   -- MySQL: not needed (auto-position)".into(),
-            format!("CHANGE MASTER TO MASTER_HOST='<{from} host>', …, MASTER_USE_GTID=slave_pos; START SLAVE"),
+            format!(
+                "CHANGE MASTER TO MASTER_HOST='<{from} host>', …, MASTER_USE_GTID=slave_pos, MASTER_SSL={}; START SLAVE   \
+                 -- MySQL: CHANGE REPLICATION SOURCE TO …, SOURCE_AUTO_POSITION=1, {}; START REPLICA",
+                u8::from(tls),
+                control::mysql_auth_options(tls)
+            ),
         ],
         verify: vec![format!(
             "on {cluster}: SHOW ALL SLAVES STATUS shows `{from}` with both threads running; @@read_only = 1"

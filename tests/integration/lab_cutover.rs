@@ -674,3 +674,80 @@ fn lab_a_resumed_checksum_that_finds_a_difference_exits_4() {
         "names the cluster: {report}"
     );
 }
+
+#[test]
+fn lab_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
+    let fx = LabFixture::up();
+    let admin = fx.sandbox.write(
+        "admin.cnf",
+        format!(
+            "[client]\nuser={}\npassword={}\n",
+            fx.var("CUTOVER_LAB_ADMIN_USER"),
+            fx.var("CUTOVER_LAB_ADMIN_PASSWORD")
+        ),
+    );
+    // After the prechecks passed, the replication account's password changes
+    // on every server: links already running keep going, new ones cannot log in.
+    let change = format!(
+        "for ip in 10 11 12 13 16; do mariadb --defaults-extra-file={} -h127.0.0.$ip -P13306 --skip-ssl \
+         -e \"SET sql_log_bin = 0; ALTER USER cutover_repl@'127.%' IDENTIFIED BY 'changed-by-a-hook'\" || exit 1; done",
+        admin.display()
+    );
+    let phases = format!(
+        "  - name: cutover\n    rollback: manual\n    steps:\n      - hook: {{ name: change-password, command: [sh, -c, {change:?}] }}\n      - switchover: {{ to: c1 }}\n"
+    );
+    let plan = switchover_plan(
+        &fx,
+        "password.yaml",
+        &phases,
+        &[("gates:\n", "gates:\n  replication_start_timeout: 2s\n")],
+    );
+    let (code, run) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(1), "{run}");
+    assert_eq!(run["status"], "failed", "{run}");
+    let detail = run["detail"].as_str().unwrap();
+    eprintln!("{detail}");
+    assert!(
+        detail.contains("reverse_replication")
+            && detail.contains("cluster `legacy`: replication from `c1` is not running")
+            && detail.contains("Access denied"),
+        "the server's own error, the cluster and the link: {detail}"
+    );
+    assert!(detail.contains("password"), "and the fix: {detail}");
+    let steps = run["phases"][0]["steps"].as_array().unwrap();
+    let failed = steps.iter().find(|s| s["status"] == "failed").unwrap();
+    assert_eq!(failed["kind"], "reverse_replication", "{run}");
+
+    // With the right password back, resume proves the link and finishes.
+    let password = fx.var("CUTOVER_LAB_REPL_PASSWORD").to_string();
+    for (_, ip) in crate::harness::LAB_CLUSTERS {
+        fx.admin_exec(
+            ip,
+            &[
+                "SET sql_log_bin = 0",
+                &format!("ALTER USER cutover_repl@'127.%' IDENTIFIED BY '{password}'"),
+            ],
+        );
+    }
+    let run_id = run["run_id"].as_str().unwrap();
+    let (code, resumed) = run_json(
+        fx.cutover()
+            .args(["resume", run_id, "--yes", "--output", "json"]),
+    );
+    assert_eq!(code, Some(0), "{resumed}");
+    let links = resumed["replication_links"].as_array().unwrap();
+    assert!(
+        links.iter().any(|l| l["replica"] == "legacy"
+            && l["source"] == "c1"
+            && l["io_thread"] == "running"
+            && l["sql_thread"] == "running"
+            && l["transactions_behind"] == 0),
+        "{links:?}"
+    );
+    assert_eq!(links.len(), 4, "legacy, c2, c3 and c6 under c1: {links:?}");
+    assert_primary(&fx, &plan, "c1");
+}
