@@ -81,6 +81,9 @@ impl Error {
             Error::Engine(crate::engine::EngineError::EarlierPhasesNotCompleted { .. }) => {
                 ExitCode::Refused
             }
+            Error::Engine(crate::engine::EngineError::JournalDisagrees { .. }) => {
+                ExitCode::StepFailed
+            }
             Error::Engine(_) => ExitCode::InvalidInput,
             Error::Probe(
                 crate::probe::ProbeError::Mysql(_) | crate::probe::ProbeError::Resolve { .. },

@@ -238,6 +238,7 @@ impl Progress {
             at_ms,
             detail,
         });
+        crate::engine::recovery::drill_stage_reached(name);
     }
 
     fn at(&self, instant: Instant) -> u64 {

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::deferral::PrecheckSchedule;
 use crate::dns;
-use crate::mysql::{Address, Endpoint};
 use crate::mysql::{Flavor, Session, control};
 use crate::plan::{Phase, StepKind, ValidatedPlan};
 use crate::secret::{self, SecretError};
@@ -423,7 +422,9 @@ pub async fn run(
         dns_checks(plan, &scope.dns_points_to, &mut checks).await?;
     }
     if needs.moves_replication || needs.starts_replication {
-        replication_login_checks(plan, &source, &needs, &mut checks).await?;
+        let mut sources = needs.candidates.clone();
+        sources.insert(source.clone());
+        checks.extend(super::replication_login::checks(plan, &sources).await?);
     }
     if !needs.candidates.is_empty() {
         checks.extend(super::kept_accounts::check(plan, &source).await?);
@@ -660,108 +661,6 @@ async fn dns_checks(
         detail,
         phase: None,
     });
-    Ok(())
-}
-
-/// The clusters a replica will log in to during these phases: the primary
-/// (for `replicate`, and for every re-pointed replica), and each promotion
-/// candidate (the old primary and the others follow it afterwards).
-fn replication_sources(primary: &str, needs: &Needs) -> BTreeSet<String> {
-    let mut sources = needs.candidates.clone();
-    sources.insert(primary.to_string());
-    sources
-}
-
-/// Log in as the plan's replication account to every cluster a replica will
-/// pull from, the way the replica will (TLS when the cluster has it), before
-/// anything changes: a wrong password is a refusal now, not a stalled replica
-/// after the point of no return.
-async fn replication_login_checks(
-    plan: &ValidatedPlan,
-    primary: &str,
-    needs: &Needs,
-    checks: &mut Vec<Precheck>,
-) -> Result<(), SecretError> {
-    let Some(account) = &plan.replication else {
-        checks.push(Precheck {
-            cluster: primary.to_string(),
-            check: "replication login".into(),
-            status: CheckStatus::Fail,
-            detail: "the plan has no `replication:` account, and these phases start replication"
-                .into(),
-            phase: None,
-        });
-        return Ok(());
-    };
-    let password = secret::resolve(&account.password, "the replication account's password")?;
-    for name in replication_sources(primary, needs) {
-        let Some(cluster) = plan.cluster(&name) else {
-            continue;
-        };
-        let endpoint = Endpoint {
-            name: format!("{name} (as {})", account.user),
-            address: Address::Tcp {
-                host: cluster.host.clone(),
-                port: cluster.port,
-            },
-            user: account.user.clone(),
-            password: Some(password.clone()),
-            connect_timeout: cluster.pool.connect_timeout,
-            query_timeout: cluster.pool.query_timeout,
-            // A replica told MASTER_SSL=1 validates nothing but encrypts.
-            tls: cluster.tls.as_ref().map(|_| crate::mysql::TlsSettings {
-                ca_file: None,
-                verify: false,
-            }),
-        };
-        let (status, detail) = match Session::connect(&endpoint).await {
-            Ok(mut session) => {
-                let grants = control::global_privileges(&mut session).await;
-                session.close().await;
-                match grants {
-                    Ok(granted)
-                        if granted.iter().any(|p| {
-                            matches!(
-                                p.as_str(),
-                                "ALL" | "REPLICATION SLAVE" | "REPLICATION REPLICA"
-                            )
-                        }) =>
-                    {
-                        (
-                            CheckStatus::Pass,
-                            format!(
-                                "`{}` logs in and holds REPLICATION SLAVE (replicas will pull from `{name}`)",
-                                account.user
-                            ),
-                        )
-                    }
-                    Ok(_) => (
-                        CheckStatus::Fail,
-                        format!(
-                            "`{}` logs in but lacks REPLICATION SLAVE on `{name}`: GRANT REPLICATION SLAVE ON *.* TO it",
-                            account.user
-                        ),
-                    ),
-                    Err(error) => (CheckStatus::Fail, error.to_string()),
-                }
-            }
-            Err(error) => (
-                CheckStatus::Fail,
-                format!(
-                    "the replication account `{}` cannot log in to `{name}`, so no replica could pull from it: {error}; \
-                     check the password in `replication:` (and that the account exists for this host)",
-                    account.user
-                ),
-            ),
-        };
-        checks.push(Precheck {
-            cluster: name.clone(),
-            check: "replication login".into(),
-            status,
-            detail,
-            phase: None,
-        });
-    }
     Ok(())
 }
 

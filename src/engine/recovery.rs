@@ -150,3 +150,105 @@ pub async fn reconcile_with_live(ctx: &mut Context) {
             .await;
     }
 }
+
+/// Test-only: SIGKILL a drill when it reaches the named stage of its
+/// timeline, e.g. `promotion`; never set it in production.
+pub const KILL_AT_DRILL_STAGE_ENV: &str = "CUTOVER_TEST_KILL_AT_DRILL_STAGE";
+
+/// Die here if the test asked for it at this drill stage.
+pub fn drill_stage_reached(stage: &str) {
+    if std::env::var(KILL_AT_DRILL_STAGE_ENV).is_ok_and(|wanted| wanted == stage) {
+        tracing::warn!("{KILL_AT_DRILL_STAGE_ENV}={stage}: killing this process (test only)");
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// What the servers and DNS say now, against a journaled state: `Ok` with
+/// what was checked, or `Err` with every way they differ. Read-only.
+pub async fn check_live(
+    plan: &crate::plan::ValidatedPlan,
+    journal: &SwitchState,
+) -> Result<String, Vec<String>> {
+    let mut differences = Vec::new();
+    let topology = match crate::topology::discover(plan).await {
+        Ok(topology) => topology,
+        Err(error) => return Err(vec![error.to_string()]),
+    };
+    let writable: Vec<&str> = topology
+        .clusters
+        .iter()
+        .filter(|view| view.reachable && view.read_only == Some(false))
+        .map(|view| view.name.as_str())
+        .collect();
+    if writable != [journal.primary.as_str()] {
+        differences.push(format!(
+            "writable: {} (the journal says `{}` is primary)",
+            if writable.is_empty() {
+                "none".to_string()
+            } else {
+                writable.join(", ")
+            },
+            journal.primary
+        ));
+    }
+    for view in &topology.clusters {
+        if view.name == journal.primary {
+            if !view.reachable {
+                differences.push(format!(
+                    "`{}` (the journaled primary) does not answer",
+                    view.name
+                ));
+            }
+            continue;
+        }
+        let following = view.replicating_from.as_deref() == Some(journal.primary.as_str())
+            && view.replication.as_ref().is_some_and(|r| {
+                r.io_thread == crate::mysql::server::ThreadState::Running
+                    && r.sql_thread == crate::mysql::server::ThreadState::Running
+            });
+        if !view.reachable {
+            differences.push(format!("`{}` does not answer", view.name));
+        } else if !following {
+            differences.push(format!(
+                "`{}` does not replicate from `{}` (it follows {})",
+                view.name,
+                journal.primary,
+                view.replicating_from.as_deref().unwrap_or("nobody")
+            ));
+        }
+    }
+    if let Some(config) = &plan.dns {
+        let expected = config
+            .values
+            .get(&journal.dns_points_to)
+            .cloned()
+            .unwrap_or_default();
+        for server in &config.authoritative {
+            match dns::query_authoritative(
+                *server,
+                &config.record,
+                config.record_type.into(),
+                Duration::from_millis(1500),
+            )
+            .await
+            {
+                Ok(answer)
+                    if answer.values.len() == 1
+                        && dns::same_value(&answer.values[0], &expected) => {}
+                Ok(answer) => differences.push(format!(
+                    "DNS at {server} answers {:?} (the journal says {expected})",
+                    answer.values
+                )),
+                Err(error) => differences.push(format!("DNS at {server}: {error}")),
+            }
+        }
+    }
+    if differences.is_empty() {
+        Ok(format!(
+            "checked: `{}` is the one writable cluster, every other follows it, DNS names it on every authoritative server",
+            journal.primary
+        ))
+    } else {
+        Err(differences)
+    }
+}

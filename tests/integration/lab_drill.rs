@@ -408,3 +408,45 @@ fn lab_daemon_runs_scheduled_drills_and_keeps_the_schedule_across_restarts() {
     );
     assert_primary(&fx, &plan, "legacy");
 }
+
+#[test]
+fn lab_resume_of_a_killed_drill_checks_the_servers_before_it_reports() {
+    let fx = LabFixture::up();
+    let plan = drill_plan(&fx, "drill.yaml", &[]);
+    // The orchestrator dies the moment c1 is promoted: legacy is down, c1
+    // writable, DNS still on legacy, nobody finished the failover.
+    let killed = fx
+        .cutover()
+        .env(
+            cutover::engine::recovery::KILL_AT_DRILL_STAGE_ENV,
+            "promotion",
+        )
+        .args(["drill", "run", "--yes", "--failure", "crash"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed at the promotion");
+    let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
+    let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(status["runs"][0]["status"], "interrupted", "{status}");
+
+    let before = crate::lab_cutover::fingerprint(&fx, &plan);
+    let output = fx
+        .cutover()
+        .args(["resume", &run_id, "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Journal: primary `legacy`, DNS → `legacy`")
+            && stderr.contains("writable: c1")
+            && stderr.contains("`legacy` (the journaled primary) does not answer"),
+        "both states: {stderr}"
+    );
+    assert_eq!(
+        crate::lab_cutover::fingerprint(&fx, &plan),
+        before,
+        "nothing changed"
+    );
+}

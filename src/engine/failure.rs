@@ -1,0 +1,207 @@
+//! What happens when a step fails: an automatic phase is undone step by step
+//! (or by a reverse switchover once writes resumed); a manual one waits.
+
+use serde_json::json;
+
+use super::context::Context;
+use super::*;
+use crate::plan::{Phase, RollbackMode, Step, StepKind};
+use crate::steps::{self, StepError};
+use crate::store::{EventKind, RunRecord, StepStatus, StepUpdate};
+
+/// A step failed: an automatic phase is undone; a manual one is left for the
+/// operator, except that a freeze short of promotion is always released.
+pub(super) async fn after_failure(
+    ctx: &mut Context,
+    phase_index: usize,
+    phase: &Phase,
+    reason: String,
+    refusal: bool,
+) -> Outcome {
+    let record = match ctx.store.run(&ctx.run_id).await {
+        Ok(record) => record,
+        Err(error) => return store_failure(ctx, error),
+    };
+    let completed = completed_steps(&record, phase_index, phase);
+    let changed_something = completed.iter().any(|(_, step, _)| step.kind.is_mutating());
+    if phase.rollback == RollbackMode::Auto {
+        tracing::warn!(
+            "phase `{}` is `rollback: auto`: undoing {} completed step(s)",
+            phase.name,
+            completed.len()
+        );
+        match undo_phase(ctx, phase_index, phase, &completed).await {
+            Ok(()) => {
+                let _ = ctx
+                    .store
+                    .set_phase_status(&ctx.run_id, phase_index, StepStatus::RolledBack)
+                    .await;
+                if refusal || !changed_something {
+                    Outcome::RolledBack(reason)
+                } else {
+                    Outcome::RolledBack(format!("{reason} (the phase was rolled back)"))
+                }
+            }
+            Err(undo_error) => {
+                let _ = ctx
+                    .store
+                    .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
+                    .await;
+                Outcome::Failed {
+                    reason: format!(
+                        "{reason}; rolling the phase back also failed: {undo_error}. Primary now: `{}`, DNS points at `{}`",
+                        ctx.state.primary, ctx.state.dns_points_to
+                    ),
+                    next: format!(
+                        "cutover status {id}; then cutover rollback {id} (or cutover resume {id} once the cause is fixed)",
+                        id = ctx.run_id
+                    ),
+                }
+            }
+        }
+    } else {
+        // The freeze budget is a safety rule, not a rollback choice.
+        if let Some(cluster) = ctx.fence.as_ref().map(|fence| fence.cluster.clone()) {
+            let _ = steps::freeze::undo(ctx, &cluster).await;
+        }
+        let _ = ctx
+            .store
+            .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
+            .await;
+        if refusal && !changed_something {
+            Outcome::Refused(reason)
+        } else {
+            Outcome::Failed {
+                reason: format!(
+                    "{reason}. Phase `{}` is `rollback: manual`; primary now: `{}`, DNS points at `{}`",
+                    phase.name, ctx.state.primary, ctx.state.dns_points_to
+                ),
+                next: format!(
+                    "cutover resume {id}   # retry from the failed step, or: cutover rollback {id}",
+                    id = ctx.run_id
+                ),
+            }
+        }
+    }
+}
+
+/// The completed steps of one phase with what they journaled, in plan order.
+pub(super) fn completed_steps<'a>(
+    record: &RunRecord,
+    phase_index: usize,
+    phase: &'a Phase,
+) -> Vec<(usize, &'a Step, serde_json::Value)> {
+    let Some(journaled) = record.phases.get(phase_index) else {
+        return vec![];
+    };
+    phase
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, step)| {
+            let entry = journaled.steps.get(index)?;
+            (entry.status == StepStatus::Completed).then(|| {
+                (
+                    index,
+                    step,
+                    entry.positions.clone().unwrap_or(serde_json::Value::Null),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Undo a phase's completed steps in reverse. Once writes resumed on a newly
+/// promoted primary, undoing means a reverse switchover instead.
+pub(super) async fn undo_phase(
+    ctx: &mut Context,
+    phase_index: usize,
+    phase: &Phase,
+    completed: &[(usize, &Step, serde_json::Value)],
+) -> Result<(), StepError> {
+    let promoted = completed
+        .iter()
+        .any(|(_, step, _)| matches!(step.kind, StepKind::Promote { .. }));
+    let writes_resumed = promoted
+        && completed
+            .iter()
+            .any(|(_, step, _)| matches!(step.kind, StepKind::Unfreeze));
+    if writes_resumed {
+        if let Some(previous) = ctx.state.previous_primary.clone() {
+            reverse_switchover(ctx, &previous).await?;
+        }
+        for (index, step, _) in completed.iter().rev() {
+            mark_rolled_back(
+                ctx,
+                phase_index,
+                *index,
+                step,
+                "undone by the reverse switchover",
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    for (index, step, observed) in completed.iter().rev() {
+        ctx.step = step.name.clone();
+        tracing::info!(
+            "↶ undo {}/{} ({})",
+            phase.name,
+            step.name,
+            step.kind.kind_name()
+        );
+        let result = steps::undo(ctx, &step.kind, observed).await;
+        if let Err(error) = result {
+            ctx.drop_sessions().await;
+            let _ = ctx
+                .store
+                .record_event(
+                    &ctx.run_id,
+                    EventKind::Rollback,
+                    Some(&phase.name),
+                    Some(&step.name),
+                    None,
+                    Some(&json!({ "state": ctx.state })),
+                    Some(&format!("undo failed: {error}")),
+                )
+                .await;
+            return Err(error);
+        }
+        mark_rolled_back(ctx, phase_index, *index, step, "undone").await;
+    }
+    // Whatever happened, no fence outlives the rollback.
+    if let Some(fence) = ctx.fence.take() {
+        fence.release().await;
+    }
+    Ok(())
+}
+
+pub(super) async fn mark_rolled_back(
+    ctx: &Context,
+    phase_index: usize,
+    step_index: usize,
+    step: &Step,
+    message: &str,
+) {
+    let _ = ctx
+        .store
+        .set_step_status(
+            &ctx.run_id,
+            phase_index,
+            step_index,
+            &StepUpdate::status(StepStatus::RolledBack),
+        )
+        .await;
+    let _ = ctx
+        .store
+        .record_event(
+            &ctx.run_id,
+            EventKind::Rollback,
+            Some(&ctx.phase),
+            Some(&step.name),
+            None,
+            Some(&json!({ "state": ctx.state })),
+            Some(message),
+        )
+        .await;
+}

@@ -1,0 +1,205 @@
+//! `cutover resume RUN_ID`: finish an interrupted run past its point of no
+//! return, continue a step that carries on, or roll the interrupted phase back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::context::Context;
+use super::failure::{completed_steps, undo_phase};
+use super::phase_start::PhaseStartChecks;
+use super::report::RunReport;
+use super::run::execute;
+use super::*;
+use crate::plan::{Phase, ValidatedPlan};
+use crate::store::{EventKind, RunRecord, RunStatus, StepStatus, Store};
+
+/// `cutover resume RUN_ID`: finish an interrupted run past its point of no
+/// return, or roll back the interrupted phase if it never got there.
+pub async fn resume(
+    plan: ValidatedPlan,
+    store: Store,
+    run_id: &str,
+    yes: bool,
+) -> Result<RunReport, crate::Error> {
+    let record = store.run(run_id).await?;
+    check_same_plan(&record, &plan)?;
+    if record.status != RunStatus::RolledBack
+        && let Some(phase) = recovery::unfinished_rollback(&store, run_id).await?
+    {
+        tracing::info!("run {run_id} was being rolled back: finishing the rollback");
+        return rollback(plan, store, run_id, Some(&phase), yes).await;
+    }
+    if matches!(
+        record.status,
+        RunStatus::Completed | RunStatus::RolledBack | RunStatus::Refused
+    ) {
+        return Err(EngineError::NothingToDo {
+            run_id: run_id.into(),
+            status: record.status.to_string(),
+            action: "resume".into(),
+        }
+        .into());
+    }
+    let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    store.adopt_run(run_id).await?;
+    let plan = Arc::new(plan);
+    let started = Instant::now();
+    let state = journaled_state(&record, &plan);
+    let Some((phase_index, step_index)) = first_unfinished(&record) else {
+        // Nothing left to run: say so only after the servers agree.
+        let journal = recovery::last_journaled_state(&store, run_id)
+            .await?
+            .unwrap_or(state);
+        let checked = recovery::check_live(&plan, &journal).await;
+        release(&store, lock).await;
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(differences) => {
+                return Err(EngineError::JournalDisagrees {
+                    run_id: run_id.into(),
+                    journal: format!(
+                        "primary `{}`, DNS → `{}`",
+                        journal.primary, journal.dns_points_to
+                    ),
+                    live: differences.join("; "),
+                }
+                .into());
+            }
+        };
+        store.finish_run(run_id, RunStatus::Completed, None).await?;
+        let record = store.run(run_id).await?;
+        return Ok(RunReport::new(
+            &record,
+            &plan,
+            Some(checked),
+            None,
+            vec![],
+            vec![],
+            None,
+            false,
+            &journal,
+            started.elapsed(),
+        ));
+    };
+    let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
+    let phase = &plan.phases[phase_index];
+    let continuable = phase.steps[..=step_index]
+        .iter()
+        .all(|step| step.kind.continues_after_interruption());
+    // Past the point of no return the run is finished; before it, a phase
+    // interrupted in a step that carries on is continued from its journal.
+    let continues = continuable && !record.point_of_no_return;
+    let outcome = if continues || record.point_of_no_return {
+        let (why, note) = if continues {
+            (
+                "was interrupted in a step that continues from its journal",
+                "resume: continuing the interrupted step from its journal",
+            )
+        } else {
+            (
+                "passed its point of no return",
+                "resume: past the point of no return, finishing the run",
+            )
+        };
+        tracing::info!(
+            "run {run_id} {why}: finishing it from `{}/{}`",
+            phase.name,
+            phase.steps[step_index].name
+        );
+        let _ = store
+            .record_event(
+                run_id,
+                EventKind::Note,
+                Some(&phase.name),
+                None,
+                None,
+                None,
+                Some(note),
+            )
+            .await;
+        ctx.resuming = continues;
+        let phases = remaining_phases(&plan, &record, phase_index);
+        let all_phases = remaining_phases(&plan, &record, 0);
+        let mut phase_starts =
+            PhaseStartChecks::new(deferral::schedule(&plan, &all_phases).phase_starts);
+        execute(
+            &mut ctx,
+            &phases,
+            Some((phase_index, step_index)),
+            &mut phase_starts,
+        )
+        .await
+    } else {
+        tracing::info!(
+            "run {run_id} stopped before its point of no return: rolling back phase `{}`",
+            phase.name
+        );
+        let _ = store
+            .record_event(
+                run_id,
+                EventKind::Note,
+                Some(&phase.name),
+                None,
+                None,
+                None,
+                Some("resume: before the point of no return, rolling the interrupted phase back"),
+            )
+            .await;
+        ctx.phase = phase.name.clone();
+        let completed = completed_steps(&record, phase_index, phase);
+        match undo_phase(&mut ctx, phase_index, phase, &completed).await {
+            Ok(()) => {
+                let _ = store
+                    .set_phase_status(run_id, phase_index, StepStatus::RolledBack)
+                    .await;
+                Outcome::RolledBack(format!(
+                    "the run was interrupted in phase `{}` before the point of no return; that phase was rolled back (start again with `cutover run`)",
+                    phase.name
+                ))
+            }
+            Err(error) => Outcome::Failed {
+                reason: format!(
+                    "rolling back the interrupted phase `{}` failed: {error}",
+                    phase.name
+                ),
+                next: format!(
+                    "cutover status {run_id}; fix the cause, then cutover resume {run_id}"
+                ),
+            },
+        }
+    };
+    conclude(ctx, &store, &plan, outcome, started, lock).await
+}
+
+/// The phases from `phase_index` on, without those the run left out (`--phase`).
+fn remaining_phases<'a>(
+    plan: &'a ValidatedPlan,
+    record: &RunRecord,
+    phase_index: usize,
+) -> Vec<(usize, &'a Phase)> {
+    plan.phases
+        .iter()
+        .enumerate()
+        .skip(phase_index)
+        .filter(|(index, _)| {
+            record
+                .phases
+                .get(*index)
+                .is_none_or(|p| p.status != StepStatus::Skipped)
+        })
+        .collect()
+}
+
+/// The first step that did not complete, phase by phase.
+fn first_unfinished(record: &RunRecord) -> Option<(usize, usize)> {
+    record.phases.iter().enumerate().find_map(|(p, phase)| {
+        if matches!(phase.status, StepStatus::Completed | StepStatus::Skipped) {
+            return None;
+        }
+        phase
+            .steps
+            .iter()
+            .position(|step| step.status != StepStatus::Completed)
+            .map(|s| (p, s))
+    })
+}
