@@ -825,20 +825,40 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
         Some(id) => vec![store.run(id).await?],
         None => store.runs(limit).await?,
     };
+    // A drill's run says which stage it reached (where an interrupted one stopped).
+    let mut stages = Vec::with_capacity(runs.len());
+    for run in &runs {
+        stages.push(store.last_drill_stage(&run.run_id).await?);
+    }
     if cli.global.json() {
+        let mut documents: Vec<serde_json::Value> = runs
+            .iter()
+            .zip(&stages)
+            .map(|(run, stage)| {
+                let mut document = serde_json::to_value(run).expect("run serialises");
+                if let Some(stage) = stage {
+                    document["drill_stage"] = serde_json::json!(stage);
+                }
+                document
+            })
+            .collect();
         match run_id {
-            Some(_) => print_json(&serde_json::to_value(&runs[0]).expect("run serialises")),
-            None => print_json(&serde_json::json!({ "runs": runs })),
+            Some(_) => print_json(&documents.remove(0)),
+            None => print_json(&serde_json::json!({ "runs": documents })),
         }
     } else if runs.is_empty() {
         println!("no runs recorded in {}", store.path().display());
     } else if run_id.is_some() {
         let run = &runs[0];
         println!(
-            "run {}  plan {}  status {}{}  started {}  ended {}",
+            "run {}  plan {}  status {}{}{}  started {}  ended {}",
             run.run_id,
             run.plan,
             run.status,
+            stages[0]
+                .as_ref()
+                .map(|stage| format!(" (drill stage `{stage}`)"))
+                .unwrap_or_default(),
             if run.dry_run { " (dry run)" } else { "" },
             run.started_at,
             run.ended_at.as_deref().unwrap_or("-")
@@ -907,7 +927,8 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
     } else {
         let rows: Vec<Vec<String>> = runs
             .iter()
-            .map(|run| {
+            .zip(&stages)
+            .map(|(run, stage)| {
                 let steps = run.phases.iter().flat_map(|p| &p.steps);
                 let done = steps
                     .clone()
@@ -921,7 +942,10 @@ async fn status(cli: &Cli, run_id: Option<&str>, limit: u32) -> Result<ExitCode>
                         run.status,
                         if run.dry_run { " (dry run)" } else { "" }
                     ),
-                    format!("{done}/{} steps", steps.count()),
+                    match stage {
+                        Some(stage) => format!("drill at `{stage}`"),
+                        None => format!("{done}/{} steps", steps.count()),
+                    },
                     run.started_at.clone(),
                 ]
             })

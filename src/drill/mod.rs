@@ -214,7 +214,12 @@ struct Progress {
     failback: Option<failback::FailbackReport>,
     injected_at: Option<u64>,
     first_write_at: Option<u64>,
+    /// Where each stage is journaled as it is reached: the drill's run.
+    journal: Option<(Store, String)>,
 }
+
+/// The journal's step name for a drill stage, e.g. `drill.promotion`.
+pub const STAGE_PREFIX: &str = "drill.";
 
 impl Progress {
     fn event(&mut self, name: &'static str, detail: impl Into<String>) -> u64 {
@@ -233,6 +238,33 @@ impl Progress {
                 format!(": {detail}")
             }
         );
+        // Durable before the drill goes on: a crash leaves the last stage it
+        // reached, with what it knew, in the run's journal.
+        if let Some((store, run_id)) = &self.journal {
+            let observed = serde_json::json!({
+                "stage": name,
+                "at_ms": at_ms,
+                "unix_ms": self.started_unix_ms + at_ms,
+                "detail": detail,
+                "promoted": self.promoted,
+                "injected_at_ms": self.injected_at,
+            });
+            let step = format!("{STAGE_PREFIX}{name}");
+            let written = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(store.record_event(
+                    run_id,
+                    crate::store::EventKind::Observation,
+                    Some("drill"),
+                    Some(&step),
+                    None,
+                    Some(&observed),
+                    Some(&format!("drill stage {name}")),
+                ))
+            });
+            if let Err(error) = written {
+                tracing::warn!("could not journal drill stage {name}: {error}");
+            }
+        }
         self.timeline.push(Event {
             name,
             at_ms,
@@ -430,6 +462,7 @@ pub async fn run(
         failback: None,
         injected_at: None,
         first_write_at: None,
+        journal: Some((store.clone(), run_id.clone())),
     };
     let started_at = crate::whoami::now();
     let outcome = drive(&mut ctx, &drill, failure, &mut progress).await;

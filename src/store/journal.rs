@@ -542,6 +542,18 @@ impl Store {
         Ok(runs)
     }
 
+    /// The last drill stage a run journaled (`drill.promotion` → `promotion`).
+    pub async fn last_drill_stage(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let step: Option<String> = sqlx::query_scalar(
+            "SELECT step FROM events WHERE run_id = ? AND step LIKE 'drill.%' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.database_error(e))?;
+        Ok(step.map(|s| s.trim_start_matches("drill.").to_string()))
+    }
+
     /// The journal of one run, oldest first, as JSON objects.
     pub async fn events(&self, run_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         let rows = sqlx::query(

@@ -429,6 +429,7 @@ fn lab_resume_of_a_killed_drill_checks_the_servers_before_it_reports() {
     let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
     let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
     assert_eq!(status["runs"][0]["status"], "interrupted", "{status}");
+    assert_eq!(status["runs"][0]["drill_stage"], "promotion", "{status}");
 
     let before = crate::lab_cutover::fingerprint(&fx, &plan);
     let output = fx
