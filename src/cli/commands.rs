@@ -196,6 +196,32 @@ async fn plan_of_run(store: &Store, run_id: &str, path: Option<&Path>) -> Result
     Ok(plan::load(&path)?)
 }
 
+async fn drill_resume(
+    cli: &Cli,
+    drill_id: &str,
+    path: Option<&Path>,
+    report_dir: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    let store = Store::open(&cli.global.state_dir()).await?;
+    let plan = plan_of_run(&store, drill_id, path).await?;
+    confirm(
+        cli,
+        &format!("Resume drill {drill_id} of plan `{}`?", plan.name),
+    )?;
+    let options = crate::drill::DrillOptions {
+        failure: None,
+        report_dir: report_dir.unwrap_or_else(|| cli.global.state_dir().join("drills")),
+    };
+    let report = crate::drill::resume::resume(plan, store, drill_id, &options).await?;
+    if cli.global.json() {
+        print_json(&serde_json::to_value(&report).expect("a report serialises"));
+    } else {
+        print!("{}", crate::drill::report::markdown(&report));
+        println!("\nreports: {}", report.reports.join(", "));
+    }
+    Ok(report.exit_code())
+}
+
 async fn drill(cli: &Cli, command: &DrillCommand) -> Result<ExitCode> {
     match command {
         DrillCommand::Run {
@@ -235,6 +261,11 @@ async fn drill(cli: &Cli, command: &DrillCommand) -> Result<ExitCode> {
             }
             Ok(report.exit_code())
         }
+        DrillCommand::Resume {
+            drill_id,
+            plan,
+            report_dir,
+        } => drill_resume(cli, drill_id, plan.as_deref(), report_dir.clone()).await,
         DrillCommand::Schedule {
             plan,
             cron,
@@ -403,6 +434,14 @@ fn confirm(cli: &Cli, question: &str) -> Result<()> {
 
 async fn resume(cli: &Cli, run_id: &str, path: Option<&Path>) -> Result<ExitCode> {
     let store = Store::open(&cli.global.state_dir()).await?;
+    // A drill's run is finished by the drill's own resume.
+    let record = store.run(run_id).await?;
+    if matches!(record.status, RunStatus::Interrupted | RunStatus::Running)
+        && store.last_drill_stage(run_id).await?.is_some()
+    {
+        store.close().await;
+        return drill_resume(cli, run_id, path, None).await;
+    }
     let plan = plan_of_run(&store, run_id, path).await?;
     confirm(
         cli,

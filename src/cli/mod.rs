@@ -447,6 +447,25 @@ stage failed (the report says which); 2 invalid plan or arguments; 3 a precheck 
         #[arg(long, value_name = "DIR")]
         report_dir: Option<PathBuf>,
     },
+    /// Finish a drill whose orchestrator died: from its journal and the live
+    /// servers, complete the failover (or make it, if the primary is down and
+    /// nobody took over), bring DNS and every replica onto the one writable
+    /// cluster, then verify and fail back as the plan asks; the report says
+    /// where it was interrupted.
+    #[command(
+        after_help = "Example:\n  cutover drill resume 20261130-221500-a1b2c3 --yes\n\n\
+Exit codes: as `drill run`; 2 an unknown drill, a changed plan file, or a drill\n\
+that is not interrupted."
+    )]
+    Resume {
+        drill_id: String,
+        /// The plan file, when it moved since the drill (it must be unchanged).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Directory for the reports (default: `drills/` in the state directory).
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+    },
     /// Store a schedule for a plan's drill (replacing its earlier one), list
     /// the schedules, or remove one. `drill daemon` runs them.
     #[command(

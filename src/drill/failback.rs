@@ -96,6 +96,7 @@ async fn rejoin(
         control::set_read_only(session, flavor, true).await?;
         progress.event("recovered", format!("`{failed}` is back, read-only"));
     }
+    let plan = ctx.plan.clone();
     let (session, flavor) = ctx.session_and_flavor(promoted).await?;
     let primary_executed = server::executed(session, flavor).await?;
     let (session, flavor) = ctx.session_and_flavor(failed).await?;
@@ -109,9 +110,16 @@ async fn rejoin(
         )));
     }
     if failure != DrillFailure::Planned {
-        // A former primary continues from what it holds itself.
-        let position = control::binlog_position(session, flavor).await?;
-        control::set_replica_start(session, flavor, &position).await?;
+        // A former primary continues from what it holds itself, unless an
+        // earlier (interrupted) attempt already pointed it at `promoted`.
+        let (host, port) = crate::steps::address_of(&plan, promoted);
+        let already = control::channel(session, flavor)
+            .await?
+            .is_some_and(|c| c.source_host == host && c.source_port == port);
+        if !already {
+            let position = control::binlog_position(session, flavor).await?;
+            control::set_replica_start(session, flavor, &position).await?;
+        }
         repoint::replicate_from(ctx, failed, promoted).await?;
     }
     let (session, primary_flavor) = ctx.session_and_flavor(promoted).await?;

@@ -15,6 +15,7 @@ pub mod failback;
 pub mod failover;
 pub mod history;
 pub mod report;
+pub mod resume;
 pub mod schedule;
 
 use std::path::PathBuf;
@@ -162,7 +163,8 @@ pub struct DrillReport {
     /// The cluster that took over.
     pub promoted: Option<String>,
     /// `passed` (every target met, every verification matched), `missed` (a
-    /// target missed) or `failed` (a stage failed or a verification did not match).
+    /// target missed), `failed` (a stage failed or a verification did not
+    /// match) or `interrupted` (its orchestrator died before it failed anything).
     pub status: &'static str,
     pub started_at: String,
     pub elapsed_ms: u64,
@@ -175,8 +177,20 @@ pub struct DrillReport {
     pub verifications: Vec<Verification>,
     pub failback: Option<failback::FailbackReport>,
     pub problems: Vec<String>,
+    /// Set when the drill's orchestrator died and `drill resume` finished it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
     /// The files written for this drill.
     pub reports: Vec<String>,
+}
+
+/// Where an interrupted drill stopped, and when it was taken up again.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interrupted {
+    /// The last stage it journaled (`none` if it died before the first).
+    pub stage: String,
+    /// Drill time at which `drill resume` took it up.
+    pub resumed_at_ms: u64,
 }
 
 impl DrillReport {
@@ -216,6 +230,10 @@ struct Progress {
     first_write_at: Option<u64>,
     /// Where each stage is journaled as it is reached: the drill's run.
     journal: Option<(Store, String)>,
+    /// What a resume needs that the servers cannot tell afterwards.
+    failure: DrillFailure,
+    baseline: Option<String>,
+    candidate: Option<String>,
 }
 
 /// The journal's step name for a drill stage, e.g. `drill.promotion`.
@@ -248,6 +266,9 @@ impl Progress {
                 "detail": detail,
                 "promoted": self.promoted,
                 "injected_at_ms": self.injected_at,
+                "failure": self.failure,
+                "baseline": self.baseline,
+                "candidate": self.candidate,
             });
             let step = format!("{STAGE_PREFIX}{name}");
             let written = tokio::task::block_in_place(|| {
@@ -463,6 +484,9 @@ pub async fn run(
         injected_at: None,
         first_write_at: None,
         journal: Some((store.clone(), run_id.clone())),
+        failure,
+        baseline: None,
+        candidate: None,
     };
     let started_at = crate::whoami::now();
     let outcome = drive(&mut ctx, &drill, failure, &mut progress).await;
@@ -635,6 +659,7 @@ fn assemble(
         verifications: progress.verifications,
         failback: progress.failback,
         problems,
+        interrupted: None,
         reports: Vec::new(),
     }
 }
@@ -676,6 +701,8 @@ async fn drive(
     let (candidate, _) = failover::choose(ctx, &drill.dr, &primary, &baseline)
         .await
         .map_err(|e| DrillError::Precheck(e.to_string()))?;
+    progress.baseline = Some(baseline.to_string());
+    progress.candidate = Some(candidate.clone());
     progress.event(
         "prechecks",
         format!("`{}` is primary; `{candidate}` can take over", primary.name),

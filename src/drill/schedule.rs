@@ -113,6 +113,8 @@ pub struct DaemonSummary {
     pub drills_run: u64,
     pub drills_passed: u64,
     pub missed: u64,
+    /// Drills found interrupted (their orchestrator died) and finished first.
+    pub drills_resumed: u64,
 }
 
 struct Daemon {
@@ -133,6 +135,49 @@ impl Daemon {
             .await
         {
             tracing::error!("cannot record the missed drill: {error}");
+        }
+    }
+
+    /// Before anything else: finish the scheduled drills whose orchestrator
+    /// died (an OOM kill, a reboot), so no drill is left as an outage.
+    async fn resume_interrupted(&self, schedules: &[crate::store::DrillSchedule]) {
+        let runs = match self.store.runs(200).await {
+            Ok(runs) => runs,
+            Err(error) => {
+                tracing::error!("cannot look for interrupted drills: {error}");
+                return;
+            }
+        };
+        for run in runs {
+            if run.status != crate::store::RunStatus::Interrupted
+                || !schedules.iter().any(|s| s.plan_path == run.plan_path)
+                || !matches!(self.store.last_drill_stage(&run.run_id).await, Ok(Some(_)))
+            {
+                continue;
+            }
+            let _running = self.running.lock().await;
+            tracing::warn!("drill {} was interrupted: resuming it first", run.run_id);
+            let options = DrillOptions {
+                failure: None,
+                report_dir: self.report_dir.clone(),
+            };
+            let outcome = match crate::plan::load(Path::new(&run.plan_path)) {
+                Ok(plan) => super::resume::resume(plan, self.store.clone(), &run.run_id, &options)
+                    .await
+                    .map(|report| report.status.to_string())
+                    .unwrap_or_else(|error| format!("resume failed: {error}")),
+                Err(_) => "the plan no longer validates; resume it by hand".to_string(),
+            };
+            self.summary.lock().expect("not poisoned").drills_resumed += 1;
+            let note = format!("drill {} was interrupted; resumed: {outcome}", run.run_id);
+            tracing::info!("{note}");
+            if let Err(error) = self
+                .store
+                .record_drill_miss(&run.plan_path, &run.started_at, &note)
+                .await
+            {
+                tracing::error!("cannot record the resumed drill: {error}");
+            }
         }
     }
 
@@ -208,6 +253,7 @@ pub async fn daemon(store: Store, report_dir: PathBuf) -> Result<DaemonSummary, 
             ..DaemonSummary::default()
         }),
     });
+    daemon.resume_interrupted(&schedules).await;
     let scheduler = JobScheduler::new()
         .await
         .map_err(|e| DrillError::Invalid(format!("the scheduler cannot start: {e}")))?;

@@ -293,6 +293,8 @@ pub(super) async fn execute(
             return store_failure(ctx, error);
         }
     }
+    // The test kill switch's "step after the last": every step done, the run not yet closed.
+    recovery::step_starting();
     Outcome::Completed
 }
 

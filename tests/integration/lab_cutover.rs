@@ -751,3 +751,62 @@ fn lab_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
     assert_eq!(links.len(), 4, "legacy, c2, c3 and c6 under c1: {links:?}");
     assert_primary(&fx, &plan, "c1");
 }
+
+#[test]
+fn lab_resume_checks_the_servers_before_it_says_completed() {
+    let fx = LabFixture::up();
+    let plan = switchover_plan(&fx, "switchover.yaml", SWITCHOVER_PHASE, &[]);
+    // Every step done, the process killed before it closed the run.
+    let killed = fx
+        .cutover()
+        .env(cutover::engine::KILL_AT_STEP_ENV, "8")
+        .args(["run", "--yes"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed after the last step");
+    let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
+    let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(status["runs"][0]["status"], "interrupted");
+
+    // Someone puts DNS back on legacy by hand.
+    let secret = fx.var("CUTOVER_LAB_TSIG_SECRET").to_string();
+    let mut nsupdate = std::process::Command::new("nsupdate")
+        .args(["-y", &format!("hmac-sha256:cutover-lab:{secret}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    nsupdate
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"server 127.0.0.2 53\nzone bank.internal\nupdate delete refunds-primary.bank.internal CNAME\n\
+              update add refunds-primary.bank.internal 5 CNAME legacy.bank.internal.\nsend\n",
+        )
+        .unwrap();
+    assert!(nsupdate.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let before = fingerprint(&fx, &plan);
+    let output = fx
+        .cutover()
+        .args(["resume", &run_id, "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Journal: primary `c1`, DNS → `c1`")
+            && stderr.contains("answers [\"legacy.bank.internal.\"]")
+            && stderr.contains("Nothing was changed"),
+        "both states: {stderr}"
+    );
+    assert_eq!(fingerprint(&fx, &plan), before, "nothing changed");
+    let (_, status) = run_json(fx.cutover().args(["status", &run_id, "--output", "json"]));
+    assert_eq!(
+        status["status"], "interrupted",
+        "the run stays open: {status}"
+    );
+}

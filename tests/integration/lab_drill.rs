@@ -410,44 +410,178 @@ fn lab_daemon_runs_scheduled_drills_and_keeps_the_schedule_across_restarts() {
 }
 
 #[test]
-fn lab_resume_of_a_killed_drill_checks_the_servers_before_it_reports() {
+fn lab_a_drill_killed_at_every_stage_converges_on_resume() {
     let fx = LabFixture::up();
     let plan = drill_plan(&fx, "drill.yaml", &[]);
-    // The orchestrator dies the moment c1 is promoted: legacy is down, c1
-    // writable, DNS still on legacy, nobody finished the failover.
-    let killed = fx
-        .cutover()
+    let reports = fx.sandbox.path().join("reports");
+    // A crash drill's stages, in the order it journals them.
+    let stages = [
+        "prechecks",
+        "probe_started",
+        "injection",
+        "detection",
+        "promotion",
+        "dns_switch",
+        "first_write",
+        "verified",
+        "failback_started",
+        "recovered",
+        "rejoined",
+        "switched_back",
+        "failback",
+        "verified_again",
+    ];
+    for stage in stages {
+        let killed = fx
+            .cutover()
+            .env(cutover::engine::recovery::KILL_AT_DRILL_STAGE_ENV, stage)
+            .args([
+                "drill",
+                "run",
+                "--yes",
+                "--failure",
+                "crash",
+                "--report-dir",
+            ])
+            .arg(&reports)
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "killed at `{stage}`: {}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
+        let drill_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            status["runs"][0]["status"], "interrupted",
+            "{stage}: {status}"
+        );
+        assert_eq!(status["runs"][0]["drill_stage"], stage, "{status}");
+
+        // `cutover resume` of a drill's run is the drill's own resume.
+        let (code, report) = run_json(
+            fx.cutover()
+                .args(["resume", &drill_id, "--yes", "--output", "json"]),
+        );
+        assert!(
+            matches!(code, Some(0) | Some(1)),
+            "{stage}: {code:?} {report}"
+        );
+        assert_eq!(report["interrupted"]["stage"], stage, "{report}");
+        let injected = !matches!(stage, "prechecks" | "probe_started");
+        if injected {
+            assert!(
+                report["rto"]["measured_ms"].as_u64().is_some(),
+                "{stage}: {report}"
+            );
+            assert_eq!(report["rpo"]["lost_writes"], 0, "{stage}: {report}");
+            assert!(
+                report["verifications"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|v| v["status"] == "match" || v["status"] == "skipped"),
+                "{stage}: {report}"
+            );
+        } else {
+            assert_eq!(report["status"], "interrupted", "{report}");
+        }
+        eprintln!(
+            "killed at `{stage}`: resume exit {code:?}, status {}, promoted {}, failback {}, problems {}",
+            report["status"], report["promoted"], report["failback"], report["problems"]
+        );
+        // One writable primary (legacy, the plan fails back), DNS on it at
+        // both authoritatives, everyone else following it.
+        assert_primary(&fx, &plan, "legacy");
+        let (_, after) = run_json(fx.cutover().args(["status", &drill_id, "--output", "json"]));
+        assert_ne!(after["status"], "interrupted", "{stage}: {after}");
+    }
+    // History holds every resumed drill, marked.
+    let (_, history) = run_json(fx.cutover().args(["drill", "history", "--output", "json"]));
+    assert!(history.to_string().contains("interrupted"), "{history}");
+}
+
+#[test]
+fn lab_a_daemon_killed_mid_drill_resumes_that_drill_first_when_restarted() {
+    let fx = LabFixture::up();
+    let plan = drill_plan(&fx, "drill.yaml", &[]);
+    let (code, saved) = run_json(
+        fx.cutover()
+            .args([
+                "drill",
+                "schedule",
+                "--cron",
+                "*/10 * * * * *",
+                "--output",
+                "json",
+            ])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{saved}");
+    // The daemon dies with its drill at the promotion: legacy crashed, c1
+    // promoted, no failback, nobody watching.
+    let mut dying = fx
+        .background()
         .env(
             cutover::engine::recovery::KILL_AT_DRILL_STAGE_ENV,
             "promotion",
         )
-        .args(["drill", "run", "--yes", "--failure", "crash"])
-        .arg(&plan)
-        .output()
+        .args(["drill", "daemon", "--yes", "--report-dir"])
+        .arg(fx.sandbox.path().join("reports"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    assert_eq!(killed.status.code(), None, "killed at the promotion");
-    let (_, status) = run_json(fx.cutover().args(["status", "--output", "json"]));
-    let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
-    assert_eq!(status["runs"][0]["status"], "interrupted", "{status}");
-    assert_eq!(status["runs"][0]["drill_stage"], "promotion", "{status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = dying.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never reached the promotion"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), None, "killed at the promotion");
+    let (_, runs) = run_json(fx.cutover().args(["status", "--output", "json"]));
+    let drill_id = runs["runs"][0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(runs["runs"][0]["status"], "interrupted", "{runs}");
+    assert!(drills_recorded(&fx).is_empty(), "nothing recorded yet");
 
-    let before = crate::lab_cutover::fingerprint(&fx, &plan);
-    let output = fx
-        .cutover()
-        .args(["resume", &run_id, "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Restarted, it finishes that drill before anything else.
+    let daemon = Daemon::start(&fx);
+    let drills = wait_for_drills(&fx, 1, std::time::Duration::from_secs(60));
+    let (code, summary) = daemon.stop();
+    assert_eq!(code, Some(0), "{summary}");
     assert!(
-        stderr.contains("Journal: primary `legacy`, DNS → `legacy`")
-            && stderr.contains("writable: c1")
-            && stderr.contains("`legacy` (the journaled primary) does not answer"),
-        "both states: {stderr}"
+        summary["drills_resumed"].as_u64().unwrap() >= 1,
+        "{summary}"
     );
     assert_eq!(
-        crate::lab_cutover::fingerprint(&fx, &plan),
-        before,
-        "nothing changed"
+        drills[drills.len() - 1]["drill_id"],
+        drill_id.as_str(),
+        "{drills:?}"
     );
+    let (_, status) = run_json(fx.cutover().args(["status", &drill_id, "--output", "json"]));
+    assert_ne!(status["status"], "interrupted", "{status}");
+    let (_, listed) = run_json(
+        fx.cutover()
+            .args(["drill", "schedule", "--list", "--output", "json"]),
+    );
+    assert!(
+        listed["missed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("drill {drill_id} was interrupted; resumed"))),
+        "{listed}"
+    );
+    assert_primary(&fx, &plan, "legacy");
 }
