@@ -1,17 +1,29 @@
 //! Waiting for an operator's stop: SIGINT (Ctrl-C) or SIGTERM.
 
-/// Resolves on the first SIGINT or SIGTERM. Without a SIGTERM handler (the
-/// signal cannot be installed) only SIGINT stops.
-pub async fn requested() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
+use std::future::Future;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// One signal's next delivery; never, when it could not be installed.
+async fn next(signal: Option<&mut Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Take over SIGINT and SIGTERM now (so a stop that arrives before anyone
+/// waits is not the default "terminate at once"), and resolve on the first.
+/// A signal that cannot be installed is left to its default.
+pub fn install() -> impl Future<Output = ()> {
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = next(interrupt.as_mut()) => {}
+            _ = next(terminate.as_mut()) => {}
+        }
     }
 }

@@ -496,7 +496,7 @@ async fn probe(
         write_timeout: ProbeOptions::DEFAULT_WRITE_TIMEOUT,
         acks: None,
     };
-    let stop = crate::shutdown::requested();
+    let stop = crate::shutdown::install();
     tracing::info!(
         "probe: writing {rate}/s for up to {} s through {}",
         duration.as_secs(),

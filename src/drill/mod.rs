@@ -294,6 +294,20 @@ impl Progress {
         crate::engine::recovery::drill_stage_reached(name);
     }
 
+    /// Checksum `primary` against `replicas` as `stage`, and put it on the
+    /// timeline as `event`.
+    async fn verified(
+        &mut self,
+        plan: &ValidatedPlan,
+        (stage, event): (&'static str, &'static str),
+        primary: &str,
+        replicas: &[String],
+    ) {
+        let verification = verify(plan, stage, primary, replicas).await;
+        self.event(event, format!("checksum {}", verification.status));
+        self.verifications.push(verification);
+    }
+
     fn at(&self, instant: Instant) -> u64 {
         ms(instant.saturating_duration_since(self.started))
     }
@@ -842,9 +856,9 @@ async fn drive(
                     .filter(|name| *name != promoted)
                     .collect()
             });
-        let verification = verify(&plan, "after_failover", &promoted, &survivors).await;
-        progress.event("verified", format!("checksum {}", verification.status));
-        progress.verifications.push(verification);
+        progress
+            .verified(&plan, ("after_failover", "verified"), &promoted, &survivors)
+            .await;
         if drill.rejoin {
             progress.event("failback_started", "");
             ctx.drop_sessions().await;
@@ -865,12 +879,14 @@ async fn drive(
             if !failed {
                 progress.event("failback", format!("`{primary_now}` is primary"));
             }
-            let verification = verify(&plan, "after_failback", &primary_now, &replicas).await;
-            progress.event(
-                "verified_again",
-                format!("checksum {}", verification.status),
-            );
-            progress.verifications.push(verification);
+            progress
+                .verified(
+                    &plan,
+                    ("after_failback", "verified_again"),
+                    &primary_now,
+                    &replicas,
+                )
+                .await;
         }
     }
     Ok(probe)

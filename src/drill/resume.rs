@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{
     DrillError, DrillOptions, DrillReport, Event, Interrupted, Progress, STAGE_PREFIX,
     addresses_of, assemble, failback, failover, first_write_on, history, ms, report, unix_ms,
-    verify,
 };
 use crate::engine::context::Context;
 use crate::engine::recovery;
@@ -282,11 +281,17 @@ pub async fn resume(
     });
     if let Some(lost) = outcome.ok().flatten() {
         report.rpo.lost_writes = lost.len() as u64;
-        report.rpo.met =
-            report
-                .rpo
-                .target_ms
-                .map(|target| if target == 0 { lost.is_empty() } else { true });
+        // Without the acknowledgements there is no time to measure: met when
+        // nothing was lost, missed against a zero target, else unknown.
+        report.rpo.met = report.rpo.target_ms.and_then(|target| {
+            if lost.is_empty() {
+                Some(true)
+            } else if target == 0 {
+                Some(false)
+            } else {
+                None
+            }
+        });
         report.rpo.lost_sequences = lost;
     }
     let status = if report.status == "failed" {
@@ -432,9 +437,14 @@ async fn converge(
         .map(|c| c.name.clone())
         .filter(|name| *name != primary_now && Some(name.as_str()) != exclude)
         .collect();
-    let verification = verify(&plan, "after_failover", &primary_now, &followers).await;
-    progress.event("verified", format!("checksum {}", verification.status));
-    progress.verifications.push(verification);
+    progress
+        .verified(
+            &plan,
+            ("after_failover", "verified"),
+            &primary_now,
+            &followers,
+        )
+        .await;
 
     let mut lost = None;
     let since = progress.started_unix_ms;
@@ -455,12 +465,9 @@ async fn converge(
             .map(|c| c.name.clone())
             .filter(|name| *name != now && (!failed || *name != drill.primary))
             .collect();
-        let verification = verify(&plan, "after_failback", &now, &replicas).await;
-        progress.event(
-            "verified_again",
-            format!("checksum {}", verification.status),
-        );
-        progress.verifications.push(verification);
+        progress
+            .verified(&plan, ("after_failback", "verified_again"), &now, &replicas)
+            .await;
     } else if !failed_over {
         // Already switched back: a rejoin succeeded only if the failed primary
         // held nothing the promoted one lacked, so compare the two.
@@ -473,12 +480,14 @@ async fn converge(
                 .map(|c| c.name.clone())
                 .filter(|name| *name != primary_now)
                 .collect();
-            let verification = verify(&plan, "after_failback", &primary_now, &replicas).await;
-            progress.event(
-                "verified_again",
-                format!("checksum {}", verification.status),
-            );
-            progress.verifications.push(verification);
+            progress
+                .verified(
+                    &plan,
+                    ("after_failback", "verified_again"),
+                    &primary_now,
+                    &replicas,
+                )
+                .await;
         }
     }
     Ok(lost)

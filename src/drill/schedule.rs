@@ -238,6 +238,8 @@ impl Daemon {
 /// Run every stored schedule until SIGTERM or SIGINT, then let a running
 /// drill finish and return what was done.
 pub async fn daemon(store: Store, report_dir: PathBuf) -> Result<DaemonSummary, DrillError> {
+    // From the first instant: a stop while interrupted drills are resumed waits for them.
+    let stop = crate::shutdown::install();
     let schedules = store.drill_schedules().await?;
     if schedules.is_empty() {
         return Err(DrillError::Invalid(
@@ -305,7 +307,7 @@ pub async fn daemon(store: Store, report_dir: PathBuf) -> Result<DaemonSummary, 
         .start()
         .await
         .map_err(|e| DrillError::Invalid(format!("the scheduler cannot start: {e}")))?;
-    crate::shutdown::requested().await;
+    stop.await;
     tracing::info!("stopping: no new drill starts; waiting for a running one to finish");
     let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;

@@ -344,3 +344,13 @@ impl WriteLoad {
         self.handle.join().expect("write load")
     }
 }
+
+/// SIGTERM a background process and collect what it printed.
+pub fn terminate(child: std::process::Child) -> std::process::Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -61,12 +61,7 @@ impl Probe {
 
     /// SIGTERM, then the probe's report.
     pub(crate) fn finish(self) -> serde_json::Value {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let output = self.child.wait_with_output().unwrap();
+        let output = crate::harness::terminate(self.child);
         assert!(
             matches!(output.status.code(), Some(0) | Some(4)),
             "probe: {}",

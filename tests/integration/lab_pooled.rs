@@ -44,12 +44,7 @@ impl PooledClient {
     }
 
     pub(crate) fn finish(self) -> serde_json::Value {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let output = self.child.wait_with_output().unwrap();
+        let output = crate::harness::terminate(self.child);
         assert!(
             output.status.success(),
             "pooled client: {}",
