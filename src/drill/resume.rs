@@ -214,7 +214,12 @@ pub async fn resume(
 
     // The drill's own clock, continued: stage times stay where they were.
     let now_unix = unix_ms(SystemTime::now());
-    let started = Instant::now() - Duration::from_millis(now_unix.saturating_sub(started_unix_ms));
+    let since_start = Duration::from_millis(now_unix.saturating_sub(started_unix_ms));
+    // After a reboot the monotonic clock may be younger than the drill.
+    let started = Instant::now().checked_sub(since_start).unwrap_or_else(|| {
+        tracing::warn!("this host started after the drill did: drill times restart now");
+        Instant::now()
+    });
     let mut progress = Progress {
         started,
         started_unix_ms,

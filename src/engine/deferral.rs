@@ -79,7 +79,7 @@ pub fn schedule(plan: &ValidatedPlan, phases: &[(usize, &Phase)]) -> PrecheckSch
 
     for (index, phase) in phases {
         let needs_followers = phase.steps.iter().any(|s| s.kind.needs_followers());
-        let freezes_or_switches = phase.steps.iter().any(|s| {
+        let switches = phase.steps.iter().any(|s| {
             matches!(
                 s.kind.establishes(),
                 Established::Primary | Established::Dns
@@ -104,7 +104,7 @@ pub fn schedule(plan: &ValidatedPlan, phases: &[(usize, &Phase)]) -> PrecheckSch
                 }
             }
         }
-        if freezes_or_switches {
+        if switches {
             if let Some(maker) = &primary_by {
                 let reason = maker.reason("another cluster is primary");
                 out.defer(*index, phase, ("the primary then", "writable"), reason);
