@@ -86,7 +86,7 @@ pub(crate) fn assert_nothing_lost(report: &serde_json::Value) {
     );
 }
 
-fn topology(fx: &LabFixture, plan: &Path) -> serde_json::Value {
+pub(crate) fn topology(fx: &LabFixture, plan: &Path) -> serde_json::Value {
     let output = fx
         .cutover()
         .args(["topology", "--output", "json"])
@@ -115,6 +115,11 @@ pub(crate) fn assert_primary(fx: &LabFixture, plan: &Path, primary: &str) {
             assert_eq!(replication["sql_thread"], "running", "{name}: {view}");
         }
     }
+    assert_dns_on(primary);
+}
+
+/// `refunds-primary` names `primary` on both authoritative servers, with the AA bit.
+pub(crate) fn assert_dns_on(primary: &str) {
     let expected = format!("{primary}.bank.internal.");
     runtime().block_on(async {
         for server in NAMESERVERS {
