@@ -213,13 +213,18 @@ async fn drill_resume(
         report_dir: report_dir.unwrap_or_else(|| cli.global.state_dir().join("drills")),
     };
     let report = crate::drill::resume::resume(plan, store, drill_id, &options).await?;
+    Ok(print_drill_report(cli, &report))
+}
+
+/// A drill's report on stdout (JSON, or the markdown and where the files are).
+fn print_drill_report(cli: &Cli, report: &crate::drill::DrillReport) -> ExitCode {
     if cli.global.json() {
-        print_json(&serde_json::to_value(&report).expect("a report serialises"));
+        print_json(&serde_json::to_value(report).expect("a report serialises"));
     } else {
-        print!("{}", crate::drill::report::markdown(&report));
+        print!("{}", crate::drill::report::markdown(report));
         println!("\nreports: {}", report.reports.join(", "));
     }
-    Ok(report.exit_code())
+    report.exit_code()
 }
 
 async fn drill(cli: &Cli, command: &DrillCommand) -> Result<ExitCode> {
@@ -253,13 +258,7 @@ async fn drill(cli: &Cli, command: &DrillCommand) -> Result<ExitCode> {
                     .unwrap_or_else(|| cli.global.state_dir().join("drills")),
             };
             let report = crate::drill::run(plan, store, &options).await?;
-            if cli.global.json() {
-                print_json(&serde_json::to_value(&report).expect("a report serialises"));
-            } else {
-                print!("{}", crate::drill::report::markdown(&report));
-                println!("\nreports: {}", report.reports.join(", "));
-            }
-            Ok(report.exit_code())
+            Ok(print_drill_report(cli, &report))
         }
         DrillCommand::Resume {
             drill_id,

@@ -860,36 +860,42 @@ async fn drive(
             .verified(&plan, ("after_failover", "verified"), &promoted, &survivors)
             .await;
         if drill.rejoin {
-            progress.event("failback_started", "");
-            ctx.drop_sessions().await;
-            let report =
-                failback::run(ctx, drill, failure, &primary.name, &promoted, progress).await;
-            let (primary_now, replicas): (String, Vec<String>) = {
-                let now = ctx.state.primary.clone();
-                let replicas = plan
-                    .enabled_clusters()
-                    .map(|c| c.name.clone())
-                    .filter(|name| *name != now)
-                    .filter(|name| report.error.is_none() || *name != primary.name)
-                    .collect();
-                (now, replicas)
-            };
-            let failed = report.error.is_some();
-            progress.failback = Some(report);
-            if !failed {
-                progress.event("failback", format!("`{primary_now}` is primary"));
-            }
-            progress
-                .verified(
-                    &plan,
-                    ("after_failback", "verified_again"),
-                    &primary_now,
-                    &replicas,
-                )
-                .await;
+            fail_back_and_verify(ctx, drill, failure, &primary.name, &promoted, progress).await;
         }
     }
     Ok(probe)
+}
+
+/// Rejoin the failed primary under the promoted one (and switch back, as the
+/// plan asks), then checksum every cluster that carries the data.
+async fn fail_back_and_verify(
+    ctx: &mut Context,
+    drill: &Drill,
+    failure: DrillFailure,
+    failed: &str,
+    promoted: &str,
+    progress: &mut Progress,
+) {
+    progress.event("failback_started", "");
+    ctx.drop_sessions().await;
+    let report = failback::run(ctx, drill, failure, failed, promoted, progress).await;
+    let broken = report.error.is_some();
+    progress.failback = Some(report);
+    let now = ctx.state.primary.clone();
+    if !broken {
+        progress.event("failback", format!("`{now}` is primary"));
+    }
+    // A failed primary that could not rejoin carries no data to compare.
+    let replicas: Vec<String> = ctx
+        .plan
+        .enabled_clusters()
+        .map(|c| c.name.clone())
+        .filter(|name| *name != now && (!broken || name != failed))
+        .collect();
+    let plan = ctx.plan.clone();
+    progress
+        .verified(&plan, ("after_failback", "verified_again"), &now, &replicas)
+        .await;
 }
 
 /// A planned drill: the graceful switchover to the chosen DR cluster.

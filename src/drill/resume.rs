@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{
     DrillError, DrillOptions, DrillReport, Event, Interrupted, Progress, STAGE_PREFIX,
-    addresses_of, assemble, failback, failover, first_write_on, history, ms, report, unix_ms,
+    addresses_of, assemble, failover, first_write_on, history, ms, report, unix_ms,
 };
 use crate::engine::context::Context;
 use crate::engine::recovery;
@@ -454,25 +454,9 @@ async fn converge(
     let mut lost = None;
     let since = progress.started_unix_ms;
     if failed_over && drill.rejoin {
-        progress.event("failback_started", "");
-        ctx.drop_sessions().await;
-        let report =
-            failback::run(ctx, drill, failure, &drill.primary, &primary_now, progress).await;
-        lost = lost_rows(ctx, &drill.primary, &primary_now, since).await;
-        let failed = report.error.is_some();
-        progress.failback = Some(report);
-        let now = ctx.state.primary.clone();
-        if !failed {
-            progress.event("failback", format!("`{now}` is primary"));
-        }
-        let replicas: Vec<String> = plan
-            .enabled_clusters()
-            .map(|c| c.name.clone())
-            .filter(|name| *name != now && (!failed || *name != drill.primary))
-            .collect();
-        progress
-            .verified(&plan, ("after_failback", "verified_again"), &now, &replicas)
+        super::fail_back_and_verify(ctx, drill, failure, &drill.primary, &primary_now, progress)
             .await;
+        lost = lost_rows(ctx, &drill.primary, &primary_now, since).await;
     } else if !failed_over {
         // Already switched back: a rejoin succeeded only if the failed primary
         // held nothing the promoted one lacked, so compare the two.
