@@ -240,6 +240,31 @@ struct Progress {
 pub const STAGE_PREFIX: &str = "drill.";
 
 impl Progress {
+    /// A drill's progress from `started` on, journaled in `journal`'s run.
+    fn new(
+        journal: (Store, String),
+        failure: DrillFailure,
+        started: Instant,
+        started_unix_ms: u64,
+    ) -> Progress {
+        Progress {
+            started,
+            started_unix_ms,
+            timeline: Vec::new(),
+            problems: Vec::new(),
+            promoted: None,
+            failover: None,
+            verifications: Vec::new(),
+            failback: None,
+            injected_at: None,
+            first_write_at: None,
+            journal: Some(journal),
+            failure,
+            baseline: None,
+            candidate: None,
+        }
+    }
+
     fn event(&mut self, name: &'static str, detail: impl Into<String>) -> u64 {
         let at_ms = ms(self.started.elapsed());
         self.event_at(name, at_ms, detail);
@@ -486,22 +511,12 @@ pub async fn run(
     state.dns_points_to = drill.primary.clone();
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.clone(), true, state)?;
     ctx.phase = "drill".into();
-    let mut progress = Progress {
-        started: Instant::now(),
-        started_unix_ms: unix_ms(SystemTime::now()),
-        timeline: Vec::new(),
-        problems: Vec::new(),
-        promoted: None,
-        failover: None,
-        verifications: Vec::new(),
-        failback: None,
-        injected_at: None,
-        first_write_at: None,
-        journal: Some((store.clone(), run_id.clone())),
+    let mut progress = Progress::new(
+        (store.clone(), run_id.clone()),
         failure,
-        baseline: None,
-        candidate: None,
-    };
+        Instant::now(),
+        unix_ms(SystemTime::now()),
+    );
     let started_at = crate::whoami::now();
     let outcome = drive(&mut ctx, &drill, failure, &mut progress).await;
     ctx.drop_sessions().await;

@@ -220,9 +220,8 @@ pub async fn resume(
         tracing::warn!("this host started after the drill did: drill times restart now");
         Instant::now()
     });
+    // What the journal knows, on top of a fresh progress on the drill's clock.
     let mut progress = Progress {
-        started,
-        started_unix_ms,
         timeline: stages
             .iter()
             .map(|s| Event {
@@ -231,11 +230,6 @@ pub async fn resume(
                 detail: s.detail.clone(),
             })
             .collect(),
-        problems: Vec::new(),
-        promoted: None,
-        failover: None,
-        verifications: Vec::new(),
-        failback: None,
         injected_at: stages
             .iter()
             .find(|s| s.name == "injection")
@@ -244,10 +238,14 @@ pub async fn resume(
             .iter()
             .find(|s| s.name == "first_write")
             .map(|s| s.at_ms),
-        journal: Some((store.clone(), drill_id.to_string())),
-        failure,
         baseline: first.and_then(|o| o["baseline"].as_str().map(String::from)),
         candidate: first.and_then(|o| o["candidate"].as_str().map(String::from)),
+        ..Progress::new(
+            (store.clone(), drill_id.to_string()),
+            failure,
+            started,
+            started_unix_ms,
+        )
     };
     progress.event("resumed", format!("interrupted after `{last}`"));
     let resumed_at_ms = ms(progress.started.elapsed());
