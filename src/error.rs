@@ -1,30 +1,19 @@
-//! The library's top-level error and the documented exit codes it maps to.
+//! The library's top-level error: what a command could not do, with its kind,
+//! the cluster it concerns and a hint. [`crate::outcome::exit_code`] turns the
+//! kind into the process exit code.
 
+use crate::checksum::ChecksumError;
+use crate::drill::DrillError;
+use crate::engine::EngineError;
 use crate::lab::LabError;
+use crate::lag::LagError;
+use crate::outcome::ErrorKind;
+pub use crate::outcome::ExitCode;
 use crate::plan::PlanErrors;
+use crate::probe::ProbeError;
 use crate::secret::SecretError;
+use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
-
-/// Process exit codes. Documented in the README; scripts rely on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ExitCode {
-    Success = 0,
-    /// A step failed; the report says what state it left.
-    StepFailed = 1,
-    /// Bad command-line use, an invalid plan, or a missing prerequisite.
-    InvalidInput = 2,
-    /// A gate or precheck refused: nothing changed, or the phase was rolled back cleanly.
-    Refused = 3,
-    /// A data mismatch was found (rows, sums, or a broken audit chain).
-    DataMismatch = 4,
-}
-
-impl ExitCode {
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,20 +28,18 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Lag(#[from] crate::lag::LagError),
+    Lag(#[from] LagError),
     #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
-    Probe(#[from] crate::probe::ProbeError),
+    Probe(#[from] ProbeError),
     #[error(transparent)]
-    Checksum(#[from] crate::checksum::ChecksumError),
+    Checksum(#[from] ChecksumError),
     #[error(transparent)]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
+    Snapshot(#[from] SnapshotError),
     #[error(transparent)]
-    Drill(#[from] crate::drill::DrillError),
-    #[error(
-        "audit log {path}: the hash chain is broken ({problems} problem(s)); see `cutover audit verify`"
-    )]
+    Drill(#[from] DrillError),
+    #[error("audit log {path}: the hash chain is broken ({problems} problem(s))")]
     AuditBroken { path: String, problems: usize },
     #[error("{what}: {source}")]
     Io {
@@ -63,50 +50,55 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Plan(_) | Error::Usage(_) | Error::Secret(_) => ExitCode::InvalidInput,
-            Error::Store(StoreError::LockHeld { .. }) => ExitCode::Refused,
-            Error::Store(StoreError::UnknownRun(_)) => ExitCode::InvalidInput,
-            Error::Store(_) | Error::Io { .. } => ExitCode::StepFailed,
-            Error::Lab(error) => error.exit_code(),
-            Error::AuditBroken { .. } => ExitCode::DataMismatch,
-            Error::Lag(crate::lag::LagError::Secret(_)) => ExitCode::InvalidInput,
-            Error::Lag(crate::lag::LagError::NoPrimary(_)) => ExitCode::Refused,
-            Error::Lag(_) => ExitCode::StepFailed,
-            Error::Engine(crate::engine::EngineError::Store(StoreError::LockHeld { .. })) => {
-                ExitCode::Refused
-            }
-            Error::Engine(crate::engine::EngineError::Store(_)) => ExitCode::StepFailed,
-            Error::Engine(crate::engine::EngineError::EarlierPhasesNotCompleted { .. }) => {
-                ExitCode::Refused
-            }
-            Error::Engine(crate::engine::EngineError::JournalDisagrees { .. }) => {
-                ExitCode::StepFailed
-            }
-            Error::Engine(_) => ExitCode::InvalidInput,
-            Error::Probe(
-                crate::probe::ProbeError::Mysql(_) | crate::probe::ProbeError::Resolve { .. },
-            ) => ExitCode::StepFailed,
-            Error::Probe(_) => ExitCode::InvalidInput,
-            Error::Checksum(
-                crate::checksum::ChecksumError::Secret(_)
-                | crate::checksum::ChecksumError::UnknownTarget(_)
-                | crate::checksum::ChecksumError::NoTables(_),
-            ) => ExitCode::InvalidInput,
-            Error::Checksum(crate::checksum::ChecksumError::Source(_)) => ExitCode::StepFailed,
-            Error::Snapshot(
-                crate::snapshot::SnapshotError::Secret(_)
-                | crate::snapshot::SnapshotError::UnknownTarget(_)
-                | crate::snapshot::SnapshotError::NoTables(_),
-            ) => ExitCode::InvalidInput,
-            Error::Snapshot(
-                crate::snapshot::SnapshotError::NotEmpty { .. }
-                | crate::snapshot::SnapshotError::SourceNotReady { .. }
-                | crate::snapshot::SnapshotError::Corrupt { .. },
-            ) => ExitCode::Refused,
-            Error::Snapshot(_) => ExitCode::StepFailed,
-            Error::Drill(error) => error.exit_code(),
+            Error::Plan(_) | Error::Usage(_) | Error::Secret(_) => ErrorKind::InvalidInput,
+            Error::Store(error) => error.kind(),
+            Error::Io { .. } => ErrorKind::Failed,
+            Error::Lab(error) => error.kind(),
+            Error::AuditBroken { .. } => ErrorKind::Mismatch,
+            Error::Lag(error) => error.kind(),
+            Error::Engine(error) => error.kind(),
+            Error::Probe(error) => error.kind(),
+            Error::Checksum(error) => error.kind(),
+            Error::Snapshot(error) => error.kind(),
+            Error::Drill(error) => error.kind(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        crate::outcome::exit_code(self.kind())
+    }
+
+    /// What to do about it, when there is one thing to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Store(error) => error.hint(),
+            Error::Lag(error) => error.hint(),
+            Error::Engine(error) => error.hint(),
+            Error::Checksum(error) => error.hint(),
+            Error::Snapshot(error) => error.hint(),
+            Error::Drill(error) => error.hint(),
+            Error::AuditBroken { .. } => Some("see `cutover audit verify`".into()),
+            Error::Plan(_)
+            | Error::Secret(_)
+            | Error::Lab(_)
+            | Error::Usage(_)
+            | Error::Probe(_)
+            | Error::Io { .. } => None,
+        }
+    }
+
+    /// The cluster (or lab server) it concerns, when it concerns one.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Error::Lab(error) => error.cluster(),
+            Error::Lag(error) => error.cluster(),
+            Error::Checksum(error) => error.cluster(),
+            Error::Snapshot(error) => error.cluster(),
+            Error::Drill(error) => error.cluster(),
+            Error::Probe(ProbeError::Mysql(error)) => Some(error.cluster()),
+            _ => None,
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::mysql::gtid::{self, Flavor, GtidSet};
 use crate::mysql::server::{self, unix_micros_now};
 use crate::mysql::{ClusterPool, Endpoint, MysqlError, Session, control, quote};
+use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
 
@@ -95,16 +96,39 @@ const STATUS_EVERY: Duration = Duration::from_millis(100);
 pub enum LagError {
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error(
-        "heartbeat on the source: {0}; the orchestrator account needs CREATE and INSERT on `cutover`.*"
-    )]
+    #[error("heartbeat on the source: {0}")]
     Heartbeat(MysqlError),
     /// Our account writes through `read_only`, so a heartbeat on a replica
     /// would be an errant transaction there: refuse instead.
-    #[error(
-        "no single writable primary to write the heartbeat on ({0}); see `cutover topology PLAN`"
-    )]
+    #[error("no single writable primary to write the heartbeat on ({0})")]
     NoPrimary(String),
+}
+
+impl LagError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LagError::Secret(_) => ErrorKind::InvalidInput,
+            LagError::NoPrimary(_) => ErrorKind::Refused,
+            LagError::Heartbeat(_) => ErrorKind::Failed,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LagError::Heartbeat(_) => {
+                Some("the orchestrator account needs CREATE and INSERT on `cutover`.*".into())
+            }
+            LagError::NoPrimary(_) => Some("see `cutover topology PLAN`".into()),
+            LagError::Secret(_) => None,
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            LagError::Heartbeat(error) => Some(error.cluster()),
+            _ => None,
+        }
+    }
 }
 
 /// Heartbeat send times, by sequence.
@@ -463,7 +487,7 @@ async fn measure(session: &mut Session, shared: &Shared) -> Result<LagSample, My
     {
         Ok(row) => row,
         // The table has not reached this replica (error 1146): no heartbeat yet.
-        Err(MysqlError::Query { reason, .. }) if reason.contains("1146") => None,
+        Err(error) if error.is_server_error(&[1146]) => None,
         Err(error) => return Err(error),
     };
     let now = Instant::now();
@@ -556,6 +580,15 @@ pub enum GateOutcome {
         waited_ms: u64,
         laggards: Vec<Laggard>,
     },
+}
+
+impl GateOutcome {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            GateOutcome::Passed { .. } => Outcome::Success,
+            GateOutcome::Refused { .. } => ErrorKind::Refused.into(),
+        }
+    }
 }
 
 /// Wait until every target has stayed under the limit for the whole window,

@@ -15,6 +15,7 @@ pub mod lab;
 pub mod lag;
 pub mod logging;
 pub mod mysql;
+pub mod outcome;
 pub mod plan;
 pub mod probe;
 pub mod progress;

@@ -14,6 +14,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::mysql::{Address, Endpoint, MysqlError, Session, control};
+use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::ValidatedPlan;
 use crate::secret::{self, SecretError};
 
@@ -34,6 +35,15 @@ pub enum ProbeError {
     },
     #[error("probe: {0}")]
     Mysql(#[from] MysqlError),
+}
+
+impl ProbeError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProbeError::NoApplication | ProbeError::Secret(_) => ErrorKind::InvalidInput,
+            ProbeError::Resolve { .. } | ProbeError::Mysql(_) => ErrorKind::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +117,21 @@ pub struct ProbeReport {
     pub read_back_from: String,
     pub elapsed_ms: u64,
     pub writable_primaries: Option<WritableReport>,
+}
+
+impl ProbeReport {
+    /// A lost or duplicated write, or two writable clusters at once, is a data difference.
+    pub fn outcome(&self) -> Outcome {
+        let overlapping = self
+            .writable_primaries
+            .as_ref()
+            .is_some_and(|writable| writable.overlap_rounds > 0);
+        if self.lost > 0 || self.duplicates > 0 || overlapping {
+            ErrorKind::Mismatch.into()
+        } else {
+            Outcome::Success
+        }
+    }
 }
 
 /// Resolves the application's name through the plan's own nameservers,

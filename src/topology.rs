@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::mysql::gtid::{self, Flavor};
 use crate::mysql::server::{self, ClockOffset, ReplicationStatus, ServerFacts};
 use crate::mysql::{Endpoint, Session, with_timeout};
+use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::{Cluster, ValidatedPlan};
 use crate::secret::SecretError;
 
@@ -66,6 +67,17 @@ pub struct Topology {
 impl Topology {
     pub fn unreachable(&self) -> impl Iterator<Item = &ClusterView> {
         self.clusters.iter().filter(|cluster| !cluster.reachable)
+    }
+
+    /// Errant transactions are a data difference and win over an unreachable cluster.
+    pub fn outcome(&self) -> Outcome {
+        if self.with_errant().next().is_some() {
+            ErrorKind::Mismatch.into()
+        } else if self.unreachable().next().is_some() {
+            ErrorKind::Failed.into()
+        } else {
+            Outcome::Success
+        }
     }
 
     pub fn with_errant(&self) -> impl Iterator<Item = &ClusterView> {

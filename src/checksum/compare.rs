@@ -268,6 +268,7 @@ fn malformed(session: &Session, what: &str) -> MysqlError {
         cluster: session.endpoint().name.clone(),
         what: what.to_string(),
         reason: "the server returned an unexpected result".to_string(),
+        code: None,
     }
 }
 

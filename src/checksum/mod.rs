@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session};
+use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::{Cluster, ValidatedPlan};
 use crate::secret::SecretError;
 use canonical::{Dialect, JsonNormaliser};
@@ -83,12 +84,38 @@ pub enum ChecksumError {
     Secret(#[from] SecretError),
     #[error("the source: {0}")]
     Source(#[source] MysqlError),
-    #[error(
-        "checksum target `{0}` is not an enabled target in the plan; name one of its enabled targets"
-    )]
+    #[error("checksum target `{0}` is not an enabled target in the plan")]
     UnknownTarget(String),
     #[error("no table to compare: {0}")]
     NoTables(String),
+}
+
+impl ChecksumError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ChecksumError::Secret(_)
+            | ChecksumError::UnknownTarget(_)
+            | ChecksumError::NoTables(_) => ErrorKind::InvalidInput,
+            ChecksumError::Source(_) => ErrorKind::Failed,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ChecksumError::UnknownTarget(_) => {
+                Some("name one of the plan's enabled targets".into())
+            }
+            _ => None,
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            ChecksumError::Source(error) => Some(error.cluster()),
+            ChecksumError::UnknownTarget(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,11 +193,11 @@ pub struct ChecksumReport {
 }
 
 impl ChecksumReport {
-    pub fn exit_code(&self) -> crate::error::ExitCode {
+    pub fn outcome(&self) -> Outcome {
         match self.status {
-            Verdict::Match => crate::error::ExitCode::Success,
-            Verdict::Mismatch => crate::error::ExitCode::DataMismatch,
-            Verdict::Incomplete => crate::error::ExitCode::StepFailed,
+            Verdict::Match => Outcome::Success,
+            Verdict::Mismatch => ErrorKind::Mismatch.into(),
+            Verdict::Incomplete => ErrorKind::Failed.into(),
         }
     }
 

@@ -26,8 +26,8 @@ use serde::Serialize;
 
 use crate::checksum::{self, ChecksumOptions, Verdict};
 use crate::engine::context::Context;
-use crate::error::ExitCode;
 use crate::mysql::{Endpoint, GtidSet, MysqlError, Session, control, server};
+use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::{ClusterRole, Drill, DrillFailure, ValidatedPlan};
 use crate::probe::{self, Ack, Acks, ProbeOptions, ProbeReport};
 use crate::steps::{StepError, hook};
@@ -52,7 +52,7 @@ pub struct DrillOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
-    #[error("plan `{0}` has no `drill` section: add one (see plans/lab-dr-drill.yaml)")]
+    #[error("plan `{0}` has no `drill` section")]
     NoDrill(String),
     #[error("{0}")]
     Invalid(String),
@@ -76,15 +76,35 @@ pub enum DrillError {
 }
 
 impl DrillError {
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             DrillError::NoDrill(_) | DrillError::Invalid(_) | DrillError::Secret(_) => {
-                ExitCode::InvalidInput
+                ErrorKind::InvalidInput
             }
             DrillError::Precheck(_) | DrillError::Store(StoreError::LockHeld { .. }) => {
-                ExitCode::Refused
+                ErrorKind::Refused
             }
-            _ => ExitCode::StepFailed,
+            DrillError::Failover(_)
+            | DrillError::Failback(_)
+            | DrillError::Store(_)
+            | DrillError::Mysql(_)
+            | DrillError::Step(_)
+            | DrillError::Report { .. } => ErrorKind::Failed,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DrillError::NoDrill(_) => Some("add one (see plans/lab-dr-drill.yaml)".into()),
+            DrillError::Store(error) => error.hint(),
+            _ => None,
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            DrillError::Mysql(error) => Some(error.cluster()),
+            _ => None,
         }
     }
 }
@@ -194,13 +214,13 @@ pub struct Interrupted {
 }
 
 impl DrillReport {
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn outcome(&self) -> Outcome {
         if self.verifications.iter().any(|v| v.status == "mismatch") {
-            return ExitCode::DataMismatch;
+            return ErrorKind::Mismatch.into();
         }
         match self.status {
-            "passed" => ExitCode::Success,
-            _ => ExitCode::StepFailed,
+            "passed" => Outcome::Success,
+            _ => ErrorKind::Failed.into(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod switchover;
 
 use std::time::Instant;
 
+use crate::outcome::ErrorKind;
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
 use crate::store::{PlanLock, RunRecord, RunStatus, StepStatus, Store, StoreError};
@@ -37,7 +38,7 @@ pub enum EngineError {
     #[error("the plan has no phase `{0}`")]
     UnknownPhase(String),
     #[error(
-        "cannot start plan `{plan}` at phase `{from}`: {missing} not recorded as completed for this version of the plan (sha256 {sha_prefix}); run {them} first (`cutover run PLAN --phase NAME`), or run the whole plan"
+        "cannot start plan `{plan}` at phase `{from}`: {missing} not recorded as completed for this version of the plan (sha256 {sha_prefix})"
     )]
     EarlierPhasesNotCompleted {
         plan: String,
@@ -46,9 +47,7 @@ pub enum EngineError {
         them: &'static str,
         sha_prefix: String,
     },
-    #[error(
-        "plan file {path} changed since run {run_id} started (sha256 differs); restore the plan the run used before resuming or rolling back"
-    )]
+    #[error("plan file {path} changed since run {run_id} started (sha256 differs)")]
     PlanChanged { run_id: String, path: String },
     #[error("run {run_id} is {status}; there is nothing to {action}")]
     NothingToDo {
@@ -62,8 +61,7 @@ pub enum EngineError {
     DryRun(String),
     #[error(
         "run {run_id} has nothing left to run, but the servers do not agree with its journal. \
-         Journal: {journal}. Servers: {live}. Nothing was changed; see `cutover topology PLAN`, \
-         then `cutover rollback {run_id}` or put the servers back by hand"
+         Journal: {journal}. Servers: {live}. Nothing was changed"
     )]
     JournalDisagrees {
         run_id: String,
@@ -74,6 +72,37 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Store(StoreError::LockHeld { .. })
+            | EngineError::EarlierPhasesNotCompleted { .. } => ErrorKind::Refused,
+            EngineError::Store(_) | EngineError::JournalDisagrees { .. } => ErrorKind::Failed,
+            EngineError::UnknownPhase(_)
+            | EngineError::PlanChanged { .. }
+            | EngineError::NothingToDo { .. }
+            | EngineError::DryRun(_)
+            | EngineError::Secret(_) => ErrorKind::InvalidInput,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::EarlierPhasesNotCompleted { them, .. } => Some(format!(
+                "run {them} first (`cutover run PLAN --phase NAME`), or run the whole plan"
+            )),
+            EngineError::PlanChanged { .. } => {
+                Some("restore the plan the run used before resuming or rolling back".into())
+            }
+            EngineError::JournalDisagrees { run_id, .. } => Some(format!(
+                "see `cutover topology PLAN`, then `cutover rollback {run_id}` or put the servers back by hand"
+            )),
+            EngineError::Store(error) => error.hint(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

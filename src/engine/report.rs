@@ -138,6 +138,26 @@ impl RunReport {
     }
 
     /// Human rendering for stdout.
+    /// How a run or a resume ended: a data mismatch exits 4 whichever command found it.
+    pub fn outcome(&self) -> crate::outcome::Outcome {
+        use crate::outcome::{ErrorKind, Outcome};
+        match self.status {
+            RunStatus::Completed => Outcome::Success,
+            _ if self.data_mismatch => ErrorKind::Mismatch.into(),
+            RunStatus::Refused | RunStatus::RolledBack => ErrorKind::Refused.into(),
+            _ => ErrorKind::Failed.into(),
+        }
+    }
+
+    /// How a rollback ended: back where it was asked to go, or not.
+    pub fn rollback_outcome(&self) -> crate::outcome::Outcome {
+        use crate::outcome::{ErrorKind, Outcome};
+        match self.status {
+            RunStatus::RolledBack => Outcome::Success,
+            _ => ErrorKind::Failed.into(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // A real run shows only the prechecks that need attention.
@@ -356,5 +376,71 @@ async fn live_fact(plan: &ValidatedPlan, kind: &StepKind) -> Option<String> {
             ))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{ExitCode, exit_code};
+
+    fn report(status: RunStatus, data_mismatch: bool) -> RunReport {
+        RunReport {
+            run_id: "r".into(),
+            plan: "p".into(),
+            status,
+            dry_run: false,
+            phases: Vec::new(),
+            write_freeze_ms: None,
+            prechecks: Vec::new(),
+            deferred: Vec::new(),
+            operations: Vec::new(),
+            detail: None,
+            next_command: None,
+            primary: "legacy".into(),
+            dns_points_to: "legacy".into(),
+            point_of_no_return: false,
+            data_mismatch,
+            sessions_ended: Vec::new(),
+            replication_links: Vec::new(),
+            elapsed_ms: 0,
+        }
+    }
+
+    /// `run` and `resume` both end through `outcome`: a mismatch found by a
+    /// resumed run exits 4 exactly as it does in a first run.
+    #[test]
+    fn a_mismatch_exits_4_however_the_run_ended() {
+        for status in [RunStatus::RolledBack, RunStatus::Failed, RunStatus::Refused] {
+            assert_eq!(
+                exit_code(report(status, true).outcome()),
+                ExitCode::DataMismatch,
+                "{status:?}"
+            );
+        }
+        assert_eq!(
+            exit_code(report(RunStatus::RolledBack, false).outcome()),
+            ExitCode::Refused
+        );
+        assert_eq!(
+            exit_code(report(RunStatus::Failed, false).outcome()),
+            ExitCode::StepFailed
+        );
+        assert_eq!(
+            exit_code(report(RunStatus::Completed, false).outcome()),
+            ExitCode::Success
+        );
+    }
+
+    #[test]
+    fn a_rollback_succeeds_only_when_rolled_back() {
+        assert_eq!(
+            exit_code(report(RunStatus::RolledBack, false).rollback_outcome()),
+            ExitCode::Success
+        );
+        assert_eq!(
+            exit_code(report(RunStatus::Failed, false).rollback_outcome()),
+            ExitCode::StepFailed
+        );
     }
 }

@@ -15,8 +15,8 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
-use crate::ExitCode;
 use crate::mysql::{MysqlError, Session, quote};
+use crate::outcome::ErrorKind;
 pub use bind::{NAMESERVERS, NameServer, RECORD, TSIG_KEY_NAME, ZONE};
 pub use mariadb::{LabServer, StartOptions};
 
@@ -110,13 +110,27 @@ impl LabError {
         }
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             LabError::MissingProgram { .. }
             | LabError::NotUp { .. }
             | LabError::Conflict { .. }
-            | LabError::UnknownServer(_) => ExitCode::InvalidInput,
-            _ => ExitCode::StepFailed,
+            | LabError::UnknownServer(_) => ErrorKind::InvalidInput,
+            LabError::StartFailed { .. }
+            | LabError::Server { .. }
+            | LabError::Io { .. }
+            | LabError::NotALabDir { .. }
+            | LabError::Replication(_)
+            | LabError::StopFailed(_)
+            | LabError::NotRunning(_) => ErrorKind::Failed,
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            LabError::StartFailed { server, .. } | LabError::Server { server, .. } => Some(server),
+            LabError::UnknownServer(server) | LabError::NotRunning(server) => Some(server),
+            _ => None,
         }
     }
 }
@@ -668,7 +682,7 @@ mod tests {
             error.to_string(),
             "`mariadbd` not found: install the Debian package `mariadb-server` (apt-get install mariadb-server)"
         );
-        assert_eq!(error.exit_code(), ExitCode::InvalidInput);
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
 
         let only_mariadb = tempfile::tempdir().unwrap();
         for program in ["mariadbd", "mariadb-install-db"] {

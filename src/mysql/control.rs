@@ -317,7 +317,8 @@ pub async fn kill_connection(session: &mut Session, id: u64) -> Result<(), Mysql
         .exec("kill a client session", &format!("KILL CONNECTION {id}"))
         .await
     {
-        Err(MysqlError::Query { reason, .. }) if reason.contains("1094") => Ok(()),
+        // Unknown thread: it ended on its own.
+        Err(error) if error.is_server_error(&[1094]) => Ok(()),
         other => other,
     }
 }

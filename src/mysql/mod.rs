@@ -211,7 +211,47 @@ pub enum MysqlError {
         cluster: String,
         what: String,
         reason: String,
+        /// The server's own error number, when the server refused the statement.
+        code: Option<u16>,
     },
+}
+
+impl MysqlError {
+    /// The cluster (or lab server) the error happened on.
+    pub fn cluster(&self) -> &str {
+        match self {
+            MysqlError::Connect { cluster, .. }
+            | MysqlError::Timeout { cluster, .. }
+            | MysqlError::Query { cluster, .. } => cluster,
+        }
+    }
+
+    /// The server's error number, if the server refused a statement.
+    pub fn server_code(&self) -> Option<u16> {
+        match self {
+            MysqlError::Query { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// Whether the server refused a statement with one of `codes`.
+    pub fn is_server_error(&self, codes: &[u16]) -> bool {
+        self.server_code().is_some_and(|code| codes.contains(&code))
+    }
+
+    /// A statement's failure, keeping the server's error number.
+    pub fn query(cluster: &str, what: &str, error: &mysql_async::Error) -> MysqlError {
+        let code = match error {
+            mysql_async::Error::Server(server) => Some(server.code),
+            _ => None,
+        };
+        MysqlError::Query {
+            cluster: cluster.to_string(),
+            what: what.to_string(),
+            reason: error.to_string(),
+            code,
+        }
+    }
 }
 
 /// Await `future` for at most `limit`.
@@ -246,11 +286,7 @@ impl Session {
     }
 
     fn failure(&self, what: &str, error: mysql_async::Error) -> MysqlError {
-        MysqlError::Query {
-            cluster: self.endpoint.name.clone(),
-            what: what.to_string(),
-            reason: error.to_string(),
-        }
+        MysqlError::query(&self.endpoint.name, what, &error)
     }
 
     fn timeout(&self, what: &str, after: Duration) -> MysqlError {
@@ -352,11 +388,7 @@ impl Session {
                 address,
                 what,
             }),
-            Ok(Err(error)) => Err(MysqlError::Query {
-                cluster: name,
-                what,
-                reason: error.to_string(),
-            }),
+            Ok(Err(error)) => Err(MysqlError::query(&name, &what, &error)),
             Err(after) => Err(MysqlError::Timeout {
                 cluster: name,
                 address,
@@ -383,11 +415,7 @@ pub struct RowStream<'a> {
 
 impl RowStream<'_> {
     fn failure(&self, error: mysql_async::Error) -> MysqlError {
-        MysqlError::Query {
-            cluster: self.name.clone(),
-            what: self.what.clone(),
-            reason: error.to_string(),
-        }
+        MysqlError::query(&self.name, &self.what, &error)
     }
 
     fn timeout(&self, after: Duration) -> MysqlError {

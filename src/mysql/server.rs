@@ -154,6 +154,7 @@ pub async fn executed(session: &mut Session, flavor: Flavor) -> Result<GtidSet, 
         cluster: session_name(session),
         what: "read the executed GTIDs".to_string(),
         reason: error.to_string(),
+        code: None,
     })
 }
 
@@ -173,9 +174,7 @@ pub async fn replication(
     let rows: Vec<Row> = match session.query("read replication status", statement).await {
         Ok(rows) => rows,
         // MySQL before 8.0.22 knows only the old statement.
-        Err(MysqlError::Query { reason, .. })
-            if flavor == Flavor::Mysql && reason.contains("1064") =>
-        {
+        Err(error) if flavor == Flavor::Mysql && error.is_server_error(&[1064]) => {
             session
                 .query("read replication status", "SHOW SLAVE STATUS")
                 .await?
@@ -279,6 +278,7 @@ pub async fn clock_offset(session: &mut Session) -> Result<ClockOffset, MysqlErr
         cluster: session_name(session),
         what: "read the server clock".to_string(),
         reason: "the server returned no usable time".to_string(),
+        code: None,
     })
 }
 

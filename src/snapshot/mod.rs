@@ -26,6 +26,7 @@ use crate::checksum::chunk::{self, Range};
 use crate::checksum::point;
 use crate::checksum::schema::{self, TableSpec};
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session, control, quote, server};
+use crate::outcome::ErrorKind;
 use crate::plan::{Cluster, ValidatedPlan};
 use crate::secret::SecretError;
 use resume::{Journal, Loaded, Recorded, TableResume, Tracker};
@@ -64,14 +65,11 @@ pub enum SnapshotError {
     Source(#[source] MysqlError),
     #[error("the source `{cluster}` cannot be snapshotted: {problem}")]
     SourceNotReady { cluster: String, problem: String },
-    #[error(
-        "target `{cluster}` is not empty ({detail}); the snapshot loads only empty targets: \
-         pass --replace (or `replace: true`) to drop and reload them"
-    )]
+    #[error("target `{cluster}` is not empty ({detail}); the snapshot loads only empty targets")]
     NotEmpty { cluster: String, detail: String },
     #[error("snapshot target `{0}` is not an enabled target in the plan")]
     UnknownTarget(String),
-    #[error("nothing to snapshot: no table in {0} on the source; check `databases:` in the plan")]
+    #[error("nothing to snapshot: no table in {0} on the source")]
     NoTables(String),
     #[error("no target could be loaded: {0}")]
     AllTargetsFailed(String),
@@ -81,13 +79,52 @@ pub enum SnapshotError {
     Journal(#[from] crate::store::StoreError),
     /// A file of a snapshot directory does not match its manifest: nothing is loaded.
     #[error(
-        "snapshot directory {directory}: {file} {problem}; the copy is damaged, so nothing was loaded (take a new snapshot)"
+        "snapshot directory {directory}: {file} {problem}; the copy is damaged, so nothing was loaded"
     )]
     Corrupt {
         directory: String,
         file: String,
         problem: String,
     },
+}
+
+impl SnapshotError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SnapshotError::Secret(_)
+            | SnapshotError::UnknownTarget(_)
+            | SnapshotError::NoTables(_) => ErrorKind::InvalidInput,
+            SnapshotError::NotEmpty { .. }
+            | SnapshotError::SourceNotReady { .. }
+            | SnapshotError::Corrupt { .. } => ErrorKind::Refused,
+            SnapshotError::Source(_)
+            | SnapshotError::AllTargetsFailed(_)
+            | SnapshotError::Directory(_)
+            | SnapshotError::Journal(_) => ErrorKind::Failed,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SnapshotError::NotEmpty { .. } => {
+                Some("pass --replace (or `replace: true`) to drop and reload them".into())
+            }
+            SnapshotError::NoTables(_) => Some("check `databases:` in the plan".into()),
+            SnapshotError::Corrupt { .. } => Some("take a new snapshot".into()),
+            SnapshotError::Journal(error) => error.hint(),
+            _ => None,
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            SnapshotError::Source(error) => Some(error.cluster()),
+            SnapshotError::SourceNotReady { cluster, .. }
+            | SnapshotError::NotEmpty { cluster, .. } => Some(cluster),
+            SnapshotError::UnknownTarget(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -319,10 +356,7 @@ async fn read_schema(
 /// What an earlier, interrupted attempt already created: a table or view
 /// (1050), a routine (1304), an index (1061), a trigger (1359).
 fn already_exists(error: &MysqlError) -> bool {
-    let text = error.to_string();
-    ["ERROR 1050 ", "ERROR 1304 ", "ERROR 1061 ", "ERROR 1359 "]
-        .iter()
-        .any(|code| text.contains(code))
+    error.is_server_error(&[1050, 1304, 1061, 1359])
 }
 
 /// Run a DDL statement; on a resume, one that finds its object in place is done.
@@ -812,17 +846,13 @@ enum Statement<'a> {
 
 /// Deadlock (1213) or lock wait timeout (1205).
 fn lock_conflict(error: &MysqlError) -> bool {
-    let text = error.to_string();
-    text.contains("ERROR 1213 ") || text.contains("ERROR 1205 ")
+    error.is_server_error(&[1213, 1205])
 }
 
 /// The server refuses `LOAD DATA LOCAL` (`local_infile=OFF`, MySQL 8's default):
 /// MariaDB 4166, MySQL 3948, older servers 1148.
 fn local_infile_refused(error: &MysqlError) -> bool {
-    let text = error.to_string();
-    ["ERROR 4166 ", "ERROR 3948 ", "ERROR 1148 "]
-        .iter()
-        .any(|code| text.contains(code))
+    error.is_server_error(&[4166, 3948, 1148])
 }
 
 /// Load one chunk into every healthy target at once. Returns the targets
@@ -1602,6 +1632,7 @@ pub async fn run(
             cluster: source_cluster.name.clone(),
             what: "read the snapshot".into(),
             reason: error,
+            code: None,
         }));
     }
 

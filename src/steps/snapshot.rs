@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Description, StepError};
 use crate::engine::context::Context;
+use crate::outcome::ErrorKind;
 use crate::plan::ValidatedPlan;
 use crate::snapshot::resume::Journal;
 use crate::snapshot::{self, SnapshotError, SnapshotOptions};
@@ -35,10 +36,16 @@ pub async fn act(
         .await
         .map_err(|error| match error {
             SnapshotError::Secret(error) => StepError::Secret(error),
-            error @ (SnapshotError::NotEmpty { .. }
-            | SnapshotError::SourceNotReady { .. }
-            | SnapshotError::Corrupt { .. }) => StepError::Refused(error.to_string()),
-            other => StepError::Failed(other.to_string()),
+            error => {
+                let text = match error.hint() {
+                    Some(hint) => format!("{error}; {hint}"),
+                    None => error.to_string(),
+                };
+                match error.kind() {
+                    ErrorKind::Refused => StepError::Refused(text),
+                    _ => StepError::Failed(text),
+                }
+            }
         })?;
     tracing::info!(
         "snapshot at {}: {} rows, {} bytes into {} in {} ms",

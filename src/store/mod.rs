@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use crate::outcome::ErrorKind;
+
 pub use audit::{AuditEntry, AuditProblem, AuditVerification, StoredAuditEntry};
 pub use drills::{DrillMiss, DrillRecord, DrillSchedule};
 pub use journal::{
@@ -26,9 +28,7 @@ pub const DATABASE_FILE: &str = "cutover.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "cannot create state directory {path}: {reason} (set --state or CUTOVER_STATE to a writable directory)"
-    )]
+    #[error("cannot create state directory {path}: {reason}")]
     Directory { path: PathBuf, reason: String },
     #[error("state store {path}: {source}")]
     Database {
@@ -43,8 +43,8 @@ pub enum StoreError {
         source: sqlx::migrate::MigrateError,
     },
     #[error(
-        "plan `{plan}` is locked by run {} ({} pid {} on {}, since {}); wait for it to finish, or check it with `cutover status {}`",
-        holder.run_id, holder.actor, holder.pid, holder.host, holder.acquired_at, holder.run_id
+        "plan `{plan}` is locked by run {} ({} pid {} on {}, since {})",
+        holder.run_id, holder.actor, holder.pid, holder.host, holder.acquired_at
     )]
     LockHeld {
         plan: String,
@@ -52,6 +52,32 @@ pub enum StoreError {
     },
     #[error("no run with id `{0}` in the state store")]
     UnknownRun(String),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::LockHeld { .. } => ErrorKind::Refused,
+            StoreError::UnknownRun(_) => ErrorKind::InvalidInput,
+            StoreError::Directory { .. }
+            | StoreError::Database { .. }
+            | StoreError::Migration { .. } => ErrorKind::Failed,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::Directory { .. } => {
+                Some("set --state or CUTOVER_STATE to a writable directory".into())
+            }
+            StoreError::LockHeld { holder, .. } => Some(format!(
+                "wait for it to finish, or check it with `cutover status {}`",
+                holder.run_id
+            )),
+            StoreError::UnknownRun(_) => Some("list runs with `cutover status`".into()),
+            _ => None,
+        }
+    }
 }
 
 /// An exclusive lock on `dir/migrate.lock`, waited for at most 15 s.
@@ -157,7 +183,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{Error, ExitCode};
+    use crate::outcome::{ExitCode, exit_code};
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -182,7 +208,8 @@ mod tests {
             message.contains(&format!("pid {}", std::process::id())),
             "{message}"
         );
-        assert_eq!(Error::from(refused).exit_code(), ExitCode::Refused);
+        assert_eq!(exit_code(refused.kind()), ExitCode::Refused);
+        assert!(refused.hint().unwrap().contains("cutover status run-a"));
         // Another plan is independent.
         let other = store
             .acquire_plan_lock("lab-migration", "run-c")
