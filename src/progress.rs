@@ -19,19 +19,6 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// One bar per table, sized by the server's row estimate.
-    pub fn for_tables(
-        tables: &[crate::checksum::schema::TableSpec],
-        enabled: bool,
-        what: &'static str,
-    ) -> Progress {
-        let tables: Vec<(String, u64)> = tables
-            .iter()
-            .map(|t| (t.display_name(), t.estimated_rows))
-            .collect();
-        Progress::new(&tables, enabled, what)
-    }
-
     /// `tables`: name and estimated rows. `what` names the work in log lines.
     pub fn new(tables: &[(String, u64)], enabled: bool, what: &'static str) -> Progress {
         let names: Vec<String> = tables.iter().map(|(name, _)| name.clone()).collect();

@@ -59,7 +59,7 @@ pub fn render(plan: &ValidatedPlan) -> String {
     );
     let mut number = 0;
     // Each step is described from the roles the steps before it leave.
-    let mut state = crate::engine::context::Context::initial_state(plan);
+    let mut state = crate::steps::context::Context::initial_state(plan);
     for phase in &plan.phases {
         let _ = writeln!(
             out,

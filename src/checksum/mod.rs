@@ -626,8 +626,11 @@ pub async fn run(
         }
     }
 
-    let progress =
-        crate::progress::Progress::for_tables(&shared.tables, options.progress, "checksum");
+    let progress = crate::progress::Progress::new(
+        &schema::sizes(&shared.tables),
+        options.progress,
+        "checksum",
+    );
     let (job_sender, job_receiver) = mpsc::channel(workers * 2);
     let job_receiver = Arc::new(tokio::sync::Mutex::new(job_receiver));
     let (outcome_sender, mut outcome_receiver) = mpsc::channel(workers * 4);

@@ -93,6 +93,14 @@ pub struct TableSpec {
     pub estimated_rows: u64,
 }
 
+/// Each table's name and estimated rows, for progress bars.
+pub fn sizes(tables: &[TableSpec]) -> Vec<(String, u64)> {
+    tables
+        .iter()
+        .map(|table| (table.display_name(), table.estimated_rows))
+        .collect()
+}
+
 impl TableSpec {
     pub fn display_name(&self) -> String {
         format!("{}.{}", self.schema, self.name)

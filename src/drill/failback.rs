@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{DrillError, Progress};
-use crate::engine::context::Context;
 use crate::mysql::{control, gtid, server};
 use crate::plan::{Drill, DrillFailure};
+use crate::steps::context::Context;
 use crate::steps::{hook, repoint};
 
 /// How long the recovered server may take to accept connections.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::DrillError;
-use crate::engine::context::Context;
 use crate::mysql::{GtidSet, control, server};
 use crate::plan::Cluster;
+use crate::steps::context::Context;
 use crate::steps::{dns_switch, repoint};
 
 /// How long a replica may take to apply what it had received from the dead primary.

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::checksum::{self, ChecksumOptions, Verdict};
-use crate::engine::context::Context;
 use crate::mysql::{Endpoint, GtidSet, MysqlError, Session, control, server};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::{ClusterRole, Drill, DrillFailure, ValidatedPlan};
 use crate::probe::{self, Ack, Acks, ProbeOptions, ProbeReport};
+use crate::steps::context::Context;
 use crate::steps::{StepError, hook};
 use crate::store::{RunStatus, Store, StoreError};
 

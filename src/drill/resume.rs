@@ -15,11 +15,11 @@ use super::{
     DrillError, DrillOptions, DrillReport, Event, Interrupted, Progress, STAGE_PREFIX,
     addresses_of, assemble, failover, first_write_on, history, ms, report, unix_ms,
 };
-use crate::engine::context::Context;
 use crate::engine::recovery;
 use crate::mysql::{GtidSet, Session};
 use crate::plan::{DrillFailure, StepKind, ValidatedPlan};
 use crate::probe::{self, Acks, ProbeOptions};
+use crate::steps::context::Context;
 use crate::steps::{self, repoint};
 use crate::store::{RunStatus, Store};
 

@@ -3,9 +3,9 @@
 
 use serde_json::json;
 
-use super::context::Context;
 use super::*;
 use crate::plan::{Phase, RollbackMode, Step, StepKind};
+use crate::steps::context::Context;
 use crate::steps::{self, StepError};
 use crate::store::{EventKind, RunRecord, StepStatus, StepUpdate};
 

@@ -2,15 +2,11 @@
 //! step's intent journaled before it acts and its result after; per-phase
 //! rollback, resume from the journal, and dry runs.
 
-pub mod context;
 pub mod deferral;
-mod disk_space;
 mod failure;
-mod kept_accounts;
 pub mod phase_start;
 pub mod prechecks;
 pub mod recovery;
-mod replication_login;
 pub mod report;
 mod resume;
 mod rollback;
@@ -22,8 +18,8 @@ use std::time::Instant;
 use crate::outcome::ErrorKind;
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
+use crate::steps::context::{Context, SwitchState};
 use crate::store::{PlanLock, RunRecord, RunStatus, StepStatus, Store, StoreError};
-use context::{Context, SwitchState};
 use prechecks::Precheck;
 pub use report::{Operation, RunReport};
 

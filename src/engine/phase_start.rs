@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::context::Context;
 use super::prechecks::{self, CheckStatus, Precheck, Scope};
 use crate::plan::Phase;
+use crate::steps::context::Context;
 use crate::store::EventKind;
 
 /// Which phases check at their start, and every check they ran (for the report).

@@ -6,9 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::context::{Context, SwitchState};
 use crate::dns;
 use crate::mysql::{Session, control};
+use crate::steps::context::{Context, SwitchState};
 use crate::store::{EventKind, Store, StoreError};
 
 /// Test-only: SIGKILL this process when it is about to start its N-th step

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::context::{EndedSessions, SwitchState};
 use super::deferral::DeferredCheck;
 use super::prechecks::{CheckStatus, Precheck};
 use crate::dns;
 use crate::mysql::{Endpoint, Session, control};
 use crate::plan::{Phase, StepKind, ValidatedPlan};
 use crate::steps;
+use crate::steps::context::{EndedSessions, SwitchState};
 use crate::store::{RunRecord, RunStatus, StepStatus};
 
 #[derive(Debug, Clone, Serialize)]
@@ -298,7 +298,7 @@ pub async fn operations(
 ) -> Vec<Operation> {
     let _ = checks;
     let mut out = Vec::new();
-    let mut state = super::context::Context::initial_state(plan);
+    let mut state = crate::steps::context::Context::initial_state(plan);
     for (_, phase) in phases {
         for step in &phase.steps {
             let description = steps::describe(plan, &state, &step.kind);

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::context::Context;
 use super::failure::{completed_steps, undo_phase};
 use super::phase_start::PhaseStartChecks;
 use super::report::RunReport;
 use super::run::execute;
 use super::*;
 use crate::plan::{Phase, ValidatedPlan};
+use crate::steps::context::Context;
 use crate::store::{EventKind, RunRecord, RunStatus, StepStatus, Store};
 
 /// `cutover resume RUN_ID`: finish an interrupted run past its point of no

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::context::Context;
 use super::failure::{completed_steps, mark_rolled_back, undo_phase};
 use super::report::RunReport;
 use super::*;
 use crate::plan::{StepKind, ValidatedPlan};
+use crate::steps::context::Context;
 use crate::store::{EventKind, RunRecord, RunStatus, StepStatus, Store};
 
 /// `cutover rollback RUN_ID [--to-phase NAME]`: undo completed phases, the

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::context::Context;
 use super::failure::after_failure;
 use super::phase_start::PhaseStartChecks;
 use super::prechecks::{self, CheckStatus, Precheck, Scope};
 use super::report::{self, RunReport};
 use super::*;
 use crate::plan::{Phase, Step, ValidatedPlan};
+use crate::steps::context::Context;
 use crate::steps::{self, StepError};
 use crate::store::{EventKind, RunStatus, StepStatus, StepUpdate, Store, StoreError};
 

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::context::Context;
 use super::*;
 use crate::plan::StepKind;
+use crate::steps::context::Context;
 use crate::steps::{self, StepError};
 use crate::store::EventKind;
 

@@ -1577,8 +1577,11 @@ pub async fn run(
         chunks_kept: AtomicU64::new(0),
         chunks_reloaded: AtomicU64::new(0),
     });
-    let progress =
-        crate::progress::Progress::for_tables(&shared.tables, options.progress, "snapshot");
+    let progress = crate::progress::Progress::new(
+        &schema::sizes(&shared.tables),
+        options.progress,
+        "snapshot",
+    );
     let (job_sender, job_receiver) = mpsc::channel(workers * 2);
     let job_receiver = Arc::new(tokio::sync::Mutex::new(job_receiver));
     let (copied_sender, mut copied_receiver) = mpsc::channel(workers * 2);

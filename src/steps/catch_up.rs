@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::{Context, Frozen};
 use crate::mysql::server::{self, ThreadState};
 use crate::mysql::{GtidSet, control, gtid};
 use crate::plan::ValidatedPlan;
+use crate::steps::context::{Context, Frozen};
 
 pub async fn act(
     ctx: &mut Context,

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::{Description, StepError};
 use crate::checksum::{self, ChecksumOptions, Verdict};
-use crate::engine::context::Context;
 use crate::plan::ValidatedPlan;
+use crate::steps::context::Context;
 
 pub async fn act(
     ctx: &mut Context,

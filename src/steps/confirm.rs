@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::Context;
+use crate::steps::context::Context;
 
 /// A postpone file older than this is forgotten, not obeyed forever.
 const MAX_POSTPONE: Duration = Duration::from_secs(24 * 3600);

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::{Description, StepError, millis};
 use crate::dns::{self, RecordSpec};
-use crate::engine::context::Context;
 use crate::plan::{DnsConfig, ValidatedPlan};
+use crate::steps::context::Context;
 
 const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
 

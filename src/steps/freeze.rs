@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::{Context, Fence, Frozen};
 use crate::mysql::control;
 use crate::mysql::server;
 use crate::mysql::{MysqlError, Session};
 use crate::plan::ValidatedPlan;
+use crate::steps::context::{Context, Fence, Frozen};
 
 pub async fn act(
     ctx: &mut Context,

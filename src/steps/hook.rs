@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Description, StepError, millis};
-use crate::engine::context::Context;
+use crate::steps::context::Context;
 
 pub async fn act(
     ctx: &mut Context,

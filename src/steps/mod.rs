@@ -4,6 +4,7 @@
 pub mod catch_up;
 pub mod checksum;
 pub mod confirm;
+pub mod context;
 pub mod dns_switch;
 pub mod freeze;
 pub mod hook;
@@ -19,10 +20,10 @@ pub mod wait_lag;
 use serde::Serialize;
 
 use crate::dns::DnsError;
-use crate::engine::context::{Context, SwitchState};
 use crate::mysql::MysqlError;
 use crate::plan::{StepKind, ValidatedPlan};
 use crate::secret::SecretError;
+use crate::steps::context::{Context, SwitchState};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

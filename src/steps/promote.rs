@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::{Description, StepError};
 use super::{catch_up, repoint};
-use crate::engine::context::{Context, Frozen};
 use crate::mysql::server;
 use crate::mysql::{GtidSet, Session, control, gtid};
+use crate::steps::context::{Context, Frozen};
 
 pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
     let old_primary = ctx.state.primary.clone();

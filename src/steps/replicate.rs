@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::Context;
 use crate::mysql::control;
 use crate::plan::ValidatedPlan;
+use crate::steps::context::Context;
 
 pub async fn act(
     ctx: &mut Context,

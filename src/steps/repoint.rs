@@ -4,9 +4,9 @@
 use serde_json::json;
 
 use super::{Description, StepError, address_of};
-use crate::engine::context::Context;
 use crate::mysql::{control, link};
 use crate::plan::ValidatedPlan;
+use crate::steps::context::Context;
 
 pub async fn act(
     ctx: &mut Context,

@@ -4,11 +4,11 @@
 use serde_json::json;
 
 use super::{Description, StepError};
-use crate::engine::context::Context;
 use crate::outcome::ErrorKind;
 use crate::plan::ValidatedPlan;
 use crate::snapshot::resume::Journal;
 use crate::snapshot::{self, SnapshotError, SnapshotOptions};
+use crate::steps::context::Context;
 
 pub async fn act(
     ctx: &mut Context,

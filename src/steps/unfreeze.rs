@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::{Context, EndedSessions};
 use crate::mysql::control;
 use crate::plan::ValidatedPlan;
+use crate::steps::context::{Context, EndedSessions};
 
 pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
     let primary = ctx.state.primary.clone();

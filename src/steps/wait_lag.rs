@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::engine::context::Context;
 use crate::lag::{self, GateOutcome, LagGate, LagMonitor};
+use crate::steps::context::Context;
 
 pub async fn act(
     ctx: &mut Context,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::prechecks::{CheckStatus, Precheck};
+use super::check::{CheckStatus, Precheck};
 use crate::mysql::{Address, Endpoint, Session, control};
 use crate::plan::ValidatedPlan;
 use crate::secret::{self, SecretError};

@@ -4,7 +4,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use serde::Serialize;
+mod check;
+mod disk_space;
+mod kept_accounts;
+mod replication_login;
+
+pub use check::{CheckStatus, Precheck};
 
 use super::deferral::PrecheckSchedule;
 use crate::dns;
@@ -12,25 +17,6 @@ use crate::mysql::{Flavor, Session, control};
 use crate::plan::{Phase, StepKind, ValidatedPlan};
 use crate::secret::{self, SecretError};
 use crate::topology::{self, ClusterView};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Pass,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Precheck {
-    pub cluster: String,
-    pub check: String,
-    pub status: CheckStatus,
-    pub detail: String,
-    /// Set when the check ran at the start of this phase instead of before the run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
-}
 
 /// What the selected phases will do, so only the relevant checks run.
 struct Needs {
@@ -355,7 +341,7 @@ pub async fn run(
                 .any(|view| view.name == name && view.reachable)
         };
         checks.extend(
-            super::disk_space::checks(
+            disk_space::checks(
                 plan,
                 &needs.loaded_targets,
                 needs.snapshot_directory.as_deref(),
@@ -424,10 +410,10 @@ pub async fn run(
     if needs.moves_replication || needs.starts_replication {
         let mut sources = needs.candidates.clone();
         sources.insert(source.clone());
-        checks.extend(super::replication_login::checks(plan, &sources).await?);
+        checks.extend(replication_login::checks(plan, &sources).await?);
     }
     if !needs.candidates.is_empty() {
-        checks.extend(super::kept_accounts::check(plan, &source).await?);
+        checks.extend(kept_accounts::check(plan, &source).await?);
     }
     Ok(checks)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::prechecks::{CheckStatus, Precheck};
+use super::check::{CheckStatus, Precheck};
 use crate::checksum::schema::SYSTEM_SCHEMAS;
 use crate::mysql::{MysqlError, Session, quote};
 use crate::plan::ValidatedPlan;

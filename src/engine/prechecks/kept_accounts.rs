@@ -2,7 +2,7 @@
 //! whose sessions a switchover ends, so a typo does not silently let the
 //! switchover end the sessions the operator meant to keep.
 
-use super::prechecks::{CheckStatus, Precheck};
+use super::check::{CheckStatus, Precheck};
 use crate::mysql::{Endpoint, Session, quote};
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
