@@ -3,8 +3,9 @@
 
 use serde_json::json;
 
+use super::decide::{FailureEnd, UndoStrategy, failure_end, undo_strategy};
 use super::*;
-use crate::plan::{Phase, RollbackMode, Step, StepKind};
+use crate::plan::{Phase, RollbackMode, Step};
 use crate::steps::context::Context;
 use crate::steps::{self, StepError};
 use crate::store::{EventKind, RunRecord, StepStatus, StepUpdate};
@@ -36,10 +37,11 @@ pub(super) async fn after_failure(
                     .store
                     .set_phase_status(&ctx.run_id, phase_index, StepStatus::RolledBack)
                     .await;
-                if refusal || !changed_something {
-                    Outcome::RolledBack(reason)
-                } else {
+                let end = failure_end(phase.rollback, refusal, changed_something, true);
+                if end == (FailureEnd::RolledBack { said: true }) {
                     Outcome::RolledBack(format!("{reason} (the phase was rolled back)"))
+                } else {
+                    Outcome::RolledBack(reason)
                 }
             }
             Err(undo_error) => {
@@ -68,7 +70,7 @@ pub(super) async fn after_failure(
             .store
             .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
             .await;
-        if refusal && !changed_something {
+        if failure_end(phase.rollback, refusal, changed_something, false) == FailureEnd::Refused {
             Outcome::Refused(reason)
         } else {
             Outcome::Failed {
@@ -119,14 +121,8 @@ pub(super) async fn undo_phase(
     phase: &Phase,
     completed: &[(usize, &Step, serde_json::Value)],
 ) -> Result<(), StepError> {
-    let promoted = completed
-        .iter()
-        .any(|(_, step, _)| matches!(step.kind, StepKind::Promote { .. }));
-    let writes_resumed = promoted
-        && completed
-            .iter()
-            .any(|(_, step, _)| matches!(step.kind, StepKind::Unfreeze));
-    if writes_resumed {
+    let strategy = undo_strategy(completed.iter().map(|(_, step, _)| &step.kind));
+    if strategy == UndoStrategy::ReverseSwitchover {
         if let Some(previous) = ctx.state.previous_primary.clone() {
             reverse_switchover(ctx, &previous).await?;
         }

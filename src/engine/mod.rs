@@ -2,6 +2,7 @@
 //! step's intent journaled before it acts and its result after; per-phase
 //! rollback, resume from the journal, and dry runs.
 
+mod decide;
 pub mod deferral;
 mod failure;
 pub mod phase_start;

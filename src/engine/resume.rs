@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::decide::{ResumeAction, TakeUp, resume_action};
 use super::failure::{completed_steps, undo_phase};
 use super::phase_start::PhaseStartChecks;
 use super::report::RunReport;
@@ -23,73 +24,32 @@ pub async fn resume(
 ) -> Result<RunReport, crate::Error> {
     let record = store.run(run_id).await?;
     check_same_plan(&record, &plan)?;
-    if record.status != RunStatus::RolledBack
-        && let Some(phase) = recovery::unfinished_rollback(&store, run_id).await?
-    {
-        tracing::info!("run {run_id} was being rolled back: finishing the rollback");
-        return rollback(plan, store, run_id, Some(&phase), yes).await;
-    }
-    if matches!(
-        record.status,
-        RunStatus::Completed | RunStatus::RolledBack | RunStatus::Refused
-    ) {
-        return Err(EngineError::NothingToDo {
-            run_id: run_id.into(),
-            status: record.status.to_string(),
-            action: "resume".into(),
+    let unfinished = recovery::unfinished_rollback(&store, run_id).await?;
+    let (phase_index, step_index, how) = match resume_action(&record, &plan, unfinished) {
+        ResumeAction::FinishRollback(phase) => {
+            tracing::info!("run {run_id} was being rolled back: finishing the rollback");
+            return rollback(plan, store, run_id, Some(&phase), yes).await;
         }
-        .into());
-    }
+        ResumeAction::NothingToDo => {
+            return Err(EngineError::NothingToDo {
+                run_id: run_id.into(),
+                status: record.status.to_string(),
+                action: "resume".into(),
+            }
+            .into());
+        }
+        ResumeAction::ConfirmFinished => return confirm_finished(plan, store, &record).await,
+        ResumeAction::TakeUp { phase, step, how } => (phase, step, how),
+    };
     let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
     store.adopt_run(run_id).await?;
     let plan = Arc::new(plan);
     let started = Instant::now();
     let state = journaled_state(&record, &plan);
-    let Some((phase_index, step_index)) = first_unfinished(&record) else {
-        // Nothing left to run: say so only after the servers agree.
-        let journal = recovery::last_journaled_state(&store, run_id)
-            .await?
-            .unwrap_or(state);
-        let checked = recovery::check_live(&plan, &journal).await;
-        release(&store, lock).await;
-        let checked = match checked {
-            Ok(checked) => checked,
-            Err(differences) => {
-                return Err(EngineError::JournalDisagrees {
-                    run_id: run_id.into(),
-                    journal: format!(
-                        "primary `{}`, DNS → `{}`",
-                        journal.primary, journal.dns_points_to
-                    ),
-                    live: differences.join("; "),
-                }
-                .into());
-            }
-        };
-        store.finish_run(run_id, RunStatus::Completed, None).await?;
-        let record = store.run(run_id).await?;
-        return Ok(RunReport::new(
-            &record,
-            &plan,
-            Some(checked),
-            None,
-            vec![],
-            vec![],
-            None,
-            false,
-            &journal,
-            started.elapsed(),
-        ));
-    };
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
     let phase = &plan.phases[phase_index];
-    let continuable = phase.steps[..=step_index]
-        .iter()
-        .all(|step| step.kind.continues_after_interruption());
-    // Past the point of no return the run is finished; before it, a phase
-    // interrupted in a step that carries on is continued from its journal.
-    let continues = continuable && !record.point_of_no_return;
-    let outcome = if continues || record.point_of_no_return {
+    let outcome = if how != TakeUp::RollBackPhase {
+        let continues = how == TakeUp::FromJournal;
         let (why, note) = if continues {
             (
                 "was interrupted in a step that continues from its journal",
@@ -171,6 +131,53 @@ pub async fn resume(
     conclude(ctx, &store, &plan, outcome, started, lock).await
 }
 
+/// Every step completed before the crash: close the run, but only once the
+/// servers agree with its journal.
+async fn confirm_finished(
+    plan: ValidatedPlan,
+    store: Store,
+    record: &RunRecord,
+) -> Result<RunReport, crate::Error> {
+    let run_id = record.run_id.as_str();
+    let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    store.adopt_run(run_id).await?;
+    let started = Instant::now();
+    let journal = match recovery::last_journaled_state(&store, run_id).await? {
+        Some(state) => state,
+        None => journaled_state(record, &plan),
+    };
+    let checked = recovery::check_live(&plan, &journal).await;
+    release(&store, lock).await;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(differences) => {
+            return Err(EngineError::JournalDisagrees {
+                run_id: run_id.into(),
+                journal: format!(
+                    "primary `{}`, DNS → `{}`",
+                    journal.primary, journal.dns_points_to
+                ),
+                live: differences.join("; "),
+            }
+            .into());
+        }
+    };
+    store.finish_run(run_id, RunStatus::Completed, None).await?;
+    let record = store.run(run_id).await?;
+    Ok(RunReport::new(
+        &record,
+        &plan,
+        Some(checked),
+        None,
+        vec![],
+        vec![],
+        None,
+        false,
+        &journal,
+        started.elapsed(),
+    ))
+}
+
 /// The phases from `phase_index` on, without those the run left out (`--phase`).
 fn remaining_phases<'a>(
     plan: &'a ValidatedPlan,
@@ -188,18 +195,4 @@ fn remaining_phases<'a>(
                 .is_none_or(|p| p.status != StepStatus::Skipped)
         })
         .collect()
-}
-
-/// The first step that did not complete, phase by phase.
-fn first_unfinished(record: &RunRecord) -> Option<(usize, usize)> {
-    record.phases.iter().enumerate().find_map(|(p, phase)| {
-        if matches!(phase.status, StepStatus::Completed | StepStatus::Skipped) {
-            return None;
-        }
-        phase
-            .steps
-            .iter()
-            .position(|step| step.status != StepStatus::Completed)
-            .map(|s| (p, s))
-    })
 }
