@@ -35,7 +35,7 @@ use crate::plan::{ClusterRole, Drill, DrillFailure, ValidatedPlan};
 use crate::probe::{self, Ack, Acks, ProbeOptions, ProbeReport};
 use crate::steps::context::Context;
 use crate::steps::{StepError, hook};
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{RunStatus, Store, StoreError, best_effort};
 pub use findings::{
     DrillReport, Event, Interrupted, Objective, ProbeSummary, RateBin, Rpo, Verification,
 };
@@ -152,9 +152,12 @@ pub async fn run(
     let lock = match store.acquire_plan_lock(&plan.name, &run_id).await {
         Ok(lock) => lock,
         Err(error) => {
-            let _ = store
-                .finish_run(&run_id, RunStatus::Refused, Some(&error.to_string()))
-                .await;
+            best_effort(
+                store
+                    .finish_run(&run_id, RunStatus::Refused, Some(&error.to_string()))
+                    .await,
+                "the run's end",
+            );
             return Err(error.into());
         }
     };
@@ -172,13 +175,16 @@ pub async fn run(
     let started_at = crate::whoami::now();
     let outcome = drive(&mut ctx, &drill, failure, &mut progress).await;
     ctx.drop_sessions().await;
-    let _ = store.release_plan_lock(lock).await;
+    best_effort(store.release_plan_lock(lock).await, "the plan lock release");
     let probe = match outcome {
         Ok(probe) => probe,
         Err(error) => {
-            let _ = store
-                .finish_run(&run_id, RunStatus::Refused, Some(&error.to_string()))
-                .await;
+            best_effort(
+                store
+                    .finish_run(&run_id, RunStatus::Refused, Some(&error.to_string()))
+                    .await,
+                "the run's end",
+            );
             return Err(error);
         }
     };
@@ -196,7 +202,10 @@ pub async fn run(
     } else {
         RunStatus::Completed
     };
-    let _ = store.finish_run(&run_id, status, Some(report.status)).await;
+    best_effort(
+        store.finish_run(&run_id, status, Some(report.status)).await,
+        "the run's end",
+    );
     report::write_all(&mut report, &options.report_dir)?;
     history::record(&store, &report).await?;
     Ok(report)

@@ -83,15 +83,16 @@ impl Progress {
             });
             let step = format!("{STAGE_PREFIX}{name}");
             let written = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(store.record_event(
-                    run_id,
-                    crate::store::EventKind::Observation,
-                    Some("drill"),
-                    Some(&step),
-                    None,
-                    Some(&observed),
-                    Some(&format!("drill stage {name}")),
-                ))
+                tokio::runtime::Handle::current().block_on(
+                    store.record(
+                        run_id,
+                        crate::store::Event::new(crate::store::EventKind::Observation)
+                            .phase("drill")
+                            .step(&step)
+                            .positions(&observed)
+                            .message(&format!("drill stage {name}")),
+                    ),
+                )
             });
             if let Err(error) = written {
                 tracing::warn!("could not journal drill stage {name}: {error}");

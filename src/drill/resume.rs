@@ -21,7 +21,7 @@ use crate::plan::{DrillFailure, StepKind, ValidatedPlan};
 use crate::probe::{self, Acks, ProbeOptions};
 use crate::steps::context::Context;
 use crate::steps::{self, repoint};
-use crate::store::{RunStatus, Store};
+use crate::store::{RunStatus, Store, best_effort};
 
 /// One journaled stage.
 #[derive(Debug, Clone)]
@@ -263,7 +263,7 @@ pub async fn resume(
         progress.problems.push(error.to_string());
     }
     ctx.drop_sessions().await;
-    let _ = store.release_plan_lock(lock).await;
+    best_effort(store.release_plan_lock(lock).await, "the plan lock release");
 
     let mut report = assemble(
         &plan,
@@ -302,9 +302,12 @@ pub async fn resume(
     } else {
         RunStatus::Completed
     };
-    let _ = store
-        .finish_run(drill_id, status, Some(report.status))
-        .await;
+    best_effort(
+        store
+            .finish_run(drill_id, status, Some(report.status))
+            .await,
+        "the run's end",
+    );
     report::write_all(&mut report, &options.report_dir)?;
     history::record(&store, &report).await?;
     Ok(report)

@@ -184,7 +184,10 @@ impl Daemon {
     /// A schedule fired.
     async fn fire(&self, plan_path: &str) {
         let due = Utc::now();
-        let _ = self.store.set_drill_due(plan_path, &due.to_rfc3339()).await;
+        crate::store::best_effort(
+            self.store.set_drill_due(plan_path, &due.to_rfc3339()).await,
+            "the drill's next due time",
+        );
         let Ok(_running) = self.running.try_lock() else {
             self.missed(plan_path, due, "another drill was still running")
                 .await;

@@ -8,7 +8,7 @@ use super::*;
 use crate::plan::{Phase, RollbackMode, Step};
 use crate::steps::context::Context;
 use crate::steps::{self, StepError};
-use crate::store::{EventKind, RunRecord, StepStatus, StepUpdate};
+use crate::store::{Event, EventKind, RunRecord, StepStatus, StepUpdate, best_effort};
 
 /// A step failed: an automatic phase is undone; a manual one is left for the
 /// operator, except that a freeze short of promotion is always released.
@@ -33,10 +33,12 @@ pub(super) async fn after_failure(
         );
         match undo_phase(ctx, phase_index, phase, &completed).await {
             Ok(()) => {
-                let _ = ctx
-                    .store
-                    .set_phase_status(&ctx.run_id, phase_index, StepStatus::RolledBack)
-                    .await;
+                best_effort(
+                    ctx.store
+                        .set_phase_status(&ctx.run_id, phase_index, StepStatus::RolledBack)
+                        .await,
+                    "the phase status",
+                );
                 let end = failure_end(phase.rollback, refusal, changed_something, true);
                 if end == (FailureEnd::RolledBack { said: true }) {
                     Outcome::RolledBack(format!("{reason} (the phase was rolled back)"))
@@ -45,10 +47,12 @@ pub(super) async fn after_failure(
                 }
             }
             Err(undo_error) => {
-                let _ = ctx
-                    .store
-                    .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
-                    .await;
+                best_effort(
+                    ctx.store
+                        .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
+                        .await,
+                    "the phase status",
+                );
                 Outcome::Failed {
                     reason: format!(
                         "{reason}; rolling the phase back also failed: {undo_error}. Primary now: `{}`, DNS points at `{}`",
@@ -63,13 +67,19 @@ pub(super) async fn after_failure(
         }
     } else {
         // The freeze budget is a safety rule, not a rollback choice.
-        if let Some(cluster) = ctx.fence.as_ref().map(|fence| fence.cluster.clone()) {
-            let _ = steps::freeze::undo(ctx, &cluster).await;
+        if let Some(cluster) = ctx.fence.as_ref().map(|fence| fence.cluster.clone())
+            && let Err(error) = steps::freeze::undo(ctx, &cluster).await
+        {
+            tracing::error!(
+                "lifting the write freeze on `{cluster}` failed: {error}; it may still refuse writes (see `cutover topology PLAN`)"
+            );
         }
-        let _ = ctx
-            .store
-            .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
-            .await;
+        best_effort(
+            ctx.store
+                .set_phase_status(&ctx.run_id, phase_index, StepStatus::Failed)
+                .await,
+            "the phase status",
+        );
         if failure_end(phase.rollback, refusal, changed_something, false) == FailureEnd::Refused {
             Outcome::Refused(reason)
         } else {
@@ -149,16 +159,14 @@ pub(super) async fn undo_phase(
         let result = steps::undo(ctx, &step.kind, observed).await;
         if let Err(error) = result {
             ctx.drop_sessions().await;
-            let _ = ctx
-                .store
-                .record_event(
+            ctx.store
+                .record_best_effort(
                     &ctx.run_id,
-                    EventKind::Rollback,
-                    Some(&phase.name),
-                    Some(&step.name),
-                    None,
-                    Some(&json!({ "state": ctx.state })),
-                    Some(&format!("undo failed: {error}")),
+                    Event::new(EventKind::Rollback)
+                        .phase(&phase.name)
+                        .step(&step.name)
+                        .positions(&json!({ "state": ctx.state }))
+                        .message(&format!("undo failed: {error}")),
                 )
                 .await;
             return Err(error);
@@ -179,25 +187,25 @@ pub(super) async fn mark_rolled_back(
     step: &Step,
     message: &str,
 ) {
-    let _ = ctx
-        .store
-        .set_step_status(
+    best_effort(
+        ctx.store
+            .set_step_status(
+                &ctx.run_id,
+                phase_index,
+                step_index,
+                &StepUpdate::status(StepStatus::RolledBack),
+            )
+            .await,
+        "the step status",
+    );
+    ctx.store
+        .record_best_effort(
             &ctx.run_id,
-            phase_index,
-            step_index,
-            &StepUpdate::status(StepStatus::RolledBack),
-        )
-        .await;
-    let _ = ctx
-        .store
-        .record_event(
-            &ctx.run_id,
-            EventKind::Rollback,
-            Some(&ctx.phase),
-            Some(&step.name),
-            None,
-            Some(&json!({ "state": ctx.state })),
-            Some(message),
+            Event::new(EventKind::Rollback)
+                .phase(&ctx.phase)
+                .step(&step.name)
+                .positions(&json!({ "state": ctx.state }))
+                .message(message),
         )
         .await;
 }

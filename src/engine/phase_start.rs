@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::prechecks::{self, CheckStatus, Precheck, Scope};
 use crate::plan::Phase;
 use crate::steps::context::Context;
-use crate::store::EventKind;
+use crate::store::{Event, EventKind};
 
 /// Which phases check at their start, and every check they ran (for the report).
 #[derive(Debug, Default)]
@@ -53,13 +53,14 @@ impl PhaseStartChecks {
         for check in &mut checks {
             check.phase = Some(phase.name.clone());
         }
+        let positions = serde_json::to_value(&checks).unwrap_or_default();
         ctx.store
-            .journal_best_effort(
+            .record_best_effort(
                 &ctx.run_id,
-                EventKind::Observation,
-                Some(&phase.name),
-                &serde_json::to_value(&checks).unwrap_or_default(),
-                "prechecks at the start of the phase",
+                Event::new(EventKind::Observation)
+                    .phase(&phase.name)
+                    .positions(&positions)
+                    .message("prechecks at the start of the phase"),
             )
             .await;
         let failed: Vec<String> = checks

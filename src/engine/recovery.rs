@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::dns;
 use crate::mysql::{Session, control};
 use crate::steps::context::{Context, SwitchState};
-use crate::store::{EventKind, Store, StoreError};
+use crate::store::{Event, EventKind, Store, StoreError};
 
 /// Test-only: SIGKILL this process when it is about to start its N-th step
 /// (counted from 1 across the process: a run's steps, a rollback's reverse
@@ -139,13 +139,14 @@ pub async fn reconcile_with_live(ctx: &mut Context) {
             corrections.join("; ")
         );
         tracing::warn!("{message}");
+        let positions = serde_json::json!({ "state": ctx.state });
         ctx.store
-            .journal_best_effort(
+            .record_best_effort(
                 &ctx.run_id,
-                EventKind::Note,
-                Some(&ctx.phase),
-                &serde_json::json!({ "state": ctx.state }),
-                &message,
+                Event::new(EventKind::Note)
+                    .phase(&ctx.phase)
+                    .positions(&positions)
+                    .message(&message),
             )
             .await;
     }

@@ -12,7 +12,7 @@ use super::run::execute;
 use super::*;
 use crate::plan::{Phase, ValidatedPlan};
 use crate::steps::context::Context;
-use crate::store::{EventKind, RunRecord, RunStatus, StepStatus, Store};
+use crate::store::{Event, EventKind, RunRecord, RunStatus, StepStatus, Store, best_effort};
 
 /// `cutover resume RUN_ID`: finish an interrupted run past its point of no
 /// return, or roll back the interrupted phase if it never got there.
@@ -66,15 +66,10 @@ pub async fn resume(
             phase.name,
             phase.steps[step_index].name
         );
-        let _ = store
-            .record_event(
+        store
+            .record_best_effort(
                 run_id,
-                EventKind::Note,
-                Some(&phase.name),
-                None,
-                None,
-                None,
-                Some(note),
+                Event::new(EventKind::Note).phase(&phase.name).message(note),
             )
             .await;
         ctx.resuming = continues;
@@ -94,24 +89,24 @@ pub async fn resume(
             "run {run_id} stopped before its point of no return: rolling back phase `{}`",
             phase.name
         );
-        let _ = store
-            .record_event(
+        store
+            .record_best_effort(
                 run_id,
-                EventKind::Note,
-                Some(&phase.name),
-                None,
-                None,
-                None,
-                Some("resume: before the point of no return, rolling the interrupted phase back"),
+                Event::new(EventKind::Note).phase(&phase.name).message(
+                    "resume: before the point of no return, rolling the interrupted phase back",
+                ),
             )
             .await;
         ctx.phase = phase.name.clone();
         let completed = completed_steps(&record, phase_index, phase);
         match undo_phase(&mut ctx, phase_index, phase, &completed).await {
             Ok(()) => {
-                let _ = store
-                    .set_phase_status(run_id, phase_index, StepStatus::RolledBack)
-                    .await;
+                best_effort(
+                    store
+                        .set_phase_status(run_id, phase_index, StepStatus::RolledBack)
+                        .await,
+                    "the phase status",
+                );
                 Outcome::RolledBack(format!(
                     "the run was interrupted in phase `{}` before the point of no return; that phase was rolled back (start again with `cutover run`)",
                     phase.name

@@ -10,7 +10,7 @@ use super::report::RunReport;
 use super::*;
 use crate::plan::{StepKind, ValidatedPlan};
 use crate::steps::context::Context;
-use crate::store::{EventKind, RunRecord, RunStatus, StepStatus, Store};
+use crate::store::{Event, EventKind, RunRecord, RunStatus, StepStatus, Store, best_effort};
 
 /// `cutover rollback RUN_ID [--to-phase NAME]`: undo completed phases, the
 /// latest first, back to the start of `NAME` (default: the first phase this
@@ -76,15 +76,10 @@ pub async fn rollback(
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
     // An earlier rollback may have died between an action and its journal entry.
     recovery::reconcile_with_live(&mut ctx).await;
-    let _ = store
-        .record_event(
+    store
+        .record_best_effort(
             run_id,
-            EventKind::Note,
-            None,
-            None,
-            None,
-            None,
-            Some(&format!(
+            Event::new(EventKind::Note).message(&format!(
                 "{}`{}`",
                 recovery::ROLLBACK_NOTE,
                 plan.phases[boundary].name
@@ -151,9 +146,12 @@ pub async fn rollback(
         let phase_run = std::mem::replace(&mut ctx.run_id, run_id.to_string());
         match result {
             Ok(()) => {
-                let _ = store
-                    .set_phase_status(&phase_run, phase_index, StepStatus::RolledBack)
-                    .await;
+                best_effort(
+                    store
+                        .set_phase_status(&phase_run, phase_index, StepStatus::RolledBack)
+                        .await,
+                    "the phase status",
+                );
             }
             Err(error) => {
                 outcome = Outcome::Failed {

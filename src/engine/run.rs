@@ -14,7 +14,9 @@ use super::*;
 use crate::plan::{Phase, Step, ValidatedPlan};
 use crate::steps::context::Context;
 use crate::steps::{self, StepError};
-use crate::store::{EventKind, RunStatus, StepStatus, StepUpdate, Store, StoreError};
+use crate::store::{
+    Event, EventKind, RunStatus, StepStatus, StepUpdate, Store, StoreError, best_effort,
+};
 
 fn selected_phases<'a>(
     plan: &'a ValidatedPlan,
@@ -121,14 +123,11 @@ async fn run_locked(
         .filter(|c| c.status == CheckStatus::Fail)
         .collect();
     store
-        .record_event(
+        .record(
             run_id,
-            EventKind::Observation,
-            None,
-            None,
-            None,
-            Some(&serde_json::to_value(&checks).unwrap_or_default()),
-            Some("prechecks"),
+            Event::new(EventKind::Observation)
+                .positions(&serde_json::to_value(&checks).unwrap_or_default())
+                .message("prechecks"),
         )
         .await?;
     let mut state = Context::initial_state(plan);
@@ -313,14 +312,14 @@ async fn run_step(
     let description = steps::describe(&ctx.plan, &ctx.state, &step.kind);
     let intent = json!({ "state": ctx.state });
     ctx.store
-        .record_event(
+        .record(
             &ctx.run_id,
-            EventKind::Intent,
-            Some(&ctx.phase),
-            Some(&step.name),
-            Some(&description.cluster),
-            Some(&intent),
-            Some(&description.action),
+            Event::new(EventKind::Intent)
+                .phase(&ctx.phase)
+                .step(&step.name)
+                .cluster(Some(&description.cluster))
+                .positions(&intent)
+                .message(&description.action),
         )
         .await
         .map_err(StepFailure::Store)?;
@@ -361,14 +360,14 @@ async fn run_step(
                 .await
                 .map_err(StepFailure::Store)?;
             ctx.store
-                .record_event(
+                .record(
                     &ctx.run_id,
-                    EventKind::Result,
-                    Some(&ctx.phase),
-                    Some(&step.name),
-                    Some(&description.cluster),
-                    Some(&observed),
-                    Some("ok"),
+                    Event::new(EventKind::Result)
+                        .phase(&ctx.phase)
+                        .step(&step.name)
+                        .cluster(Some(&description.cluster))
+                        .positions(&observed)
+                        .message("ok"),
                 )
                 .await
                 .map_err(StepFailure::Store)?;
@@ -377,30 +376,31 @@ async fn run_step(
         }
         Err(error) => {
             let detail = error.to_string();
-            let _ = ctx
-                .store
-                .set_step_status(
+            best_effort(
+                ctx.store
+                    .set_step_status(
+                        &ctx.run_id,
+                        phase_index,
+                        step_index,
+                        &StepUpdate {
+                            status: StepStatus::Failed,
+                            elapsed_ms: Some(elapsed_ms),
+                            positions: Some(json!({ "state": ctx.state })),
+                            detail: Some(detail.clone()),
+                        },
+                    )
+                    .await,
+                "the step status",
+            );
+            ctx.store
+                .record_best_effort(
                     &ctx.run_id,
-                    phase_index,
-                    step_index,
-                    &StepUpdate {
-                        status: StepStatus::Failed,
-                        elapsed_ms: Some(elapsed_ms),
-                        positions: Some(json!({ "state": ctx.state })),
-                        detail: Some(detail.clone()),
-                    },
-                )
-                .await;
-            let _ = ctx
-                .store
-                .record_event(
-                    &ctx.run_id,
-                    EventKind::Result,
-                    Some(&ctx.phase),
-                    Some(&step.name),
-                    Some(&description.cluster),
-                    Some(&json!({ "state": ctx.state })),
-                    Some(&detail),
+                    Event::new(EventKind::Result)
+                        .phase(&ctx.phase)
+                        .step(&step.name)
+                        .cluster(Some(&description.cluster))
+                        .positions(&json!({ "state": ctx.state }))
+                        .message(&detail),
                 )
                 .await;
             Err(StepFailure::Step(error))

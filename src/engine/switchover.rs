@@ -9,7 +9,7 @@ use super::*;
 use crate::plan::StepKind;
 use crate::steps::context::Context;
 use crate::steps::{self, StepError};
-use crate::store::EventKind;
+use crate::store::{Event, EventKind};
 
 /// Switch back to `back_to` the way the switchover came: freeze the current
 /// primary, let `back_to` catch up through reverse replication, promote it,
@@ -36,16 +36,15 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
         let name = format!("{label}-to-{back_to}.{}", kind.kind_name());
         ctx.step = name.clone();
         let description = steps::describe(&ctx.plan, &ctx.state, &kind);
-        let _ = ctx
-            .store
-            .record_event(
+        ctx.store
+            .record_best_effort(
                 &ctx.run_id,
-                EventKind::Rollback,
-                Some(&phase),
-                Some(&name),
-                Some(&description.cluster),
-                Some(&json!({ "state": ctx.state })),
-                Some(&format!("intent: {}", description.action)),
+                Event::new(EventKind::Rollback)
+                    .phase(&phase)
+                    .step(&name)
+                    .cluster(Some(&description.cluster))
+                    .positions(&json!({ "state": ctx.state }))
+                    .message(&format!("intent: {}", description.action)),
             )
             .await;
         tracing::info!("▶ {name}: {}", description.action);
@@ -53,16 +52,15 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
         match steps::act(ctx, &kind).await {
             Ok(mut observed) => {
                 observed["state"] = json!(ctx.state);
-                let _ = ctx
-                    .store
-                    .record_event(
+                ctx.store
+                    .record_best_effort(
                         &ctx.run_id,
-                        EventKind::Rollback,
-                        Some(&phase),
-                        Some(&name),
-                        Some(&description.cluster),
-                        Some(&observed),
-                        Some("ok"),
+                        Event::new(EventKind::Rollback)
+                            .phase(&phase)
+                            .step(&name)
+                            .cluster(Some(&description.cluster))
+                            .positions(&observed)
+                            .message("ok"),
                     )
                     .await;
                 tracing::info!("✓ {name} {} ms", started.elapsed().as_millis());
@@ -75,16 +73,14 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
                 {
                     fence.release().await;
                 }
-                let _ = ctx
-                    .store
-                    .record_event(
+                ctx.store
+                    .record_best_effort(
                         &ctx.run_id,
-                        EventKind::Rollback,
-                        Some(&phase),
-                        Some(&name),
-                        None,
-                        Some(&json!({ "state": ctx.state })),
-                        Some(&format!("failed: {error}")),
+                        Event::new(EventKind::Rollback)
+                            .phase(&phase)
+                            .step(&name)
+                            .positions(&json!({ "state": ctx.state }))
+                            .message(&format!("failed: {error}")),
                     )
                     .await;
                 return Err(error);

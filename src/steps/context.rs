@@ -333,16 +333,14 @@ impl Context {
 
     /// Journal a note about the current step.
     pub async fn note(&self, cluster: Option<&str>, message: &str) {
-        let _ = self
-            .store
-            .record_event(
+        self.store
+            .record_best_effort(
                 &self.run_id,
-                crate::store::EventKind::Observation,
-                Some(&self.phase),
-                Some(&self.step),
-                cluster,
-                None,
-                Some(message),
+                crate::store::Event::new(crate::store::EventKind::Observation)
+                    .phase(&self.phase)
+                    .step(&self.step)
+                    .cluster(cluster)
+                    .message(message),
             )
             .await;
     }

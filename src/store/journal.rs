@@ -127,6 +127,63 @@ pub struct StepRecord {
     pub detail: Option<String>,
 }
 
+/// One journal entry: what happened, where, and what it saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub kind: EventKind,
+    pub phase: Option<&'a str>,
+    pub step: Option<&'a str>,
+    pub cluster: Option<&'a str>,
+    pub positions: Option<&'a serde_json::Value>,
+    pub message: Option<&'a str>,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(kind: EventKind) -> Event<'a> {
+        Event {
+            kind,
+            phase: None,
+            step: None,
+            cluster: None,
+            positions: None,
+            message: None,
+        }
+    }
+
+    pub fn phase(mut self, phase: &'a str) -> Self {
+        self.phase = Some(phase);
+        self
+    }
+
+    pub fn step(mut self, step: &'a str) -> Self {
+        self.step = Some(step);
+        self
+    }
+
+    pub fn cluster(mut self, cluster: Option<&'a str>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    pub fn positions(mut self, positions: &'a serde_json::Value) -> Self {
+        self.positions = Some(positions);
+        self
+    }
+
+    pub fn message(mut self, message: &'a str) -> Self {
+        self.message = Some(message);
+        self
+    }
+}
+
+/// A journal write whose failure must not stop what is under way: logged
+/// with `what` it was recording, never silently dropped.
+pub fn best_effort<T>(result: Result<T, StoreError>, what: &str) {
+    if let Err(error) = result {
+        tracing::warn!("could not journal {what}: {error}");
+    }
+}
+
 /// A step's new state and what it observed.
 #[derive(Debug, Clone)]
 pub struct StepUpdate {
@@ -291,59 +348,30 @@ impl Store {
     }
 
     /// Append to the run's journal.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_event(
-        &self,
-        run_id: &str,
-        kind: EventKind,
-        phase: Option<&str>,
-        step: Option<&str>,
-        cluster: Option<&str>,
-        positions: Option<&serde_json::Value>,
-        message: Option<&str>,
-    ) -> Result<i64, StoreError> {
+    pub async fn record(&self, run_id: &str, event: Event<'_>) -> Result<i64, StoreError> {
         let result = sqlx::query(
             "INSERT INTO events (run_id, at, phase, step, kind, cluster, positions, message)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run_id)
         .bind(whoami::now())
-        .bind(phase)
-        .bind(step)
-        .bind(kind.as_str())
-        .bind(cluster)
-        .bind(positions.map(serde_json::Value::to_string))
-        .bind(message)
+        .bind(event.phase)
+        .bind(event.step)
+        .bind(event.kind.as_str())
+        .bind(event.cluster)
+        .bind(event.positions.map(serde_json::Value::to_string))
+        .bind(event.message)
         .execute(&self.pool)
         .await
         .map_err(|e| self.database_error(e))?;
         Ok(result.last_insert_rowid())
     }
 
-    /// An event whose loss must not stop the run: a failure to write it is
-    /// logged as a warning instead of returned.
-    pub async fn journal_best_effort(
-        &self,
-        run_id: &str,
-        kind: EventKind,
-        phase: Option<&str>,
-        positions: &serde_json::Value,
-        message: &str,
-    ) {
-        if let Err(error) = self
-            .record_event(
-                run_id,
-                kind,
-                phase,
-                None,
-                None,
-                Some(positions),
-                Some(message),
-            )
-            .await
-        {
-            tracing::warn!("could not journal \"{message}\" for run {run_id}: {error}");
-        }
+    /// An event whose loss must not stop what is under way (a rollback, a
+    /// resume): a failure to write it is logged as a warning, not returned.
+    pub async fn record_best_effort(&self, run_id: &str, event: Event<'_>) {
+        let what = event.message.unwrap_or(event.kind.as_str()).to_string();
+        best_effort(self.record(run_id, event).await, &what);
     }
 
     /// Mark an earlier phase of the plan as carried from the run that completed it.

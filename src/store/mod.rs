@@ -18,7 +18,8 @@ use crate::outcome::ErrorKind;
 pub use audit::{AuditEntry, AuditProblem, AuditVerification, StoredAuditEntry};
 pub use drills::{DrillMiss, DrillRecord, DrillSchedule};
 pub use journal::{
-    EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate, new_run_id,
+    Event, EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate,
+    best_effort, new_run_id,
 };
 pub use lock::{LockHolder, PlanLock};
 pub use progress::SnapshotProgress;
@@ -350,26 +351,24 @@ mod tests {
         let run = store.create_run(&plan, false).await.unwrap();
         let positions = serde_json::json!({"frozen_gtid": "0-10-99"});
         store
-            .record_event(
+            .record(
                 &run.run_id,
-                EventKind::Intent,
-                Some("cutover"),
-                Some("switchover-c1.freeze"),
-                Some("legacy"),
-                None,
-                None,
+                Event::new(EventKind::Intent)
+                    .phase("cutover")
+                    .step("switchover-c1.freeze")
+                    .cluster(Some("legacy")),
             )
             .await
             .unwrap();
         store
-            .record_event(
+            .record(
                 &run.run_id,
-                EventKind::Result,
-                Some("cutover"),
-                Some("switchover-c1.freeze"),
-                Some("legacy"),
-                Some(&positions),
-                Some("ok"),
+                Event::new(EventKind::Result)
+                    .phase("cutover")
+                    .step("switchover-c1.freeze")
+                    .cluster(Some("legacy"))
+                    .positions(&positions)
+                    .message("ok"),
             )
             .await
             .unwrap();
