@@ -25,6 +25,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod steps;
 pub mod store;
+pub mod tables;
 pub mod text;
 pub mod topology;
 pub mod whoami;

@@ -18,6 +18,7 @@ use super::canonical::{self, Dialect, Form};
 use super::chunk::{self, ChunkSizer, Key, Range};
 use super::schema::TableSpec;
 use crate::mysql::{MysqlError, Session};
+use crate::tables::hash::{ChunkSum, checksum_on, chunk_sql};
 
 /// Chunks at or under this many rows are compared row by row.
 pub const LEAF_ROWS: u64 = 256;
@@ -93,22 +94,6 @@ pub struct RowMismatch {
     pub settled: Settled,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-}
-
-/// What one participant's server returned for one chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkSum {
-    pub count: u64,
-    pub sum: String,
-    pub xor: u64,
-    /// `(SUM, COUNT)` per money column.
-    pub money: Vec<(Option<String>, u64)>,
-}
-
-impl ChunkSum {
-    fn same_rows(&self, other: &ChunkSum) -> bool {
-        self.count == other.count && self.sum == other.sum && self.xor == other.xor
-    }
 }
 
 /// One chunk of one table, to be compared on every participant.
@@ -205,81 +190,6 @@ impl Shared {
             .entry((table, participant))
             .or_default() += rows;
     }
-}
-
-/// The SQL that checksums one chunk on one participant.
-pub fn chunk_sql(
-    table: &TableSpec,
-    money: &[usize],
-    range: &Range,
-    form: Form,
-    dialect: &Dialect,
-) -> String {
-    let mut outer = vec![
-        "COUNT(*)".to_string(),
-        "CAST(COALESCE(SUM(h), 0) AS CHAR)".to_string(),
-        "CAST(COALESCE(BIT_XOR(h), 0) AS CHAR)".to_string(),
-    ];
-    let mut inner = vec![format!(
-        "{} AS h",
-        canonical::row_hash(table, form, dialect)
-    )];
-    for (i, column) in money.iter().enumerate() {
-        outer.push(format!("CAST(SUM(m{i}) AS CHAR)"));
-        outer.push(format!("COUNT(m{i})"));
-        inner.push(format!(
-            "{} AS m{i}",
-            canonical::ident(&table.columns[*column].name)
-        ));
-    }
-    // The LIMIT keeps the derived table from being merged, so the row hash is
-    // computed once per row although SUM and BIT_XOR both read it.
-    format!(
-        "SELECT {} FROM (SELECT {} FROM {}{} WHERE {} LIMIT 18446744073709551615) AS chunk_rows",
-        outer.join(", "),
-        inner.join(", "),
-        canonical::table_name(table),
-        chunk::index_hint(table),
-        chunk::predicate(table, range)
-    )
-}
-
-fn parse_sum(row: Row, money: usize) -> Option<ChunkSum> {
-    let count: u64 = row.get::<Option<u64>, _>(0)??;
-    let sum: String = row.get::<Option<String>, _>(1)??;
-    let xor: u64 = row.get::<Option<String>, _>(2)??.parse().ok()?;
-    let money = (0..money)
-        .map(|i| {
-            let total: Option<String> = row.get::<Option<String>, _>(3 + 2 * i)?;
-            let count: u64 = row.get::<Option<u64>, _>(4 + 2 * i)??;
-            Some((total, count))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(ChunkSum {
-        count,
-        sum,
-        xor,
-        money,
-    })
-}
-
-fn malformed(session: &Session, what: &str) -> MysqlError {
-    MysqlError::Query {
-        cluster: session.endpoint().name.clone(),
-        what: what.to_string(),
-        reason: "the server returned an unexpected result".to_string(),
-        code: None,
-    }
-}
-
-pub async fn checksum_on(
-    session: &mut Session,
-    sql: &str,
-    money: usize,
-) -> Result<ChunkSum, MysqlError> {
-    let row: Option<Row> = session.query_first("checksum a chunk", sql).await?;
-    row.and_then(|row| parse_sum(row, money))
-        .ok_or_else(|| malformed(session, "checksum a chunk"))
 }
 
 /// Checksum `range` on the given participants at once; failures take the
@@ -749,9 +659,9 @@ pub async fn work(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::canonical::JsonNormaliser;
-    use crate::checksum::chunk::KeyValue;
-    use crate::checksum::schema::{ChunkKey, Column, ColumnClass};
+    use crate::tables::canonical::JsonNormaliser;
+    use crate::tables::chunk::KeyValue;
+    use crate::tables::schema::{ChunkKey, Column, ColumnClass};
 
     #[test]
     fn chunk_sql_returns_one_small_row() {

@@ -7,14 +7,12 @@
 //! each chunk on every participant at once and bisect the ones that differ →
 //! report.
 
-pub(crate) mod canonical;
-pub(crate) mod chunk;
 pub mod compare;
+
+use crate::tables::{canonical, chunk, point, schema};
 pub mod decimal;
-pub(crate) mod point;
 mod report;
 mod run;
-pub(crate) mod schema;
 
 pub use run::run;
 use run::{FIRST_TARGET, SOURCE_AT_POINT, SOURCE_LIVE, connect, server_version};
@@ -71,7 +69,7 @@ impl ChecksumOptions {
         ChecksumOptions {
             targets: Vec::new(),
             tables: Vec::new(),
-            float_precision: 12,
+            float_precision: canonical::DEFAULT_FLOAT_PRECISION,
             money_columns: Vec::new(),
             workers: None,
             chunk_time: Duration::from_millis(250),
@@ -153,7 +151,7 @@ pub async fn whole_table_queries(
         .zip(&money)
         .map(|(table, money)| TableQuery {
             table: table.display_name(),
-            sql: compare::chunk_sql(
+            sql: crate::tables::hash::chunk_sql(
                 table,
                 money,
                 &chunk::Range::all(),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::*;
-use crate::plan::StepKind;
+use crate::plan::{StepKind, switchover};
 use crate::steps::context::Context;
 use crate::steps::{self, StepError};
 use crate::store::{Event, EventKind};
@@ -112,54 +112,25 @@ async fn switchover_sequence(ctx: &Context, back_to: &str, label: &str) -> Optio
         .map(|c| c.name.clone())
         .filter(|name| *name != leaving && name != back_to)
         .collect();
-    let mut sequence = Vec::new();
-    if !promoted_already {
-        sequence.extend([
-            StepKind::ReverseReplication {
-                from: leaving.clone(),
-                cluster: back_to.to_string(),
-            },
-            StepKind::Freeze {
-                cluster: leaving.clone(),
-                drain_timeout: gates.drain_timeout,
-                budget: gates.freeze_budget,
-            },
-            StepKind::CatchUp {
-                targets: vec![back_to.to_string()],
-                timeout: gates.freeze_budget,
-            },
-            StepKind::Promote {
-                cluster: back_to.to_string(),
-            },
-        ]);
-    }
-    let dns_pending = ctx.plan.dns.is_some() && ctx.state.dns_points_to != back_to;
-    if dns_pending {
-        sequence.push(StepKind::DnsSwitch {
-            to: back_to.to_string(),
-            wait_ttl: false,
-            verify_timeout: gates.dns_verify_timeout,
-        });
-    }
+    let dns = ctx.plan.dns.is_some() && ctx.state.dns_points_to != back_to;
     // Ending the old primary's sessions again after a finished switchover
     // would cut its readers for nothing: only when the unfreeze never ran.
-    if !promoted_already
-        || dns_pending
-        || !journaled_ok(ctx, &format!("{label}-to-{back_to}.unfreeze")).await
-    {
-        sequence.push(StepKind::Unfreeze);
-    }
-    sequence.push(StepKind::ReverseReplication {
-        from: back_to.to_string(),
-        cluster: leaving.clone(),
-    });
-    if !others.is_empty() {
-        sequence.push(StepKind::Repoint {
-            to: back_to.to_string(),
-            clusters: others,
-        });
-    }
-    Some(sequence)
+    let unfreeze = !promoted_already
+        || dns
+        || !journaled_ok(ctx, &format!("{label}-to-{back_to}.unfreeze")).await;
+    Some(switchover::sequence(&switchover::Switchover {
+        from: leaving,
+        to: back_to.to_string(),
+        others,
+        drain_timeout: gates.drain_timeout,
+        freeze_budget: gates.freeze_budget,
+        dns_verify_timeout: gates.dns_verify_timeout,
+        dns,
+        wait_ttl: false,
+        catch_up_by_replicating: true,
+        promoted_already,
+        unfreeze,
+    }))
 }
 
 /// Whether a rollback step of this name journaled success in this run.

@@ -6,6 +6,7 @@ mod diagnostic;
 mod located;
 pub mod model;
 mod parse;
+pub mod switchover;
 mod validate;
 mod validated;
 

@@ -253,14 +253,9 @@ pub(super) async fn check_chunk(
 ) -> Result<(Vec<bool>, u64), MysqlError> {
     let table = &shared.tables[job.table];
     let range = job.range.clone().unwrap_or_else(Range::all);
-    let sql = crate::checksum::compare::chunk_sql(
-        table,
-        &[],
-        &range,
-        canonical::Form::Fast,
-        &shared.dialect,
-    );
-    let source = crate::checksum::compare::checksum_on(&mut slot.reader, &sql, 0).await?;
+    let sql =
+        crate::tables::hash::chunk_sql(table, &[], &range, canonical::Form::Fast, &shared.dialect);
+    let source = crate::tables::hash::checksum_on(&mut slot.reader, &sql, 0).await?;
     let delete = format!(
         "DELETE FROM {} WHERE {}",
         table_name(table),
@@ -277,8 +272,7 @@ pub(super) async fn check_chunk(
             let (sql, delete, source) = (&sql, &delete, &source);
             async move {
                 let checked = async {
-                    let same =
-                        crate::checksum::compare::checksum_on(loader, sql, 0).await? == *source;
+                    let same = crate::tables::hash::checksum_on(loader, sql, 0).await? == *source;
                     if !same {
                         retrying_lock_conflicts(loader, Statement::Delete(delete)).await?;
                     }

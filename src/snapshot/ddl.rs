@@ -2,8 +2,8 @@
 //! indexes are built after the data, and definers that may not exist on the
 //! target are dropped.
 
-use crate::checksum::canonical::ident;
 use crate::mysql::{MysqlError, Session};
+use crate::tables::canonical::ident;
 
 /// A table's `CREATE TABLE` without its secondary indexes, and the statement
 /// that adds them once the rows are in.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Schema;
-use crate::checksum::schema::TableSpec;
+use crate::tables::schema::TableSpec;
 
 pub const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 2;

@@ -72,7 +72,7 @@ pub(super) fn push_field(out: &mut Vec<u8>, value: &[u8]) {
 }
 
 pub(super) fn load_data(table: &TableSpec, rows: &[Row]) -> LoadData {
-    use crate::checksum::schema::ColumnClass;
+    use crate::tables::schema::ColumnClass;
     // Binary values travel as hex and are decoded by the server, so no
     // character set conversion can touch them.
     let mut targets = Vec::new();

@@ -27,14 +27,14 @@ use mysql_async::Row;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::checksum::canonical::{self, Dialect, ident, table_name};
-use crate::checksum::chunk::{self, Range};
-use crate::checksum::point;
-use crate::checksum::schema::{self, TableSpec};
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session, control, quote, server};
 use crate::outcome::ErrorKind;
 use crate::plan::{Cluster, ValidatedPlan};
 use crate::secret::SecretError;
+use crate::tables::canonical::{self, Dialect, ident, table_name};
+use crate::tables::chunk::{self, Range};
+use crate::tables::point;
+use crate::tables::schema::{self, TableSpec};
 use copy::{Failures, Shared, Slot, fan_out, load_everywhere, walk, work};
 use encode::{LoadData, insert_statements, load_data, rows_as_inserts};
 use objects::{Schema, business_databases, create_schema, emptiness, finish_schema, read_schema};
@@ -436,7 +436,7 @@ pub async fn run(
         resumes,
         dialect: Dialect {
             json: canonical::JsonNormaliser::for_server(facts.flavor, &facts.version),
-            float_precision: crate::checksum::ChecksumOptions::new().float_precision,
+            float_precision: canonical::DEFAULT_FLOAT_PRECISION,
         },
         chunks_kept: AtomicU64::new(0),
         chunks_reloaded: AtomicU64::new(0),

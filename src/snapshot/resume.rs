@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checksum::chunk::{Key, Range};
 use crate::store::{SnapshotProgress, Store, StoreError};
+use crate::tables::chunk::{Key, Range};
 
 /// The journal's table name for "this target passed the empty-target check".
 const PREPARED: &str = "*";
@@ -249,7 +249,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::chunk::KeyValue;
+    use crate::tables::chunk::KeyValue;
 
     fn key(n: u64) -> Key {
         vec![KeyValue::Number(n.to_string())]

@@ -99,7 +99,7 @@ pub async fn undo(ctx: &mut Context, observed: &serde_json::Value) -> Result<(),
                     "drop a snapshot's database",
                     &format!(
                         "SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS {}; SET SESSION sql_log_bin = 1",
-                        crate::checksum::canonical::ident(&database)
+                        crate::tables::canonical::ident(&database)
                     ),
                 )
                 .await?;

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::check::{CheckStatus, Precheck};
-use crate::checksum::schema::SYSTEM_SCHEMAS;
 use crate::mysql::{MysqlError, Session, quote};
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
+use crate::tables::schema::SYSTEM_SCHEMAS;
 use crate::topology;
 
 /// Free space must exceed the copy by this factor (secondary indexes are

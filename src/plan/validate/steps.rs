@@ -1,6 +1,7 @@
 //! Phases and steps: each raw step checked and turned into its kind, composites expanded.
 
 use super::*;
+use crate::plan::switchover;
 
 impl Checker {
     pub(super) fn phases(
@@ -287,20 +288,13 @@ impl Checker {
         }
     }
 
-    /// freeze → catch-up → promote → DNS → unfreeze → reverse replication → re-point.
-    ///
-    /// Only what protects acknowledged writes sits between freeze and unfreeze.
-    /// Reverse replication and re-pointing wait until writes flow again: the old
-    /// source is already read-only from the frozen position, the others already
-    /// follow it, and GTID positioning lets each continue from the new primary's
-    /// binlog whenever it connects.
+    /// A `switchover` step: the one sequence of [`switchover::sequence`].
     pub(super) fn switchover(
         &mut self,
         step: SwitchoverStep,
         gates: &Gates,
     ) -> Vec<(StepKind, Option<String>)> {
         let to = self.enabled_target(&step.to, "switchover `to`");
-        let source = self.source_name();
         let drain_timeout = self.optional_duration(
             step.drain_timeout.as_ref(),
             gates.drain_timeout,
@@ -314,40 +308,23 @@ impl Checker {
             .into_iter()
             .filter(|name| *name != to)
             .collect();
-        let mut sequence = vec![
-            StepKind::Freeze {
-                cluster: source.clone(),
-                drain_timeout,
-                budget: gates.freeze_budget,
-            },
-            StepKind::CatchUp {
-                targets: vec![to.clone()],
-                timeout: gates.freeze_budget,
-            },
-            StepKind::Promote {
-                cluster: to.clone(),
-            },
-        ];
         if self.has_dns {
             self.dns_target(&step.to, "switchover");
-            sequence.push(StepKind::DnsSwitch {
-                to: to.clone(),
-                wait_ttl: step.wait_ttl.unwrap_or(false),
-                verify_timeout: gates.dns_verify_timeout,
-            });
         }
-        sequence.push(StepKind::Unfreeze);
-        sequence.push(StepKind::ReverseReplication {
-            from: to.clone(),
-            cluster: source,
-        });
-        if !others.is_empty() {
-            sequence.push(StepKind::Repoint {
-                to,
-                clusters: others,
-            });
-        }
-        sequence
+        let switchover = switchover::Switchover {
+            from: self.source_name(),
+            to,
+            others,
+            drain_timeout,
+            freeze_budget: gates.freeze_budget,
+            dns_verify_timeout: gates.dns_verify_timeout,
+            dns: self.has_dns,
+            wait_ttl: step.wait_ttl.unwrap_or(false),
+            catch_up_by_replicating: false,
+            promoted_already: false,
+            unfreeze: true,
+        };
+        switchover::sequence(&switchover)
             .into_iter()
             .map(|kind| (kind, Some(composite.clone())))
             .collect()

@@ -46,6 +46,9 @@ impl JsonNormaliser {
     }
 }
 
+/// Significant digits compared for FLOAT and DOUBLE unless asked otherwise.
+pub const DEFAULT_FLOAT_PRECISION: u32 = 12;
+
 /// What shapes the SQL for one server.
 #[derive(Debug, Clone, Copy)]
 pub struct Dialect {
@@ -159,7 +162,7 @@ pub fn column_hashes(table: &TableSpec, dialect: &Dialect) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::schema::Column;
+    use crate::tables::schema::Column;
 
     fn column(name: &str, class: ColumnClass, nullable: bool) -> Column {
         Column {

@@ -277,7 +277,7 @@ impl ChunkSizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::schema::{ChunkKey, Column};
+    use crate::tables::schema::{ChunkKey, Column};
 
     fn table(key: &[&str]) -> TableSpec {
         let columns: Vec<Column> = ["a", "b", "c"]
