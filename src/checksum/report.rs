@@ -466,3 +466,70 @@ pub fn render(report: &ChecksumReport) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::compare::KeyMap;
+    use crate::checksum::{MismatchKind, Settled};
+
+    /// The human summary an operator reads after `cutover checksum`: the
+    /// clusters, the tables, the row that differs and the money total.
+    #[test]
+    fn the_human_summary_names_the_row_the_column_and_the_money() {
+        let report = ChecksumReport {
+            status: Verdict::Mismatch,
+            rows_compared: 3000,
+            elapsed_ms: 412,
+            position: Some("0-10-1234".into()),
+            source_lock_ms: Some(3),
+            workers: 4,
+            clusters: vec![
+                ClusterOutcome {
+                    cluster: "c1".into(),
+                    basis: Basis::Consistent,
+                    status: "compared",
+                    rows: 3000,
+                    error: None,
+                },
+                ClusterOutcome {
+                    cluster: "c6".into(),
+                    basis: Basis::Live("replicates from another source".into()),
+                    status: "failed",
+                    rows: 0,
+                    error: Some("cluster `c6`: cannot connect: refused".into()),
+                },
+            ],
+            tables: vec![TableOutcome {
+                table: "refunds.transactions".into(),
+                status: Verdict::Mismatch,
+                rows: 3000,
+                chunks: 3,
+                key: vec!["id".into()],
+                warning: None,
+                mismatches: vec![RowMismatch {
+                    cluster: "c1".into(),
+                    key: KeyMap(vec![("id".into(), serde_json::json!(1900))]),
+                    kind: MismatchKind::Different,
+                    columns: vec!["amount".into()],
+                    settled: Settled::Stable,
+                    detail: None,
+                }],
+                schema_differences: Vec::new(),
+                settled_on_recheck: 0,
+                truncated: false,
+            }],
+            reconciliation: vec![Reconciliation {
+                table: "refunds.transactions".into(),
+                column: "amount".into(),
+                cluster: "c1".into(),
+                sum: Some("1500000.01".into()),
+                count: 3000,
+                difference: Some("0.01".into()),
+                matches: false,
+            }],
+            warnings: vec!["JSON columns are normalised differently by MySQL and MariaDB".into()],
+        };
+        insta::assert_snapshot!(render(&report));
+    }
+}

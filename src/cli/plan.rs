@@ -107,3 +107,17 @@ pub(super) fn plan_summary(plan: &ValidatedPlan) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_summary_lists_each_phase_and_its_expanded_steps() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/plans/lab-migration.yaml"
+        ));
+        let plan = crate::plan::load(path).expect("the lab migration plan is valid");
+        let summary = super::plan_summary(&plan).replace(env!("CARGO_MANIFEST_DIR"), "");
+        insta::assert_snapshot!(summary);
+    }
+}

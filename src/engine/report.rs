@@ -432,6 +432,60 @@ mod tests {
         );
     }
 
+    /// What `cutover run` prints for a run that stopped: the phases and steps
+    /// with their states, where things stand, and the next command.
+    #[test]
+    fn the_human_report_shows_steps_where_things_stand_and_what_to_run_next() {
+        let step = |name: &str, kind: &str, status, ms| StepReport {
+            name: name.into(),
+            kind: kind.into(),
+            status,
+            elapsed_ms: ms,
+            detail: None,
+            sessions_ended: None,
+        };
+        let mut run = report(RunStatus::Failed, false);
+        run.phases = vec![PhaseReport {
+            name: "cutover".into(),
+            status: StepStatus::Failed,
+            completed_in: None,
+            steps: vec![
+                step(
+                    "switchover-c1.freeze",
+                    "freeze",
+                    StepStatus::Completed,
+                    Some(21),
+                ),
+                step(
+                    "switchover-c1.catch_up",
+                    "catch_up",
+                    StepStatus::Completed,
+                    Some(4),
+                ),
+                StepReport {
+                    detail: Some("c1 did not reach 0-10-99 within 3000 ms".into()),
+                    ..step(
+                        "switchover-c1.promote",
+                        "promote",
+                        StepStatus::Failed,
+                        Some(3001),
+                    )
+                },
+                step(
+                    "switchover-c1.unfreeze",
+                    "unfreeze",
+                    StepStatus::Pending,
+                    None,
+                ),
+            ],
+        }];
+        run.write_freeze_ms = Some(3050);
+        run.detail = Some("step `switchover-c1.promote` failed".into());
+        run.next_command =
+            Some("cutover resume r   # retry from the failed step, or: cutover rollback r".into());
+        insta::assert_snapshot!(run.render());
+    }
+
     #[test]
     fn a_rollback_succeeds_only_when_rolled_back() {
         assert_eq!(
