@@ -13,4 +13,5 @@ mod lab_migration;
 mod lab_pooled;
 mod lab_snapshot;
 mod lab_topology;
+mod layering;
 mod plan_corpus;
