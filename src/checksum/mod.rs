@@ -95,6 +95,10 @@ pub enum ChecksumError {
     UnknownTarget(String),
     #[error("no table to compare: {0}")]
     NoTables(String),
+    /// The source was too busy for a consistent point within the limits;
+    /// nothing was compared and nothing changed.
+    #[error("{0}")]
+    NoPoint(String),
 }
 
 impl ChecksumError {
@@ -104,6 +108,7 @@ impl ChecksumError {
             | ChecksumError::UnknownTarget(_)
             | ChecksumError::NoTables(_) => ErrorKind::InvalidInput,
             ChecksumError::Source(_) => ErrorKind::Failed,
+            ChecksumError::NoPoint(_) => ErrorKind::Refused,
         }
     }
 
@@ -112,6 +117,10 @@ impl ChecksumError {
             ChecksumError::UnknownTarget(_) => {
                 Some("name one of the plan's enabled targets".into())
             }
+            ChecksumError::NoPoint(_) => Some(
+                "run it again when the hot rows are quieter, or raise gates.max_source_stall_ms"
+                    .into(),
+            ),
             _ => None,
         }
     }

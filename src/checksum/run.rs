@@ -60,7 +60,8 @@ pub(super) async fn at_frozen_position(
         .map_err(|e| e.to_string())
 }
 
-/// Pause the consistent targets, lock the source briefly, bring each target to
+/// Pause the consistent targets, hold the source's commits briefly (each
+/// attempt within `limits.max_stall`), bring each target to
 /// the source's position and snapshot it there, then resume every paused target.
 /// Returns the point and the targets that could not join it.
 pub(super) async fn establish_point(
@@ -70,8 +71,8 @@ pub(super) async fn establish_point(
     controls: &mut [Option<TargetControl>],
     sessions: &mut [Vec<Session>],
     consistent: &[usize],
-    reach_limit: Duration,
-) -> Result<(point::SourcePoint, Vec<(usize, String)>), MysqlError> {
+    limits: point::PointLimits,
+) -> Result<(point::SourcePoint, Vec<(usize, String)>), point::PointError> {
     let mut failures = Vec::new();
     let paused_results = join_all(
         controls
@@ -95,7 +96,7 @@ pub(super) async fn establish_point(
         spare,
         flavor,
         source_sessions[SOURCE_AT_POINT].iter_mut().collect(),
-        Duration::from_secs(5),
+        limits,
     )
     .await;
     let brought = match &locked {
@@ -113,7 +114,7 @@ pub(super) async fn establish_point(
                             let result = point::bring_to(
                                 control,
                                 &position,
-                                reach_limit,
+                                limits.give_up_after,
                                 list.iter_mut().collect(),
                             )
                             .await;
@@ -691,22 +692,30 @@ async fn take_point(
         &mut clusters.controls,
         &mut open.sessions,
         &consistent,
-        plan.gates.lag_timeout.min(Duration::from_secs(120)),
+        point::PointLimits {
+            max_stall: plan.gates.max_source_stall,
+            give_up_after: plan.gates.lag_timeout.min(Duration::from_secs(120)),
+        },
     )
     .await
-    .map_err(ChecksumError::Source)?;
+    .map_err(|error| match error {
+        point::PointError::Mysql(error) => ChecksumError::Source(error),
+        busy => ChecksumError::NoPoint(busy.to_string()),
+    })?;
     tracing::info!(
         position = %point.position,
         lock_ms = point.locked_for.as_millis() as u64,
+        attempts = point.attempts,
         "consistent point taken on {}",
         clusters.source.cluster.name
     );
     for (t, error) in failures {
         open.participant_errors[FIRST_TARGET + t] = Some(error);
     }
+    // What the source's writers waited, cancelled attempts included.
     Ok((
         Some(point.position),
-        Some(point.locked_for.as_millis() as u64),
+        Some(point.longest_stall.as_millis() as u64),
     ))
 }
 

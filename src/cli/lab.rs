@@ -70,6 +70,27 @@ pub enum LabCommand {
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Write to a few hot rows from N application sessions (each transaction
+    /// moves a balance between two of them) and report the longest time the
+    /// writers saw no commit; stops at --duration or on Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  cutover lab load\n  cutover lab load --writers 8 --rows 20 --duration 60s --output json"
+    )]
+    Load {
+        /// The server written to.
+        #[arg(long, default_value = "legacy")]
+        server: String,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+        writers: u32,
+        /// Rows they share.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+        rows: u32,
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+        duration: std::time::Duration,
+        #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print `export` lines for the variables lab plans use: eval "$(cutover lab env)".
     Env {
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
@@ -143,6 +164,46 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                 }));
             } else {
                 println!("{server} restarted");
+            }
+        }
+        LabCommand::Load {
+            server,
+            writers,
+            rows,
+            duration,
+            dir,
+        } => {
+            let load = crate::lab::hot_rows::HotRowLoad {
+                writers: *writers as usize,
+                rows: *rows,
+                duration: *duration,
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let signals = crate::shutdown::install();
+            let watcher = {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    signals.await;
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                })
+            };
+            let report = lab_for(cli, dir).load(server, &load, stop).await;
+            watcher.abort();
+            let report = report?;
+            if cli.global.json() {
+                print_json(&serde_json::to_value(&report).expect("load report serialises"));
+            } else {
+                println!(
+                    "{} writers on {} rows of {} for {} ms: {} commits, {} errors retried; longest without a commit {} ms (from {} ms)",
+                    report.writers,
+                    report.rows,
+                    crate::lab::hot_rows::TABLE,
+                    report.elapsed_ms,
+                    report.commits,
+                    report.errors,
+                    report.longest_gap_ms,
+                    report.longest_gap_at_ms
+                );
             }
         }
         LabCommand::Kill {

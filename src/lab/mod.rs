@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod bind;
 pub mod dataset;
+pub mod hot_rows;
 pub mod mariadb;
 pub mod process;
 pub mod tls;
@@ -562,6 +563,27 @@ impl Lab {
             .map_err(|e| LabError::io(&pid_file.0, std::io::Error::from(e)))?;
         tracing::info!(server = name, ?signal, "failed on purpose");
         Ok(())
+    }
+
+    /// Run the hot-row load against one server as the application, until
+    /// `load.duration` passes or `stop` is set; the writers measure the
+    /// longest time with no commit.
+    pub async fn load(
+        &self,
+        name: &str,
+        load: &hot_rows::HotRowLoad,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<hot_rows::LoadReport, LabError> {
+        let server = SERVERS
+            .iter()
+            .find(|server| server.name == name)
+            .ok_or_else(|| LabError::UnknownServer(name.to_string()))?;
+        let secrets = self.secrets()?;
+        hot_rows::prepare(server, &secrets, load.rows)
+            .await
+            .map_err(|error| LabError::server(name, error))?;
+        let endpoint = hot_rows::application_endpoint(server, &secrets);
+        Ok(hot_rows::run(&endpoint, load, stop).await)
     }
 
     /// Stop only the lab's own processes (by pid file) and remove its directory.

@@ -293,6 +293,11 @@ pub struct RawGates {
     /// the orchestrator's and replication's own).
     #[serde(default)]
     pub keep_sessions_of: Option<Vec<Located<String>>>,
+    /// Longest one attempt at a consistent point (checksum, snapshot) may keep
+    /// the source's writers waiting (milliseconds, default 100): a longer wait
+    /// is cancelled and tried again.
+    #[serde(default)]
+    pub max_source_stall_ms: Option<Located<i64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]

@@ -183,6 +183,9 @@ pub struct Gates {
     pub end_old_sessions: bool,
     /// Accounts whose sessions are kept there, with where the plan names them.
     pub keep_sessions_of: Vec<KeptAccount>,
+    /// Longest one attempt at a consistent point may hold the source's writers.
+    #[serde(with = "millis")]
+    pub max_source_stall: Duration,
 }
 
 /// An account named in `gates.keep_sessions_of`.
@@ -207,6 +210,7 @@ impl Default for Gates {
             replication_start_timeout: Duration::from_secs(5),
             end_old_sessions: true,
             keep_sessions_of: Vec::new(),
+            max_source_stall: Duration::from_millis(100),
         }
     }
 }

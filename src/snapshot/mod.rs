@@ -310,6 +310,55 @@ pub async fn run(
         })
         .collect();
 
+    // Worker connections, then one snapshot for all readers at one position,
+    // before any target is touched: a source too busy for a point is refused
+    // with nothing changed. Each reader holds one loader on every target:
+    // every pool bounds them (the source also keeps a control and a
+    // key-walking session, a target its control).
+    let workers = targets
+        .iter()
+        .map(|t| (t.pool.max as usize).saturating_sub(1))
+        .chain([(source_cluster.pool.max as usize).saturating_sub(2)])
+        .fold(options.workers, usize::min)
+        .max(1);
+    let mut readers = Vec::new();
+    for _ in 0..workers {
+        readers.push(
+            connect(&source_endpoint, "SET SESSION time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await
+                .map_err(SnapshotError::Source)?,
+        );
+    }
+    let mut walker = connect(&source_endpoint, "SET SESSION time_zone = '+00:00'")
+        .await
+        .map_err(SnapshotError::Source)?;
+    let point = point::lock_source(
+        &mut control,
+        &mut walker,
+        facts.flavor,
+        readers.iter_mut().collect(),
+        point::PointLimits {
+            max_stall: plan.gates.max_source_stall,
+            give_up_after: plan.gates.lag_timeout.min(Duration::from_secs(120)),
+        },
+    )
+    .await
+    .map_err(|error| match error {
+        point::PointError::Mysql(error) => SnapshotError::Source(error),
+        busy => SnapshotError::SourceNotReady {
+            cluster: source_cluster.name.clone(),
+            problem: busy.to_string(),
+        },
+    })?;
+    tracing::info!(
+        position = %point.position,
+        lock_ms = point.locked_for.as_millis() as u64,
+        attempts = point.attempts,
+        workers,
+        "snapshot of {} taken",
+        source_cluster.name
+    );
+
     // Targets: reachable, empty (or replaced, or holding what a resume keeps), schema in place.
     let setup = loader_setup(options.skip_binlog);
     let (mut target_controls, mut failures) = prepare_targets(
@@ -357,64 +406,7 @@ pub async fn run(
         journal.prepared(&ready).await?;
     }
 
-    // Worker connections, then one snapshot for all readers at one position.
-    // Each reader holds one loader on every target: every pool bounds them
-    // (the source also keeps a control and a key-walking session, a target its control).
-    let workers = targets
-        .iter()
-        .map(|t| (t.pool.max as usize).saturating_sub(1))
-        .chain([(source_cluster.pool.max as usize).saturating_sub(2)])
-        .fold(options.workers, usize::min)
-        .max(1);
-    let mut readers = Vec::new();
-    for _ in 0..workers {
-        readers.push(
-            connect(&source_endpoint, "SET SESSION time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                .await
-                .map_err(SnapshotError::Source)?,
-        );
-    }
     let slots_loaders = open_loaders(workers, &target_endpoints, &mut failures, &setup).await;
-    let mut walker = connect(&source_endpoint, "SET SESSION time_zone = '+00:00'")
-        .await
-        .map_err(SnapshotError::Source)?;
-    let mut point = None;
-    let mut last_error = None;
-    for _attempt in 0..3 {
-        match point::lock_source(
-            &mut control,
-            &mut walker,
-            facts.flavor,
-            readers.iter_mut().collect(),
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(found) => {
-                point = Some(found);
-                break;
-            }
-            Err(error) => {
-                tracing::warn!("could not take the consistent point, retrying: {error}");
-                for reader in readers.iter_mut() {
-                    let _ = reader.exec("end the snapshot", "ROLLBACK").await;
-                }
-                last_error = Some(error);
-            }
-        }
-    }
-    let Some(point) = point else {
-        return Err(SnapshotError::Source(
-            last_error.expect("an attempt failed"),
-        ));
-    };
-    tracing::info!(
-        position = %point.position,
-        lock_ms = point.locked_for.as_millis() as u64,
-        workers,
-        "snapshot of {} taken",
-        source_cluster.name
-    );
 
     let writer = match &options.directory {
         Some(path) if recorded.is_some() => Some(
@@ -532,7 +524,7 @@ pub async fn run(
         rows,
         bytes: per_table.iter().map(|t| t.1).sum(),
         elapsed_ms: started.elapsed().as_millis() as u64,
-        source_lock_ms: point.locked_for.as_millis() as u64,
+        source_lock_ms: point.longest_stall.as_millis() as u64,
         targets: clusters
             .iter()
             .filter(|c| c.error.is_none())

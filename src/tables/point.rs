@@ -2,8 +2,11 @@
 //! writes for more than a moment.
 //!
 //! 1. Replicas of the source stop their replication channel.
-//! 2. The source takes a global read lock, reads its GTID position P, opens a
-//!    consistent snapshot on every worker session, and unlocks (milliseconds).
+//! 2. The source holds its commits (MariaDB `BACKUP STAGE BLOCK_COMMIT`, which
+//!    never waits for running statements; MySQL the global read lock), reads
+//!    its GTID position P, opens a consistent snapshot on every worker session,
+//!    and lets go: milliseconds. A hold that would make writers wait longer
+//!    than the plan's `max_source_stall_ms` is cancelled and tried again.
 //! 3. Each replica applies exactly up to P (`START SLAVE UNTIL`), opens its
 //!    snapshots there, and resumes replication at once.
 //!
@@ -88,57 +91,202 @@ pub async fn open_snapshots(sessions: Vec<&mut Session>) -> Result<(), MysqlErro
     results.into_iter().collect()
 }
 
+/// How long one attempt at the source's point may hold its commits, and how
+/// long to keep trying.
+#[derive(Debug, Clone, Copy)]
+pub struct PointLimits {
+    /// The request is cancelled (its connection killed) once it has waited
+    /// this long, so writers queue behind it for no longer.
+    pub max_stall: Duration,
+    /// Attempts stop after this long; the caller refuses, having changed nothing.
+    pub give_up_after: Duration,
+}
+
 /// What the source's brief lock produced.
 #[derive(Debug, Clone)]
 pub struct SourcePoint {
     pub position: String,
+    /// From the successful request to the unlock: how long writers waited.
     pub locked_for: Duration,
+    /// Attempts made, the successful one included.
+    pub attempts: u32,
+    /// The longest any attempt held the source's writes (cancelled ones too).
+    pub longest_stall: Duration,
 }
 
-/// Lock the source, read its position, open the snapshots, unlock. The lock
-/// waits at most `lock_wait`; if the server keeps waiting past that, the
-/// locking statement is killed from `spare` so writers are not left queued.
+#[derive(Debug, thiserror::Error)]
+pub enum PointError {
+    #[error(transparent)]
+    Mysql(#[from] MysqlError),
+    /// Every attempt would have stalled the source's writes past the limit.
+    #[error(
+        "no consistent point on `{cluster}` within {waited_ms} ms: each of {attempts} attempts waited longer than {max_stall_ms} ms and was cancelled{busy}"
+    )]
+    Busy {
+        cluster: String,
+        attempts: u32,
+        waited_ms: u64,
+        max_stall_ms: u64,
+        /// The statements that were running on the source, as seen at the last attempt.
+        busy: String,
+    },
+}
+
+/// How commits are held for a moment: MariaDB's `BACKUP STAGE BLOCK_COMMIT`
+/// holds only commits, so running statements (a row-lock wait on a hot row)
+/// cannot hold it up; elsewhere the global read lock, which waits for them.
+fn hold_statements(flavor: Flavor) -> (&'static str, &'static str, &'static str) {
+    match flavor {
+        Flavor::Mariadb => (
+            "BACKUP STAGE START",
+            "BACKUP STAGE BLOCK_COMMIT",
+            "BACKUP STAGE END",
+        ),
+        Flavor::Mysql => ("DO 0", "FLUSH TABLES WITH READ LOCK", "UNLOCK TABLES"),
+    }
+}
+
+/// Hold the source's commits, read its position, open the snapshots, let go.
+/// One attempt waits at most `limits.max_stall` for the hold: then its
+/// connection is killed from `spare` (so no writer stays queued behind it),
+/// `control` is reconnected, and another attempt follows after a short
+/// backoff, until `limits.give_up_after`.
 pub async fn lock_source(
     control: &mut Session,
     spare: &mut Session,
     flavor: Flavor,
-    snapshots: Vec<&mut Session>,
-    lock_wait: Duration,
-) -> Result<SourcePoint, MysqlError> {
-    let seconds = lock_wait.as_secs().max(1);
-    control
-        .exec(
-            "bound the read lock's wait",
-            &format!("SET SESSION lock_wait_timeout = {seconds}"),
-        )
-        .await?;
-    let id = control::connection_id(control).await?;
+    mut snapshots: Vec<&mut Session>,
+    limits: PointLimits,
+) -> Result<SourcePoint, PointError> {
     let started = Instant::now();
-    if let Err(error) = control
-        .exec_within(
-            lock_wait + Duration::from_secs(1),
-            "take the brief global read lock",
-            "FLUSH TABLES WITH READ LOCK",
-        )
+    // The server's own bound, should our cancel not arrive.
+    let seconds = limits.max_stall.as_secs() + 1;
+    let mut backoff = Duration::from_millis(50);
+    let mut longest_stall = Duration::ZERO;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        control
+            .exec(
+                "bound the hold's wait",
+                &format!("SET SESSION lock_wait_timeout = {seconds}"),
+            )
+            .await?;
+        let attempt = hold_once(control, spare, flavor, &mut snapshots, limits.max_stall).await?;
+        longest_stall = longest_stall.max(attempt.stalled);
+        if let Some(position) = attempt.position {
+            return Ok(SourcePoint {
+                position,
+                locked_for: attempt.stalled,
+                attempts,
+                longest_stall,
+            });
+        }
+        let elapsed = started.elapsed();
+        if elapsed + backoff >= limits.give_up_after {
+            return Err(PointError::Busy {
+                cluster: control.endpoint().name.clone(),
+                attempts,
+                waited_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                max_stall_ms: u64::try_from(limits.max_stall.as_millis()).unwrap_or(u64::MAX),
+                busy: if attempt.busy.is_empty() {
+                    String::new()
+                } else {
+                    format!("; running then: {}", attempt.busy.join("; "))
+                },
+            });
+        }
+        tracing::info!(
+            "the point on `{}` waited {} ms for running statements and was cancelled (attempt {attempts}); trying again in {} ms",
+            control.endpoint().name,
+            attempt.stalled.as_millis(),
+            backoff.as_millis()
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+struct Attempt {
+    /// `None`: cancelled at the stall limit.
+    position: Option<String>,
+    stalled: Duration,
+    busy: Vec<String>,
+}
+
+async fn hold_once(
+    control: &mut Session,
+    spare: &mut Session,
+    flavor: Flavor,
+    snapshots: &mut [&mut Session],
+    max_stall: Duration,
+) -> Result<Attempt, MysqlError> {
+    let (prepare, hold, release) = hold_statements(flavor);
+    control.exec("prepare the hold", prepare).await?;
+    let id = control::connection_id(control).await?;
+    let sent = Instant::now();
+    match control
+        .exec_within(max_stall, "hold commits for the point", hold)
         .await
     {
-        let _ = control::kill_connection(spare, id).await;
-        return Err(error);
+        Ok(()) => {}
+        Err(MysqlError::Timeout { .. }) => {
+            let busy = running_statements(spare, id).await;
+            // The request would keep every writer queued: end it with its connection.
+            control::kill_connection(spare, id).await?;
+            let stalled = sent.elapsed();
+            let fresh = Session::connect(control.endpoint()).await?;
+            std::mem::replace(control, fresh).close().await;
+            return Ok(Attempt {
+                position: None,
+                stalled,
+                busy,
+            });
+        }
+        Err(error) => {
+            let _ = control.exec("give up the hold", release).await;
+            return Err(error);
+        }
     }
     let inside = async {
         let position = control::binlog_position(control, flavor).await?;
-        open_snapshots(snapshots).await?;
+        open_snapshots(snapshots.iter_mut().map(|s| &mut **s).collect()).await?;
         Ok::<_, MysqlError>(position)
     }
     .await;
-    let unlocked = control.exec("release the read lock", "UNLOCK TABLES").await;
-    let locked_for = started.elapsed();
+    let released = control.exec("release the hold", release).await;
+    let stalled = sent.elapsed();
+    if inside.is_err() || released.is_err() {
+        for session in snapshots.iter_mut() {
+            let _ = session.exec("end the snapshot", "ROLLBACK").await;
+        }
+    }
     let position = inside?;
-    unlocked?;
-    Ok(SourcePoint {
-        position,
-        locked_for,
+    released?;
+    Ok(Attempt {
+        position: Some(position),
+        stalled,
+        busy: Vec::new(),
     })
+}
+
+/// The statements running on the source other than ours, longest first.
+async fn running_statements(spare: &mut Session, ours: u64) -> Vec<String> {
+    let sql = format!(
+        "SELECT ID, USER, COALESCE(STATE, ''), LEFT(INFO, 120) FROM information_schema.PROCESSLIST \
+         WHERE COMMAND = 'Query' AND INFO IS NOT NULL AND ID NOT IN (CONNECTION_ID(), {ours}) \
+         ORDER BY TIME DESC LIMIT 3"
+    );
+    match spare
+        .query::<(u64, String, String, String)>("list running statements", &sql)
+        .await
+    {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(id, user, state, info)| format!("{id} {user} ({state}): {info}"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Stop a replica's channel ahead of the source's lock.

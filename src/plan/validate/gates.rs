@@ -71,6 +71,12 @@ impl Checker {
                 .as_ref()
                 .map_or(defaults.end_old_sessions, |value| value.value),
             keep_sessions_of: self.kept_accounts(raw.keep_sessions_of.unwrap_or_default()),
+            max_source_stall: raw
+                .max_source_stall_ms
+                .as_ref()
+                .map_or(defaults.max_source_stall, |value| {
+                    self.millis(value, 10, 10_000, "gates.max_source_stall_ms")
+                }),
         }
     }
 

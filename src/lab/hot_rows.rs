@@ -1,0 +1,191 @@
+//! A hot-row load: N application writers on a few rows, each transaction
+//! updating two of them, as a settlement account or a counter sees it. The
+//! writers record when each commit returned, so the longest time the source
+//! committed nothing is measured from their side, not the server's.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Serialize;
+
+use super::accounts::APPLICATION_USER;
+use super::{LabSecrets, LabServer};
+use crate::mysql::{Endpoint, MysqlError, Session};
+use crate::secret::Secret;
+
+/// The table the writers share, in the application's schema so that
+/// snapshots and checksums carry it like any other.
+pub const TABLE: &str = "refunds.hot_accounts";
+
+#[derive(Debug, Clone)]
+pub struct HotRowLoad {
+    pub writers: usize,
+    pub rows: u32,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub writers: usize,
+    pub rows: u32,
+    pub commits: u64,
+    /// Deadlocks, lock wait timeouts and lost connections, each retried.
+    pub errors: u64,
+    pub elapsed_ms: u64,
+    /// The longest time between two commits any writer saw returned (or
+    /// from the start to the first, or from the last to the end).
+    pub longest_gap_ms: u64,
+    /// When that gap began, in milliseconds from the start.
+    pub longest_gap_at_ms: u64,
+    pub last_error: Option<String>,
+}
+
+/// Create the hot table with `rows` rows on `server` (as the admin).
+pub async fn prepare(
+    server: &LabServer,
+    secrets: &LabSecrets,
+    rows: u32,
+) -> Result<(), MysqlError> {
+    let mut session = Session::connect(&server.admin_endpoint(secrets)).await?;
+    let values: Vec<String> = (1..=rows).map(|id| format!("({id}, 0)")).collect();
+    session
+        .exec(
+            "create the hot table",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {TABLE} (id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB; \
+                 INSERT IGNORE INTO {TABLE} VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await?;
+    session.close().await;
+    Ok(())
+}
+
+/// The application's endpoint on `server`.
+pub fn application_endpoint(server: &LabServer, secrets: &LabSecrets) -> Endpoint {
+    Endpoint {
+        user: APPLICATION_USER.to_string(),
+        password: Some(Secret::new(secrets.application.clone())),
+        query_timeout: Duration::from_secs(60),
+        ..server.admin_endpoint(secrets)
+    }
+}
+
+/// Run the writers until `load.duration` passes or `stop` is set.
+pub async fn run(endpoint: &Endpoint, load: &HotRowLoad, stop: Arc<AtomicBool>) -> LoadReport {
+    let started = Instant::now();
+    let commits = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let deadline = started + load.duration;
+    let tasks: Vec<_> = (0..load.writers.max(1))
+        .map(|_| {
+            let endpoint = endpoint.clone();
+            let (commits, errors, last_error, stop) = (
+                commits.clone(),
+                errors.clone(),
+                last_error.clone(),
+                stop.clone(),
+            );
+            let rows = load.rows.max(2);
+            tokio::spawn(async move {
+                let mut session = None;
+                while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                    if session.is_none() {
+                        match Session::connect(&endpoint).await {
+                            Ok(connected) => session = Some(connected),
+                            Err(error) => {
+                                errors.fetch_add(1, Ordering::SeqCst);
+                                *last_error.lock().expect("not poisoned") = Some(error.to_string());
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        }
+                    }
+                    let (a, b) = {
+                        let mut rng = rand::rng();
+                        (rng.random_range(1..=rows), rng.random_range(1..=rows))
+                    };
+                    let sql = format!(
+                        "START TRANSACTION; \
+                         UPDATE {TABLE} SET balance = balance - 1 WHERE id = {a}; \
+                         UPDATE {TABLE} SET balance = balance + 1 WHERE id = {b}; \
+                         COMMIT"
+                    );
+                    let live = session.as_mut().expect("connected above");
+                    match live.exec("move a balance", &sql).await {
+                        Ok(()) => commits
+                            .lock()
+                            .expect("not poisoned")
+                            .push(started.elapsed()),
+                        Err(error) => {
+                            errors.fetch_add(1, Ordering::SeqCst);
+                            *last_error.lock().expect("not poisoned") = Some(error.to_string());
+                            if let Some(dead) = session.take() {
+                                dead.close().await;
+                            }
+                        }
+                    }
+                }
+                if let Some(session) = session {
+                    session.close().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = started.elapsed();
+    let mut times = std::mem::take(&mut *commits.lock().expect("not poisoned"));
+    times.sort();
+    let (gap, at) = longest_gap(&times, elapsed);
+    LoadReport {
+        writers: load.writers,
+        rows: load.rows,
+        commits: times.len() as u64,
+        errors: errors.load(Ordering::SeqCst),
+        elapsed_ms: millis(elapsed),
+        longest_gap_ms: millis(gap),
+        longest_gap_at_ms: millis(at),
+        last_error: last_error.lock().expect("not poisoned").clone(),
+    }
+}
+
+/// The longest stretch with no commit, from 0 to `end`, and where it began.
+/// `commits` is sorted.
+pub fn longest_gap(commits: &[Duration], end: Duration) -> (Duration, Duration) {
+    let mut previous = Duration::ZERO;
+    let mut best = (Duration::ZERO, Duration::ZERO);
+    for &at in commits.iter().chain(std::iter::once(&end)) {
+        let gap = at.saturating_sub(previous);
+        if gap > best.0 {
+            best = (gap, previous);
+        }
+        previous = previous.max(at);
+    }
+    best
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_gap_counts_the_start_and_the_end_too() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            longest_gap(&[ms(10), ms(20), ms(300), ms(310)], ms(400)),
+            (ms(280), ms(20))
+        );
+        assert_eq!(longest_gap(&[ms(10)], ms(500)), (ms(490), ms(10)));
+        assert_eq!(longest_gap(&[], ms(50)), (ms(50), ms(0)));
+    }
+}
