@@ -88,6 +88,10 @@ pub enum LabCommand {
         rows: u32,
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
         duration: std::time::Duration,
+        /// After an error, reconnect to whichever lab server takes writes
+        /// (as through a proxy), so the load follows a switchover.
+        #[arg(long)]
+        follow_primary: bool,
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
     },
@@ -171,6 +175,7 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
             writers,
             rows,
             duration,
+            follow_primary,
             dir,
         } => {
             let load = crate::lab::hot_rows::HotRowLoad {
@@ -187,7 +192,9 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 })
             };
-            let report = lab_for(cli, dir).load(server, &load, stop).await;
+            let report = lab_for(cli, dir)
+                .load(server, &load, *follow_primary, stop)
+                .await;
             watcher.abort();
             let report = report?;
             if cli.global.json() {

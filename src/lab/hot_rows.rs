@@ -74,8 +74,39 @@ pub fn application_endpoint(server: &LabServer, secrets: &LabSecrets) -> Endpoin
     }
 }
 
-/// Run the writers until `load.duration` passes or `stop` is set.
-pub async fn run(endpoint: &Endpoint, load: &HotRowLoad, stop: Arc<AtomicBool>) -> LoadReport {
+/// Connect to the first of `servers` that takes writes (`read_only` off), as
+/// an application behind a proxy that routes to the primary would.
+async fn connect_writable(servers: &[Endpoint]) -> Result<Session, MysqlError> {
+    let mut last = None;
+    for endpoint in servers {
+        let mut session = match Session::connect(endpoint).await {
+            Ok(session) => session,
+            Err(error) => {
+                last = Some(error);
+                continue;
+            }
+        };
+        match session
+            .query_first::<u8>("is it writable", "SELECT @@GLOBAL.read_only")
+            .await
+        {
+            Ok(Some(0)) => return Ok(session),
+            Ok(_) => session.close().await,
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| MysqlError::Connect {
+        cluster: servers.first().map_or_else(String::new, |s| s.name.clone()),
+        address: String::new(),
+        reason: "no server takes writes".into(),
+    }))
+}
+
+/// Run the writers until `load.duration` passes or `stop` is set. Each writer
+/// connects to the first of `servers` that takes writes, and after an error
+/// connects again the same way, so a load given every cluster follows a
+/// switchover.
+pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>) -> LoadReport {
     let started = Instant::now();
     let commits = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
     let errors = Arc::new(AtomicU64::new(0));
@@ -83,7 +114,7 @@ pub async fn run(endpoint: &Endpoint, load: &HotRowLoad, stop: Arc<AtomicBool>) 
     let deadline = started + load.duration;
     let tasks: Vec<_> = (0..load.writers.max(1))
         .map(|_| {
-            let endpoint = endpoint.clone();
+            let servers = servers.to_vec();
             let (commits, errors, last_error, stop) = (
                 commits.clone(),
                 errors.clone(),
@@ -95,7 +126,7 @@ pub async fn run(endpoint: &Endpoint, load: &HotRowLoad, stop: Arc<AtomicBool>) 
                 let mut session = None;
                 while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
                     if session.is_none() {
-                        match Session::connect(&endpoint).await {
+                        match connect_writable(&servers).await {
                             Ok(connected) => session = Some(connected),
                             Err(error) => {
                                 errors.fetch_add(1, Ordering::SeqCst);

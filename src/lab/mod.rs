@@ -568,10 +568,15 @@ impl Lab {
     /// Run the hot-row load against one server as the application, until
     /// `load.duration` passes or `stop` is set; the writers measure the
     /// longest time with no commit.
+    ///
+    /// `follow_primary`: after an error, writers connect to whichever lab
+    /// server takes writes (as through a proxy), so the load follows a
+    /// switchover.
     pub async fn load(
         &self,
         name: &str,
         load: &hot_rows::HotRowLoad,
+        follow_primary: bool,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<hot_rows::LoadReport, LabError> {
         let server = SERVERS
@@ -582,8 +587,16 @@ impl Lab {
         hot_rows::prepare(server, &secrets, load.rows)
             .await
             .map_err(|error| LabError::server(name, error))?;
-        let endpoint = hot_rows::application_endpoint(server, &secrets);
-        Ok(hot_rows::run(&endpoint, load, stop).await)
+        let mut servers = vec![hot_rows::application_endpoint(server, &secrets)];
+        if follow_primary {
+            servers.extend(
+                SERVERS
+                    .iter()
+                    .filter(|other| other.name != name)
+                    .map(|other| hot_rows::application_endpoint(other, &secrets)),
+            );
+        }
+        Ok(hot_rows::run(&servers, load, stop).await)
     }
 
     /// Stop only the lab's own processes (by pid file) and remove its directory.

@@ -110,9 +110,7 @@ pub fn describe(
         ),
         commands: vec![
             format!("STOP SLAVE on {}", targets.join(", ")),
-            format!(
-                "on {source}: FLUSH TABLES WITH READ LOCK; read gtid_binlog_pos; START TRANSACTION WITH CONSISTENT SNAPSHOT; UNLOCK TABLES"
-            ),
+            crate::tables::point::describe_hold(source, "", plan.gates.max_source_stall),
             "on each target: START SLAVE UNTIL master_gtid_pos = <position>; START TRANSACTION WITH CONSISTENT SNAPSHOT; START SLAVE".into(),
             format!(
                 "cutover checksum PLAN --targets {} {}",

@@ -76,7 +76,9 @@ pub struct Fence {
     pub cluster: String,
     pub session: Session,
     pub connection_id: u64,
-    pub acquired: Instant,
+    /// When the lock was requested: writers wait from then, so the budget
+    /// and the freeze's length count from it.
+    pub writes_held_since: Instant,
     pub budget: Duration,
     committed: Arc<AtomicBool>,
     expired: Arc<AtomicBool>,
@@ -88,7 +90,7 @@ impl Fence {
         cluster: String,
         session: Session,
         connection_id: u64,
-        acquired: Instant,
+        writes_held_since: Instant,
         budget: Duration,
     ) -> Fence {
         let committed = Arc::new(AtomicBool::new(false));
@@ -99,7 +101,7 @@ impl Fence {
             let expired = expired.clone();
             let cluster = cluster.clone();
             tokio::spawn(async move {
-                tokio::time::sleep_until((acquired + budget).into()).await;
+                tokio::time::sleep_until((writes_held_since + budget).into()).await;
                 if committed.load(Ordering::SeqCst) {
                     return;
                 }
@@ -125,7 +127,7 @@ impl Fence {
             cluster,
             session,
             connection_id,
-            acquired,
+            writes_held_since,
             budget,
             committed,
             expired,
@@ -141,14 +143,14 @@ impl Fence {
     }
 
     pub fn remaining(&self) -> Duration {
-        self.budget.saturating_sub(self.acquired.elapsed())
+        self.budget.saturating_sub(self.writes_held_since.elapsed())
     }
 
     /// Drop the lock and the connection. Never fails: a dead connection has no lock.
     pub async fn release(mut self) -> Duration {
         self.committed.store(true, Ordering::SeqCst);
         self.watchdog.abort();
-        let held = self.acquired.elapsed();
+        let held = self.writes_held_since.elapsed();
         let _ = self
             .session
             .exec_within(
@@ -172,7 +174,7 @@ pub struct Context {
     pub yes: bool,
     pub state: SwitchState,
     pub fence: Option<Fence>,
-    /// When the last freeze took hold (for `write_freeze_ms`).
+    /// When the last freeze requested its lock (for `write_freeze_ms`).
     pub freeze_started: Option<Instant>,
     pub write_freeze_ms: Option<u64>,
     /// A checksum step found rows or totals that differ (exit 4).

@@ -41,7 +41,9 @@ pub async fn act(
         .await?;
 
     let own_users = own_users(ctx, cluster);
-    let started = Instant::now();
+    // Writers queue from the moment the lock is requested, not from when it
+    // is granted: the freeze, its budget and `write_freeze_ms` count from here.
+    let requested = Instant::now();
     let (killed, fence_session) = lock_with_drain(
         ctx,
         cluster,
@@ -51,7 +53,7 @@ pub async fn act(
         &own_users,
     )
     .await?;
-    let acquired = Instant::now();
+    let drain = requested.elapsed();
     ctx.audit(
         cluster,
         "FLUSH TABLES WITH READ LOCK (session-held fence)",
@@ -63,7 +65,7 @@ pub async fn act(
         cluster.to_string(),
         fence_session,
         connection_id,
-        acquired,
+        requested,
         budget,
     );
     let position = control::binlog_position(&mut fence.session, flavor).await?;
@@ -77,7 +79,7 @@ pub async fn act(
              something writes without the global read lock (a replication thread or an event?)"
         )));
     }
-    ctx.freeze_started = Some(acquired);
+    ctx.freeze_started = Some(requested);
     ctx.state.frozen = Some(Frozen {
         cluster: cluster.to_string(),
         position: position.clone(),
@@ -85,15 +87,16 @@ pub async fn act(
     });
     ctx.fence = Some(fence);
     tracing::info!(
-        "`{cluster}` frozen at {position} (drain {} ms, {killed} session(s) killed, budget {} ms)",
-        started.elapsed().as_millis(),
+        "`{cluster}` frozen at {position} (writes held {} ms so far, {} ms of it draining, {killed} session(s) killed, budget {} ms)",
+        requested.elapsed().as_millis(),
+        drain.as_millis(),
         budget.as_millis()
     );
     Ok(json!({
         "cluster": cluster,
         "frozen_position": position,
         "frozen_executed": executed.to_string(),
-        "drain_ms": millis(started.elapsed()),
+        "drain_ms": millis(drain),
         "killed_sessions": killed,
         "budget_ms": millis(budget),
     }))

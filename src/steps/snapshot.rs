@@ -136,7 +136,7 @@ pub fn describe(
             if skip_binlog { ", loading with sql_log_bin = 0" } else { "" }
         ),
         commands: vec![
-            format!("on {source}: FLUSH TABLES WITH READ LOCK; read gtid_binlog_pos; START TRANSACTION WITH CONSISTENT SNAPSHOT ×{workers}; UNLOCK TABLES"),
+            crate::tables::point::describe_hold(source, &format!(" ×{workers}"), plan.gates.max_source_stall),
             "on each target: CREATE DATABASE / routines / CREATE TABLE (primary key only)".into(),
             "per key-range chunk: SELECT … ORDER BY key on the source, INSERT … VALUES (…),(…) on every target at once".into(),
             "on each target: ALTER TABLE … ADD KEY …; CREATE TRIGGER …; CREATE VIEW …".into(),

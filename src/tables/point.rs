@@ -146,6 +146,17 @@ fn hold_statements(flavor: Flavor) -> (&'static str, &'static str, &'static str)
     }
 }
 
+/// The runbook's line for taking the point on `source`, whatever its flavor.
+pub fn describe_hold(source: &str, snapshots: &str, max_stall: Duration) -> String {
+    format!(
+        "on {source}: hold commits (MariaDB: BACKUP STAGE START; BACKUP STAGE BLOCK_COMMIT — MySQL: \
+         FLUSH TABLES WITH READ LOCK); read the GTID position; START TRANSACTION WITH CONSISTENT \
+         SNAPSHOT{snapshots}; release (BACKUP STAGE END / UNLOCK TABLES). A hold not granted within \
+         {} ms is cancelled (KILL) and tried again",
+        max_stall.as_millis()
+    )
+}
+
 /// Hold the source's commits, read its position, open the snapshots, let go.
 /// One attempt waits at most `limits.max_stall` for the hold: then its
 /// connection is killed from `spare` (so no writer stays queued behind it),

@@ -14,7 +14,12 @@ use crate::harness::{LabFixture, cluster, runtime, stdout_json};
 const NAMESERVERS: [&str; 2] = ["127.0.0.2:53", "127.0.0.3:53"];
 
 /// `plans/lab-switchover.yaml` with its phases (and optionally more text) replaced.
-fn switchover_plan(fx: &LabFixture, file: &str, phases: &str, edits: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn switchover_plan(
+    fx: &LabFixture,
+    file: &str,
+    phases: &str,
+    edits: &[(&str, &str)],
+) -> PathBuf {
     let original =
         std::fs::read_to_string(crate::harness::repo_root().join("plans/lab-switchover.yaml"))
             .unwrap();
@@ -28,7 +33,7 @@ fn switchover_plan(fx: &LabFixture, file: &str, phases: &str, edits: &[(&str, &s
     fx.sandbox.write(file, text)
 }
 
-const SWITCHOVER_PHASE: &str =
+pub(crate) const SWITCHOVER_PHASE: &str =
     "  - name: cutover\n    rollback: auto\n    steps:\n      - switchover: { to: c1 }\n";
 
 /// `cutover probe` in the background, writing through DNS and polling read_only everywhere.

@@ -9,6 +9,7 @@ mod lab;
 mod lab_checksum;
 mod lab_cutover;
 mod lab_drill;
+mod lab_hot_rows;
 mod lab_migration;
 mod lab_pooled;
 mod lab_snapshot;

@@ -508,7 +508,7 @@ fn replication_checks(
 /// What the selected steps will do on one cluster.
 struct Duties {
     freezes: bool,
-    /// A brief global read lock (a checksum's consistent point on the source).
+    /// A brief hold of commits (a checksum's consistent point on the source).
     read_lock: bool,
     moves_replication: bool,
 }
@@ -545,7 +545,10 @@ fn privilege_check(flavor: Flavor, granted: &[String], duties: &Duties) -> (Chec
     };
     needed.push(("read replication status", monitor));
     if freezes || read_lock {
-        needed.push(("take the global read lock", vec!["RELOAD"]));
+        needed.push((
+            "hold commits (BACKUP STAGE or the global read lock)",
+            vec!["RELOAD"],
+        ));
     }
     if freezes {
         needed.push(("see every session", vec!["PROCESS"]));

@@ -1,0 +1,157 @@
+//! Hot rows: eight application writers moving balances between twenty rows
+//! (`cutover lab load`) while a checksum, a snapshot and a switchover run.
+//! The writers measure the longest time with no commit: every consistent
+//! point must hold them for milliseconds, never the seconds a global read
+//! lock queued behind a row-lock wait costs, and a freeze must report the
+//! stall they saw.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::harness::{LabFixture, stdout_json};
+use crate::lab_cutover::{SWITCHOVER_PHASE, run_json, switchover_plan};
+
+/// The longest a consistent point may leave the writers without a commit.
+const POINT_STALL_LIMIT_MS: u64 = 250;
+
+struct HotLoad {
+    child: Child,
+}
+
+impl HotLoad {
+    fn start(fx: &LabFixture, seconds: u64, follow_primary: bool) -> HotLoad {
+        let child = fx
+            .background()
+            .args(["lab", "load", "--output", "json", "--duration"])
+            .arg(format!("{seconds}s"))
+            .args(follow_primary.then_some("--follow-primary"))
+            .arg("--dir")
+            .arg(fx.lab_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Let the writers reach full speed first.
+        std::thread::sleep(Duration::from_millis(1500));
+        HotLoad { child }
+    }
+
+    fn finish(self) -> serde_json::Value {
+        let output = self.child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "lab load: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = stdout_json(&output);
+        assert!(
+            report["commits"].as_u64().unwrap() > 1000,
+            "the load ran: {report}"
+        );
+        report
+    }
+}
+
+#[test]
+fn lab_checksums_under_hot_rows_hold_the_writers_for_milliseconds() {
+    let fx = LabFixture::up();
+    let plan = crate::harness::repo_root().join("plans/lab-switchover.yaml");
+    let load = HotLoad::start(&fx, 10, false);
+    for round in 1..=3 {
+        let (code, report) = run_json(
+            fx.cutover()
+                .args(["checksum", "--output", "json"])
+                .arg(&plan),
+        );
+        assert_eq!(code, Some(0), "round {round}: {report}");
+        assert_eq!(report["status"], "match", "round {round}: {report}");
+        let paused = report["source_lock_ms"].as_u64().unwrap();
+        assert!(
+            paused <= POINT_STALL_LIMIT_MS,
+            "round {round}: paused {paused} ms"
+        );
+    }
+    let load = load.finish();
+    let gap = load["longest_gap_ms"].as_u64().unwrap();
+    assert!(
+        gap <= POINT_STALL_LIMIT_MS,
+        "the writers went {gap} ms without a commit: {load}"
+    );
+}
+
+#[test]
+fn lab_snapshots_under_hot_rows_hold_the_writers_for_milliseconds() {
+    let fx = LabFixture::up_empty(2000);
+    let plan = crate::harness::repo_root().join("plans/lab-migration.yaml");
+    let load = HotLoad::start(&fx, 10, false);
+    for round in 1..=3 {
+        let (code, report) = run_json(
+            fx.cutover()
+                .args([
+                    "snapshot",
+                    "--targets",
+                    "c2",
+                    "--replace",
+                    "--output",
+                    "json",
+                ])
+                .arg(&plan),
+        );
+        assert_eq!(code, Some(0), "round {round}: {report}");
+        assert_eq!(report["status"], "completed", "round {round}: {report}");
+        let paused = report["source_lock_ms"].as_u64().unwrap();
+        assert!(
+            paused <= POINT_STALL_LIMIT_MS,
+            "round {round}: paused {paused} ms"
+        );
+    }
+    let load = load.finish();
+    let gap = load["longest_gap_ms"].as_u64().unwrap();
+    assert!(
+        gap <= POINT_STALL_LIMIT_MS,
+        "the writers went {gap} ms without a commit: {load}"
+    );
+}
+
+/// Under hot rows the freeze completes inside its budget, and the
+/// `write_freeze_ms` it reports is, within 50 ms, the longest time the
+/// writers (who follow the primary) saw no commit.
+#[test]
+fn lab_a_switchover_and_its_rollback_under_hot_rows_report_the_stall_the_writers_saw() {
+    let fx = LabFixture::up();
+    let plan = switchover_plan(&fx, "hot.yaml", SWITCHOVER_PHASE, &[]);
+    let load = HotLoad::start(&fx, 8, true);
+    let (code, run) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_freeze_is_what_the_writers_saw(&run, &load.finish(), 3000);
+
+    let run_id = run["run_id"].as_str().unwrap();
+    let load = HotLoad::start(&fx, 8, true);
+    let (code, rollback) = run_json(
+        fx.cutover()
+            .args(["rollback", run_id, "--yes", "--output", "json"])
+            .arg("--plan")
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{rollback}");
+    assert_freeze_is_what_the_writers_saw(&rollback, &load.finish(), 3000);
+}
+
+fn assert_freeze_is_what_the_writers_saw(
+    report: &serde_json::Value,
+    load: &serde_json::Value,
+    budget_ms: u64,
+) {
+    let freeze = report["write_freeze_ms"].as_u64().unwrap();
+    let gap = load["longest_gap_ms"].as_u64().unwrap();
+    assert!(freeze <= budget_ms, "freeze {freeze} ms over the budget");
+    assert!(
+        freeze.abs_diff(gap) <= 50,
+        "the report says writes were frozen {freeze} ms; the writers saw {gap} ms without a commit: {load}"
+    );
+}
