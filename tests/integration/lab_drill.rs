@@ -10,7 +10,7 @@ use crate::harness::{LabFixture, runtime};
 use crate::lab_cutover::{assert_primary, run_json};
 
 /// `plans/lab-dr-drill.yaml` with its hooks calling this build's binary.
-fn drill_plan(fx: &LabFixture, file: &str, edits: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn drill_plan(fx: &LabFixture, file: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut text =
         std::fs::read_to_string(crate::harness::repo_root().join("plans/lab-dr-drill.yaml"))
             .unwrap()
@@ -25,7 +25,11 @@ fn drill_plan(fx: &LabFixture, file: &str, edits: &[(&str, &str)]) -> PathBuf {
     fx.sandbox.write(file, text)
 }
 
-fn drill(fx: &LabFixture, plan: &Path, failure: &str) -> (Option<i32>, serde_json::Value) {
+pub(crate) fn drill(
+    fx: &LabFixture,
+    plan: &Path,
+    failure: &str,
+) -> (Option<i32>, serde_json::Value) {
     let reports = fx.sandbox.path().join("reports");
     run_json(
         fx.cutover()
