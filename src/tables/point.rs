@@ -233,11 +233,15 @@ async fn hold_once(
     max_stall: Duration,
 ) -> Result<Attempt, MysqlError> {
     let (prepare, hold, release) = hold_statements(flavor);
-    control.exec("prepare the hold", prepare).await?;
     let id = control::connection_id(control).await?;
     let sent = Instant::now();
+    // Both under the bound: another backup holding its stage makes START wait too.
     match control
-        .exec_within(max_stall, "hold commits for the point", hold)
+        .exec_within(
+            max_stall,
+            "hold commits for the point",
+            &format!("{prepare}; {hold}"),
+        )
         .await
     {
         Ok(()) => {}

@@ -181,3 +181,74 @@ fn lab_a_planned_drill_under_hot_rows_passes_and_its_checksums_match() {
         "the writers went {gap} ms without a commit: {load}"
     );
 }
+
+/// A source that cannot give a point within the limits is refused (exit 3)
+/// naming the limit, with nothing changed on any target: here another backup
+/// holds its stage on legacy, as mariadb-backup would.
+#[test]
+fn lab_a_source_busy_past_the_limits_is_refused_with_nothing_changed() {
+    let fx = LabFixture::up_empty(500);
+    let text =
+        std::fs::read_to_string(crate::harness::repo_root().join("plans/lab-migration.yaml"))
+            .unwrap()
+            .replace(
+                "  lag_timeout: 2m\n",
+                "  lag_timeout: 2s\n  max_source_stall_ms: 20\n",
+            );
+    assert!(text.contains("max_source_stall_ms: 20"));
+    let plan = fx.sandbox.write("busy.yaml", text);
+    let runtime = crate::harness::runtime();
+    let mut backup = runtime.block_on(async {
+        let mut session = cutover::mysql::Session::connect(&fx.admin_endpoint("127.0.0.10"))
+            .await
+            .unwrap();
+        session
+            .exec("hold a backup stage", "BACKUP STAGE START")
+            .await
+            .unwrap();
+        session
+    });
+    let started = std::time::Instant::now();
+    let output = fx
+        .cutover()
+        .args(["snapshot", "--targets", "c2", "--output", "json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    runtime.block_on(async {
+        backup
+            .exec("end the backup stage", "BACKUP STAGE END")
+            .await
+            .unwrap();
+        backup.close().await;
+    });
+    let error = stdout_json(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert_eq!(error["kind"], "refused", "{error}");
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("no consistent point on `legacy`") && message.contains("20 ms"),
+        "{message}"
+    );
+    assert!(waited < Duration::from_secs(15), "gave up after {waited:?}");
+    // Nothing changed: c2 never got the database.
+    let databases: Vec<String> = runtime.block_on(async {
+        let mut session = cutover::mysql::Session::connect(&fx.admin_endpoint("127.0.0.12"))
+            .await
+            .unwrap();
+        let names = session
+            .query(
+                "list databases",
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA",
+            )
+            .await
+            .unwrap();
+        session.close().await;
+        names
+    });
+    assert!(
+        !databases.iter().any(|name| name == "refunds"),
+        "{databases:?}"
+    );
+}
