@@ -1,4 +1,4 @@
-//! `cutover lab`: the local lab of MariaDB servers and BIND9 on loopback addresses.
+//! `cutover lab`: the local lab of MariaDB or MySQL servers and BIND9 on loopback addresses.
 
 use std::path::PathBuf;
 
@@ -12,9 +12,9 @@ use crate::outcome::Outcome;
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Start legacy, c1, c2, c3, c6 (MariaDB) and ns1, ns2 (BIND9); seed the refunds dataset.
+    /// Start legacy, c1, c2, c3, c6 (MariaDB, or MySQL 9.7) and ns1, ns2 (BIND9); seed the refunds dataset.
     #[command(
-        after_help = "Examples:\n  cutover lab up\n  cutover lab up --replicating --rows 100000"
+        after_help = "Examples:\n  cutover lab up\n  cutover lab up --replicating --rows 100000\n  cutover lab up --flavor mysql --replicating"
     )]
     Up {
         /// Transactions to seed into legacy (participants, ledger and audit rows scale with it).
@@ -23,6 +23,10 @@ pub enum LabCommand {
         /// Start c1, c2, c3 and c6 as GTID replicas of legacy holding the same data.
         #[arg(long)]
         replicating: bool,
+        /// The database server: Debian 12's MariaDB, or MySQL 9.7 LTS from the
+        /// root `scripts/mysql-root` prepares.
+        #[arg(long, value_enum, default_value_t = FlavorArg::Mariadb)]
+        flavor: FlavorArg,
         /// Lab directory.
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -109,11 +113,18 @@ fn lab_for(cli: &Cli, dir: &Option<std::path::PathBuf>) -> Lab {
     )
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FlavorArg {
+    Mariadb,
+    Mysql,
+}
+
 pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
     match command {
         LabCommand::Up {
             rows,
             replicating,
+            flavor,
             dir,
         } => {
             if *rows == 0 {
@@ -124,6 +135,10 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                 .up(&UpOptions {
                     rows: *rows,
                     replicating: *replicating,
+                    flavor: match flavor {
+                        FlavorArg::Mariadb => crate::lab::LabFlavor::Mariadb,
+                        FlavorArg::Mysql => crate::lab::LabFlavor::Mysql,
+                    },
                 })
                 .await?;
             print_lab_status(cli, &status);

@@ -1,10 +1,11 @@
-//! One lab MariaDB server: data directory, configuration, start, accounts.
+//! One lab database server: data directory, configuration, start, accounts.
+//! MariaDB's specifics are here; MySQL's are in `mysql.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::process::{self, PidFile};
-use super::{LabError, LabSecrets, MYSQL_PORT, Programs, accounts, tls};
+use super::{Engine, LabError, LabFlavor, LabSecrets, MYSQL_PORT, Programs, accounts, tls};
 use crate::mysql::{Address, Endpoint, Session, quote};
 use crate::secret::Secret;
 
@@ -124,20 +125,32 @@ ssl-key={key}
         )
     }
 
-    /// Create the data directory from the shared template (made once by mariadb-install-db).
-    pub fn prepare(&self, lab: &Path, programs: &Programs) -> Result<(), LabError> {
+    /// Create the data directory from the shared template (made once by
+    /// mariadb-install-db, or MySQL's `--initialize-insecure`).
+    pub fn prepare(&self, lab: &Path, engine: &Engine) -> Result<(), LabError> {
         let dir = self.dir(lab);
         std::fs::create_dir_all(dir.join("binlog")).map_err(|e| LabError::io(&dir, e))?;
-        std::fs::write(self.config_path(lab), self.config(lab))
+        let config = match &engine.mysql {
+            Some(root) => super::mysql::config(self, lab, root),
+            None => self.config(lab),
+        };
+        std::fs::write(self.config_path(lab), config)
             .map_err(|e| LabError::io(&self.config_path(lab), e))?;
-        if self.data_dir(lab).join("mysql").is_dir() {
+        if self.data_dir(lab).join("mysql").exists() {
             return Ok(());
         }
-        let template = lab.join("template");
-        if !template.join("mysql").is_dir() {
-            install_template(&template, programs)?;
+        let template = lab.join(format!("template-{}", engine.flavor.name()));
+        if !template.join("mysql").exists() {
+            match &engine.mysql {
+                Some(root) => root.initialize(&template)?,
+                None => install_template(&template, &engine.programs)?,
+            }
         }
-        copy_dir(&template, &self.data_dir(lab)).map_err(|e| LabError::io(&self.data_dir(lab), e))
+        copy_dir(&template, &self.data_dir(lab))
+            .map_err(|e| LabError::io(&self.data_dir(lab), e))?;
+        // MySQL names each server by the UUID in auto.cnf: every copy makes its own.
+        let _ = std::fs::remove_file(self.data_dir(lab).join("auto.cnf"));
+        Ok(())
     }
 
     pub fn running(&self, lab: &Path) -> Option<u32> {
@@ -148,21 +161,29 @@ ssl-key={key}
     pub async fn start(
         &self,
         lab: &Path,
-        programs: &Programs,
+        engine: &Engine,
         options: &StartOptions,
     ) -> Result<(), LabError> {
         if self.running(lab).is_some() {
             return Ok(());
         }
-        let mut args = vec![format!(
+        let (program, mut args) = match &engine.mysql {
+            Some(root) => (root.loader(), root.loader_args()),
+            None => (engine.programs.mariadbd.clone(), Vec::new()),
+        };
+        args.push(format!(
             "--defaults-file={}",
             self.config_path(lab).display()
-        )];
+        ));
         if nix::unistd::geteuid().is_root() {
             args.push("--user=root".to_string());
         }
         if options.without_tls {
-            args.push("--skip-ssl".to_string());
+            args.push(match engine.flavor {
+                LabFlavor::Mariadb => "--skip-ssl".to_string(),
+                // MySQL turns TLS off with an empty list of versions.
+                LabFlavor::Mysql => "--tls-version=".to_string(),
+            });
         }
         if options.read_only {
             args.push("--read-only".to_string());
@@ -178,13 +199,8 @@ ssl-key={key}
             // Only the wall clock moves; the server's timers keep real time.
             env.push(("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()));
         }
-        let mut child = process::spawn(
-            &programs.mariadbd,
-            &args,
-            &env,
-            &self.log(lab).with_extension("out"),
-        )
-        .map_err(|e| LabError::io(&programs.mariadbd, e))?;
+        let mut child = process::spawn(&program, &args, &env, &self.log(lab).with_extension("out"))
+            .map_err(|e| LabError::io(&program, e))?;
         self.pid_file(lab)
             .write(child.id())
             .map_err(|e| LabError::io(&self.pid_file(lab).0, e))?;
@@ -194,7 +210,7 @@ ssl-key={key}
                 return Err(LabError::StartFailed {
                     server: self.name.to_string(),
                     reason: format!(
-                        "mariadbd exited with {status}: {}",
+                        "the server exited with {status}: {}",
                         process::log_tail(&self.log(lab), 5)
                     ),
                 });
@@ -235,14 +251,22 @@ ssl-key={key}
     }
 
     /// Create the lab's accounts once, outside the binary log so replicas never replay them.
-    pub async fn bootstrap(&self, lab: &Path, secrets: &LabSecrets) -> Result<(), LabError> {
+    pub async fn bootstrap(
+        &self,
+        lab: &Path,
+        secrets: &LabSecrets,
+        flavor: LabFlavor,
+    ) -> Result<(), LabError> {
         if self.bootstrapped_marker(lab).exists() {
             return Ok(());
         }
         let mut session = Session::connect(&self.socket_endpoint(lab, None))
             .await
             .map_err(|e| LabError::server(self.name, e))?;
-        let statements = accounts::statements(secrets);
+        let statements = match flavor {
+            LabFlavor::Mariadb => accounts::statements(secrets),
+            LabFlavor::Mysql => super::mysql::account_statements(secrets),
+        };
         for (what, sql) in &statements {
             session
                 .exec(what, sql)
@@ -259,8 +283,13 @@ ssl-key={key}
             )
             .await
             .map_err(|e| LabError::server(self.name, e))?;
+        let reset = match flavor {
+            LabFlavor::Mariadb => "RESET MASTER",
+            // MySQL 8.4 removed RESET MASTER.
+            LabFlavor::Mysql => "RESET BINARY LOGS AND GTIDS",
+        };
         session
-            .exec("reset binary log", "RESET MASTER")
+            .exec("reset binary log", reset)
             .await
             .map_err(|e| LabError::server(self.name, e))?;
         session.close().await;

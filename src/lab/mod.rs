@@ -6,6 +6,7 @@ pub mod bind;
 pub mod dataset;
 pub mod hot_rows;
 pub mod mariadb;
+pub mod mysql;
 pub mod process;
 pub mod tls;
 
@@ -94,6 +95,10 @@ pub enum LabError {
     UnknownServer(String),
     #[error("lab server `{0}` is not running: `cutover lab restart {0}` starts it")]
     NotRunning(String),
+    #[error(
+        "no MySQL root at {dir}: run scripts/mysql-root (scripts/install-deps runs it), or set CUTOVER_MYSQL_ROOT"
+    )]
+    MissingMysqlRoot { dir: PathBuf },
 }
 
 impl LabError {
@@ -114,6 +119,7 @@ impl LabError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             LabError::MissingProgram { .. }
+            | LabError::MissingMysqlRoot { .. }
             | LabError::NotUp { .. }
             | LabError::Conflict { .. }
             | LabError::UnknownServer(_) => ErrorKind::InvalidInput,
@@ -169,8 +175,30 @@ impl LabSecrets {
     }
 }
 
+/// Which server the lab's five database servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabFlavor {
+    /// Debian 12's MariaDB.
+    #[default]
+    Mariadb,
+    /// MySQL 9.7 LTS from the root `scripts/mysql-root` prepares.
+    Mysql,
+}
+
+impl LabFlavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            LabFlavor::Mariadb => "mariadb",
+            LabFlavor::Mysql => "mysql",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LabState {
+    #[serde(default)]
+    flavor: LabFlavor,
     rows: u64,
     replicating: bool,
     seeded: bool,
@@ -209,11 +237,35 @@ impl Programs {
     }
 }
 
+/// The database server program a lab runs, resolved before anything starts.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub flavor: LabFlavor,
+    pub programs: Programs,
+    /// Set for MySQL.
+    pub mysql: Option<mysql::MysqlRoot>,
+}
+
+impl Engine {
+    pub fn new(flavor: LabFlavor, programs: Programs) -> Result<Engine, LabError> {
+        let mysql = match flavor {
+            LabFlavor::Mariadb => None,
+            LabFlavor::Mysql => Some(mysql::MysqlRoot::find()?),
+        };
+        Ok(Engine {
+            flavor,
+            programs,
+            mysql,
+        })
+    }
+}
+
 /// Options of `lab up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub rows: u64,
     pub replicating: bool,
+    pub flavor: LabFlavor,
 }
 
 /// One line of `lab status`.
@@ -305,6 +357,12 @@ impl Lab {
         let mut state = match self.load_state() {
             Some(state) => {
                 if self.any_running() || state.seeded {
+                    if state.flavor != options.flavor {
+                        return Err(LabError::Conflict {
+                            dir: self.dir.clone(),
+                            existing: format!("with --flavor {}", state.flavor.name()),
+                        });
+                    }
                     if state.replicating != options.replicating {
                         return Err(LabError::Conflict {
                             dir: self.dir.clone(),
@@ -325,6 +383,7 @@ impl Lab {
                 state
             }
             None => LabState {
+                flavor: options.flavor,
                 rows: options.rows,
                 replicating: options.replicating,
                 seeded: false,
@@ -338,19 +397,17 @@ impl Lab {
         self.save_state(&state)?;
 
         tls::ensure(&self.dir, &programs.openssl)?;
+        let engine = Engine::new(state.flavor, programs.clone())?;
         for server in SERVERS {
-            server.prepare(&self.dir, &programs)?;
+            server.prepare(&self.dir, &engine)?;
         }
         let mut starts = tokio::task::JoinSet::new();
         for server in SERVERS {
             let server = *server;
             let dir = self.dir.clone();
-            let programs = programs.clone();
-            starts.spawn(async move {
-                server
-                    .start(&dir, &programs, &StartOptions::default())
-                    .await
-            });
+            let engine = engine.clone();
+            starts
+                .spawn(async move { server.start(&dir, &engine, &StartOptions::default()).await });
         }
         while let Some(result) = starts.join_next().await {
             result.map_err(|e| LabError::StartFailed {
@@ -359,7 +416,9 @@ impl Lab {
             })??;
         }
         for server in SERVERS {
-            server.bootstrap(&self.dir, &state.secrets).await?;
+            server
+                .bootstrap(&self.dir, &state.secrets, state.flavor)
+                .await?;
         }
         tracing::info!("database servers are up");
 
@@ -379,7 +438,7 @@ impl Lab {
             self.save_state(&state)?;
         }
         if state.replicating && !state.replication_configured {
-            self.start_replication(&state.secrets).await?;
+            self.start_replication(&state.secrets, state.flavor).await?;
             state.replication_configured = true;
             self.save_state(&state)?;
         }
@@ -401,8 +460,23 @@ impl Lab {
         let mut session = self.admin_session(legacy, &state.secrets).await?;
         let server_error = |e| LabError::server(legacy.name, e);
         for statement in dataset::SCHEMA {
+            // MySQL has no CREATE OR REPLACE FUNCTION.
+            let statement = match statement.strip_prefix("CREATE OR REPLACE FUNCTION ") {
+                Some(rest) if state.flavor == LabFlavor::Mysql => {
+                    let name = rest.split('(').next().unwrap_or_default();
+                    session
+                        .exec(
+                            "replace the function",
+                            &format!("DROP FUNCTION IF EXISTS {name}"),
+                        )
+                        .await
+                        .map_err(server_error)?;
+                    format!("CREATE FUNCTION {rest}")
+                }
+                _ => statement.to_string(),
+            };
             session
-                .exec("create the refunds schema", statement)
+                .exec("create the refunds schema", &statement)
                 .await
                 .map_err(server_error)?;
         }
@@ -431,7 +505,14 @@ impl Lab {
         Ok(())
     }
 
-    async fn start_replication(&self, secrets: &LabSecrets) -> Result<(), LabError> {
+    async fn start_replication(
+        &self,
+        secrets: &LabSecrets,
+        flavor: LabFlavor,
+    ) -> Result<(), LabError> {
+        if flavor == LabFlavor::Mysql {
+            return self.start_mysql_replication(secrets).await;
+        }
         let legacy = &SERVERS[0];
         let mut source = self.admin_session(legacy, secrets).await?;
         let position: Option<String> = source
@@ -497,6 +578,59 @@ impl Lab {
         Ok(())
     }
 
+    /// MySQL replicas: GTID auto-positioning over TLS, fenced with
+    /// `super_read_only` (MySQL's `read_only` lets privileged accounts write).
+    async fn start_mysql_replication(&self, secrets: &LabSecrets) -> Result<(), LabError> {
+        let legacy = &SERVERS[0];
+        let mut source = self.admin_session(legacy, secrets).await?;
+        let position: Option<String> = source
+            .query_first(
+                "read the source GTID position",
+                "SELECT @@GLOBAL.gtid_executed",
+            )
+            .await
+            .map_err(|e| LabError::server(legacy.name, e))?;
+        source.close().await;
+        let position = position.unwrap_or_default();
+        for replica in &SERVERS[1..] {
+            let mut session = self.admin_session(replica, secrets).await?;
+            let error = |e| LabError::server(replica.name, e);
+            for (what, sql) in [
+                ("stop replication", "STOP REPLICA".to_string()),
+                (
+                    "configure replication from legacy",
+                    mysql::replicate_from(legacy, secrets),
+                ),
+                ("start replication", "START REPLICA".to_string()),
+                (
+                    "make the replica read-only",
+                    "SET GLOBAL super_read_only = 1".to_string(),
+                ),
+            ] {
+                session.exec(what, &sql).await.map_err(error)?;
+            }
+            let waited: Option<i64> = session
+                .query_first(
+                    "wait for the replica to catch up",
+                    &format!(
+                        "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, 110)",
+                        quote(&position)
+                    ),
+                )
+                .await
+                .map_err(error)?;
+            if waited != Some(0) {
+                return Err(LabError::Replication(format!(
+                    "{} did not reach legacy's position {position} within 110 s",
+                    replica.name
+                )));
+            }
+            session.close().await;
+        }
+        tracing::info!(%position, "c1, c2, c3 and c6 replicate from legacy (MySQL)");
+        Ok(())
+    }
+
     /// Restart one database server, optionally under a moved clock or without TLS.
     /// A server that was read-only comes back read-only.
     pub async fn restart(&self, name: &str, options: &StartOptions) -> Result<(), LabError> {
@@ -505,7 +639,11 @@ impl Lab {
             .find(|server| server.name == name)
             .ok_or_else(|| LabError::UnknownServer(name.to_string()))?;
         let secrets = self.secrets()?;
-        let programs = Programs::find()?;
+        let flavor = self
+            .load_state()
+            .map(|state| state.flavor)
+            .unwrap_or_default();
+        let engine = Engine::new(flavor, Programs::find()?)?;
         let was_read_only = match self.admin_session(server, &secrets).await {
             Ok(mut session) => {
                 let read_only: Option<i64> = session
@@ -528,8 +666,8 @@ impl Lab {
         if !process::stop(&server.pid_file(&self.dir), Duration::from_secs(30)) {
             return Err(LabError::StopFailed(server.name.to_string()));
         }
-        server.prepare(&self.dir, &programs)?;
-        server.start(&self.dir, &programs, options).await?;
+        server.prepare(&self.dir, &engine)?;
+        server.start(&self.dir, &engine, options).await?;
         if was_read_only {
             let mut session = self.admin_session(server, &secrets).await?;
             session
@@ -637,12 +775,13 @@ impl Lab {
 
     pub fn status(&self) -> LabStatus {
         let state = self.load_state();
+        let flavor = state.as_ref().map(|s| s.flavor).unwrap_or_default();
         let mut processes = Vec::new();
         for server in SERVERS {
             let pid = server.running(&self.dir);
             processes.push(ProcessStatus {
                 name: server.name.to_string(),
-                kind: "mariadb",
+                kind: flavor.name(),
                 address: format!("{}:{MYSQL_PORT}", server.ip),
                 running: pid.is_some(),
                 pid,

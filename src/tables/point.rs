@@ -246,7 +246,7 @@ async fn hold_once(
     {
         Ok(()) => {}
         Err(MysqlError::Timeout { .. }) => {
-            let busy = running_statements(spare, id).await;
+            let busy = running_statements(spare, id, flavor).await;
             // The request would keep every writer queued: end it with its connection.
             control::kill_connection(spare, id).await?;
             let stalled = sent.elapsed();
@@ -286,9 +286,15 @@ async fn hold_once(
 }
 
 /// The statements running on the source other than ours, longest first.
-async fn running_statements(spare: &mut Session, ours: u64) -> Vec<String> {
+async fn running_statements(spare: &mut Session, ours: u64, flavor: Flavor) -> Vec<String> {
+    // MySQL's information_schema list takes locks a busy server holds: its
+    // performance_schema list does not.
+    let table = match flavor {
+        Flavor::Mariadb => "information_schema.PROCESSLIST",
+        Flavor::Mysql => "performance_schema.processlist",
+    };
     let sql = format!(
-        "SELECT ID, USER, COALESCE(STATE, ''), LEFT(INFO, 120) FROM information_schema.PROCESSLIST \
+        "SELECT ID, USER, COALESCE(STATE, ''), LEFT(INFO, 120) FROM {table} \
          WHERE COMMAND = 'Query' AND INFO IS NOT NULL AND ID NOT IN (CONNECTION_ID(), {ours}) \
          ORDER BY TIME DESC LIMIT 3"
     );

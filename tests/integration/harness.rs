@@ -117,21 +117,31 @@ impl LabFixture {
 
     /// A replicating lab seeded with `rows` transactions.
     pub fn up_with_rows(rows: u64) -> LabFixture {
-        LabFixture::start(rows, true)
+        LabFixture::start(rows, true, "mariadb")
     }
 
     /// A lab whose clusters start empty (only legacy holds the dataset).
     pub fn up_empty(rows: u64) -> LabFixture {
-        LabFixture::start(rows, false)
+        LabFixture::start(rows, false, "mariadb")
     }
 
-    fn start(rows: u64, replicating: bool) -> LabFixture {
+    /// A replicating lab of MySQL 9.7 servers.
+    pub fn up_mysql() -> LabFixture {
+        LabFixture::start(2000, true, "mysql")
+    }
+
+    /// A MySQL 9.7 lab whose clusters start empty.
+    pub fn up_mysql_empty(rows: u64) -> LabFixture {
+        LabFixture::start(rows, false, "mysql")
+    }
+
+    fn start(rows: u64, replicating: bool, flavor: &str) -> LabFixture {
         let sandbox = Sandbox::new();
         let rows = rows.to_string();
         let lab_dir = sandbox.path().join("lab");
         sandbox
             .cutover()
-            .args(["lab", "up", "--rows", &rows, "-q"])
+            .args(["lab", "up", "--rows", &rows, "-q", "--flavor", flavor])
             .args(replicating.then_some("--replicating"))
             .arg("--dir")
             .arg(&lab_dir)

@@ -12,14 +12,14 @@ use crate::harness::{LabFixture, stdout_json};
 use crate::lab_cutover::{SWITCHOVER_PHASE, run_json, switchover_plan};
 
 /// The longest a consistent point may leave the writers without a commit.
-const POINT_STALL_LIMIT_MS: u64 = 250;
+pub(crate) const POINT_STALL_LIMIT_MS: u64 = 250;
 
-struct HotLoad {
+pub(crate) struct HotLoad {
     child: Child,
 }
 
 impl HotLoad {
-    fn start(fx: &LabFixture, seconds: u64, follow_primary: bool) -> HotLoad {
+    pub(crate) fn start(fx: &LabFixture, seconds: u64, follow_primary: bool) -> HotLoad {
         let child = fx
             .background()
             .args(["lab", "load", "--output", "json", "--duration"])
@@ -36,7 +36,7 @@ impl HotLoad {
         HotLoad { child }
     }
 
-    fn finish(self) -> serde_json::Value {
+    pub(crate) fn finish(self) -> serde_json::Value {
         let output = self.child.wait_with_output().unwrap();
         assert!(
             output.status.success(),

@@ -11,6 +11,7 @@ mod lab_cutover;
 mod lab_drill;
 mod lab_hot_rows;
 mod lab_migration;
+mod lab_mysql;
 mod lab_pooled;
 mod lab_snapshot;
 mod lab_topology;
