@@ -51,15 +51,30 @@ pub fn statements(secrets: &LabSecrets) -> Vec<(String, String)> {
             ],
         ),
     ];
+    out.extend(create_and_grant(&accounts, |account, password| {
+        vec![format!(
+            "CREATE OR REPLACE USER {account} IDENTIFIED BY {}",
+            quote(password)
+        )]
+    }));
+    out
+}
+
+/// One account's user, password and `GRANT … TO {}` statements.
+pub type AccountGrants<'a> = (&'a str, &'a String, Vec<&'a str>);
+
+/// `(what, sql)` pairs creating each account (`create` gives the flavor's
+/// statements for `user@host` and its password) and granting it its rights.
+pub fn create_and_grant(
+    accounts: &[AccountGrants],
+    create: impl Fn(&str, &str) -> Vec<String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for (user, password, grants) in accounts {
         let account = format!("{}@{}", quote(user), quote(HOSTS));
-        out.push((
-            format!("create account {user}"),
-            format!(
-                "CREATE OR REPLACE USER {account} IDENTIFIED BY {}",
-                quote(password)
-            ),
-        ));
+        for sql in create(&account, password) {
+            out.push((format!("create account {user}"), sql));
+        }
         for grant in grants {
             out.push((
                 format!("grant privileges to {user}"),

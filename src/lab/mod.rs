@@ -505,97 +505,44 @@ impl Lab {
         Ok(())
     }
 
+    /// Replicas of legacy from its GTID position, fenced read-only (on MySQL
+    /// with `super_read_only`: its `read_only` lets privileged accounts write).
     async fn start_replication(
         &self,
         secrets: &LabSecrets,
         flavor: LabFlavor,
     ) -> Result<(), LabError> {
-        if flavor == LabFlavor::Mysql {
-            return self.start_mysql_replication(secrets).await;
-        }
         let legacy = &SERVERS[0];
         let mut source = self.admin_session(legacy, secrets).await?;
+        let position_sql = match flavor {
+            LabFlavor::Mariadb => "SELECT @@GLOBAL.gtid_binlog_pos",
+            LabFlavor::Mysql => "SELECT @@GLOBAL.gtid_executed",
+        };
         let position: Option<String> = source
-            .query_first(
-                "read the source GTID position",
-                "SELECT @@GLOBAL.gtid_binlog_pos",
-            )
+            .query_first("read the source GTID position", position_sql)
             .await
             .map_err(|e| LabError::server(legacy.name, e))?;
         source.close().await;
         let position = position.unwrap_or_default();
-        for replica in &SERVERS[1..] {
-            let mut session = self.admin_session(replica, secrets).await?;
-            let error = |e| LabError::server(replica.name, e);
-            session
-                .exec("stop replication", "STOP SLAVE")
-                .await
-                .map_err(error)?;
-            session
-                .exec(
+        let statements = match flavor {
+            LabFlavor::Mariadb => vec![
+                ("stop replication", "STOP SLAVE".to_string()),
+                (
                     "configure replication from legacy",
-                    &format!(
+                    format!(
                         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={MYSQL_PORT}, MASTER_USER={}, MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
                         quote(legacy.ip),
                         quote(accounts::REPLICATION_USER),
                         quote(&secrets.replication)
                     ),
-                )
-                .await
-                .map_err(error)?;
-            session
-                .exec("start replication", "START SLAVE")
-                .await
-                .map_err(error)?;
-            session
-                .exec("make the replica read-only", "SET GLOBAL read_only = 1")
-                .await
-                .map_err(error)?;
-            let waited: Option<i64> = session
-                .query_first(
-                    "wait for the replica to catch up",
-                    &format!("SELECT MASTER_GTID_WAIT({}, 110)", quote(&position)),
-                )
-                .await
-                .map_err(error)?;
-            if waited != Some(0) {
-                let status: Option<(String, String)> = session
-                    .query_first(
-                        "read replication errors",
-                        "SELECT @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_current_pos",
-                    )
-                    .await
-                    .ok()
-                    .flatten();
-                return Err(LabError::Replication(format!(
-                    "{} did not reach legacy's position {position} within 110 s (at {status:?})",
-                    replica.name
-                )));
-            }
-            session.close().await;
-        }
-        tracing::info!(%position, "c1, c2, c3 and c6 replicate from legacy");
-        Ok(())
-    }
-
-    /// MySQL replicas: GTID auto-positioning over TLS, fenced with
-    /// `super_read_only` (MySQL's `read_only` lets privileged accounts write).
-    async fn start_mysql_replication(&self, secrets: &LabSecrets) -> Result<(), LabError> {
-        let legacy = &SERVERS[0];
-        let mut source = self.admin_session(legacy, secrets).await?;
-        let position: Option<String> = source
-            .query_first(
-                "read the source GTID position",
-                "SELECT @@GLOBAL.gtid_executed",
-            )
-            .await
-            .map_err(|e| LabError::server(legacy.name, e))?;
-        source.close().await;
-        let position = position.unwrap_or_default();
-        for replica in &SERVERS[1..] {
-            let mut session = self.admin_session(replica, secrets).await?;
-            let error = |e| LabError::server(replica.name, e);
-            for (what, sql) in [
+                ),
+                ("start replication", "START SLAVE".to_string()),
+                (
+                    "make the replica read-only",
+                    "SET GLOBAL read_only = 1".to_string(),
+                ),
+            ],
+            LabFlavor::Mysql => vec![
                 ("stop replication", "STOP REPLICA".to_string()),
                 (
                     "configure replication from legacy",
@@ -606,17 +553,25 @@ impl Lab {
                     "make the replica read-only",
                     "SET GLOBAL super_read_only = 1".to_string(),
                 ),
-            ] {
-                session.exec(what, &sql).await.map_err(error)?;
+            ],
+        };
+        let wait_sql = match flavor {
+            LabFlavor::Mariadb => format!("SELECT MASTER_GTID_WAIT({}, 110)", quote(&position)),
+            LabFlavor::Mysql => {
+                format!(
+                    "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, 110)",
+                    quote(&position)
+                )
+            }
+        };
+        for replica in &SERVERS[1..] {
+            let mut session = self.admin_session(replica, secrets).await?;
+            let error = |e| LabError::server(replica.name, e);
+            for (what, sql) in &statements {
+                session.exec(what, sql).await.map_err(error)?;
             }
             let waited: Option<i64> = session
-                .query_first(
-                    "wait for the replica to catch up",
-                    &format!(
-                        "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, 110)",
-                        quote(&position)
-                    ),
-                )
+                .query_first("wait for the replica to catch up", &wait_sql)
                 .await
                 .map_err(error)?;
             if waited != Some(0) {
@@ -627,7 +582,7 @@ impl Lab {
             }
             session.close().await;
         }
-        tracing::info!(%position, "c1, c2, c3 and c6 replicate from legacy (MySQL)");
+        tracing::info!(%position, "c1, c2, c3 and c6 replicate from legacy");
         Ok(())
     }
 

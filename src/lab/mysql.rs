@@ -183,26 +183,19 @@ pub fn account_statements(secrets: &LabSecrets) -> Vec<(String, String)> {
             ],
         ),
     ];
-    for (user, password, grants) in accounts {
-        let account = format!("{}@{}", quote(user), quote("127.%"));
-        out.push((
-            format!("remove an earlier account {user}"),
-            format!("DROP USER IF EXISTS {account}"),
-        ));
-        out.push((
-            format!("create account {user}"),
-            format!(
-                "CREATE USER {account} IDENTIFIED WITH caching_sha2_password BY {}",
-                quote(password)
-            ),
-        ));
-        for grant in grants {
-            out.push((
-                format!("grant privileges to {user}"),
-                grant.replace("{}", &account),
-            ));
-        }
-    }
+    // MySQL has no CREATE OR REPLACE USER.
+    out.extend(accounts::create_and_grant(
+        &accounts,
+        |account, password| {
+            vec![
+                format!("DROP USER IF EXISTS {account}"),
+                format!(
+                    "CREATE USER {account} IDENTIFIED WITH caching_sha2_password BY {}",
+                    quote(password)
+                ),
+            ]
+        },
+    ));
     out
 }
 

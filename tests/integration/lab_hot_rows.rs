@@ -52,64 +52,50 @@ impl HotLoad {
     }
 }
 
-#[test]
-fn lab_checksums_under_hot_rows_hold_the_writers_for_milliseconds() {
-    let fx = LabFixture::up();
-    let plan = crate::harness::repo_root().join("plans/lab-switchover.yaml");
-    let load = HotLoad::start(&fx, 10, false);
+/// Three runs of `cutover ARGS --output json PLAN` under the hot-row load:
+/// each exits 0 with `status`, reports a pause within the limit, and the
+/// writers never go longer than the limit without a commit.
+pub(crate) fn three_runs_hold_the_writers_for_milliseconds(
+    fx: &LabFixture,
+    args: &[&str],
+    plan: &std::path::Path,
+    status: &str,
+) {
+    let load = HotLoad::start(fx, 10, false);
     for round in 1..=3 {
-        let (code, report) = run_json(
-            fx.cutover()
-                .args(["checksum", "--output", "json"])
-                .arg(&plan),
-        );
-        assert_eq!(code, Some(0), "round {round}: {report}");
-        assert_eq!(report["status"], "match", "round {round}: {report}");
+        let (code, report) = run_json(fx.cutover().args(args).args(["--output", "json"]).arg(plan));
+        assert_eq!(code, Some(0), "{args:?} round {round}: {report}");
+        assert_eq!(report["status"], status, "{args:?} round {round}: {report}");
         let paused = report["source_lock_ms"].as_u64().unwrap();
         assert!(
             paused <= POINT_STALL_LIMIT_MS,
-            "round {round}: paused {paused} ms"
+            "{args:?} round {round}: paused {paused} ms"
         );
     }
     let load = load.finish();
     let gap = load["longest_gap_ms"].as_u64().unwrap();
     assert!(
         gap <= POINT_STALL_LIMIT_MS,
-        "the writers went {gap} ms without a commit: {load}"
+        "{args:?}: the writers went {gap} ms without a commit: {load}"
     );
+}
+
+#[test]
+fn lab_checksums_under_hot_rows_hold_the_writers_for_milliseconds() {
+    let fx = LabFixture::up();
+    let plan = crate::harness::repo_root().join("plans/lab-switchover.yaml");
+    three_runs_hold_the_writers_for_milliseconds(&fx, &["checksum"], &plan, "match");
 }
 
 #[test]
 fn lab_snapshots_under_hot_rows_hold_the_writers_for_milliseconds() {
     let fx = LabFixture::up_empty(2000);
     let plan = crate::harness::repo_root().join("plans/lab-migration.yaml");
-    let load = HotLoad::start(&fx, 10, false);
-    for round in 1..=3 {
-        let (code, report) = run_json(
-            fx.cutover()
-                .args([
-                    "snapshot",
-                    "--targets",
-                    "c2",
-                    "--replace",
-                    "--output",
-                    "json",
-                ])
-                .arg(&plan),
-        );
-        assert_eq!(code, Some(0), "round {round}: {report}");
-        assert_eq!(report["status"], "completed", "round {round}: {report}");
-        let paused = report["source_lock_ms"].as_u64().unwrap();
-        assert!(
-            paused <= POINT_STALL_LIMIT_MS,
-            "round {round}: paused {paused} ms"
-        );
-    }
-    let load = load.finish();
-    let gap = load["longest_gap_ms"].as_u64().unwrap();
-    assert!(
-        gap <= POINT_STALL_LIMIT_MS,
-        "the writers went {gap} ms without a commit: {load}"
+    three_runs_hold_the_writers_for_milliseconds(
+        &fx,
+        &["snapshot", "--targets", "c2", "--replace"],
+        &plan,
+        "completed",
     );
 }
 

@@ -6,7 +6,7 @@
 
 use crate::harness::{LabFixture, cluster, repo_root};
 use crate::lab_cutover::{Probe, assert_nothing_lost, assert_primary, run_json, topology};
-use crate::lab_hot_rows::{HotLoad, POINT_STALL_LIMIT_MS};
+use crate::lab_hot_rows::three_runs_hold_the_writers_for_milliseconds;
 
 #[test]
 fn lab_mysql_comes_up_as_a_bank_would_run_it() {
@@ -87,47 +87,14 @@ fn lab_mysql_switchover_and_rollback_lose_no_acknowledged_write() {
 fn lab_mysql_checksums_and_snapshots_under_hot_rows_hold_the_writers_for_milliseconds() {
     let fx = LabFixture::up_mysql();
     let plan = repo_root().join("plans/lab-switchover.yaml");
-    let load = HotLoad::start(&fx, 10, false);
-    for round in 1..=3 {
-        let (code, report) = run_json(
-            fx.cutover()
-                .args(["checksum", "--output", "json"])
-                .arg(&plan),
-        );
-        assert_eq!(code, Some(0), "round {round}: {report}");
-        assert_eq!(report["status"], "match", "round {round}: {report}");
-    }
-    let load = load.finish();
-    let gap = load["longest_gap_ms"].as_u64().unwrap();
-    assert!(
-        gap <= POINT_STALL_LIMIT_MS,
-        "checksums: the writers went {gap} ms without a commit: {load}"
-    );
+    three_runs_hold_the_writers_for_milliseconds(&fx, &["checksum"], &plan, "match");
     drop(fx);
-
     let fx = LabFixture::up_mysql_empty(2000);
     let plan = repo_root().join("plans/lab-migration.yaml");
-    let load = HotLoad::start(&fx, 10, false);
-    for round in 1..=3 {
-        let (code, report) = run_json(
-            fx.cutover()
-                .args([
-                    "snapshot",
-                    "--targets",
-                    "c2",
-                    "--replace",
-                    "--output",
-                    "json",
-                ])
-                .arg(&plan),
-        );
-        assert_eq!(code, Some(0), "round {round}: {report}");
-        assert_eq!(report["status"], "completed", "round {round}: {report}");
-    }
-    let load = load.finish();
-    let gap = load["longest_gap_ms"].as_u64().unwrap();
-    assert!(
-        gap <= POINT_STALL_LIMIT_MS,
-        "snapshots: the writers went {gap} ms without a commit: {load}"
+    three_runs_hold_the_writers_for_milliseconds(
+        &fx,
+        &["snapshot", "--targets", "c2", "--replace"],
+        &plan,
+        "completed",
     );
 }
