@@ -232,8 +232,11 @@ pub fn mysql_auth_options(tls: bool) -> &'static str {
     }
 }
 
-/// MariaDB: the position a `slave_pos` replica continues from. MySQL replicas
-/// position themselves from `gtid_executed`, so this is a no-op there.
+/// Where a replica seeded with a snapshot continues: MariaDB's `slave_pos`
+/// replica from `gtid_slave_pos`; a MySQL replica from its `gtid_executed`,
+/// which a snapshot load does not fill with the source's transactions, so the
+/// ones the snapshot holds are added to `gtid_purged` (`+set`, MySQL 8.0+:
+/// nothing of the target's own history is reset).
 pub async fn set_replica_start(
     session: &mut Session,
     flavor: Flavor,
@@ -248,7 +251,28 @@ pub async fn set_replica_start(
                 )
                 .await
         }
-        Flavor::Mysql => Ok(()),
+        Flavor::Mysql => {
+            let missing: Option<String> = session
+                .query_first(
+                    "compare the snapshot's position with the target's",
+                    &format!(
+                        "SELECT GTID_SUBTRACT({}, @@GLOBAL.gtid_executed)",
+                        quote(position)
+                    ),
+                )
+                .await?;
+            match missing.filter(|set| !set.trim().is_empty()) {
+                Some(set) => {
+                    session
+                        .exec(
+                            "mark the snapshot's transactions as applied",
+                            &format!("SET GLOBAL gtid_purged = {}", quote(&format!("+{set}"))),
+                        )
+                        .await
+                }
+                None => Ok(()),
+            }
+        }
     }
 }
 

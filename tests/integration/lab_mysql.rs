@@ -98,3 +98,24 @@ fn lab_mysql_checksums_and_snapshots_under_hot_rows_hold_the_writers_for_millise
         "completed",
     );
 }
+
+/// The whole migration plan in one run on MySQL: the snapshot (INSERTs, as
+/// `local_infile` is off), replication from the snapshot's position (its
+/// transactions added to the targets' `gtid_purged`), the verify phase and
+/// the switchover, under the write probe.
+#[test]
+fn lab_mysql_whole_migration_plan_runs_in_one_go_and_loses_nothing() {
+    let fx = LabFixture::up_mysql_empty(2000);
+    let plan = repo_root().join("plans/lab-migration.yaml");
+    let probe = Probe::start(&fx, &plan);
+    let (code, run) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_primary(&fx, &plan, "c1");
+    let report = probe.finish();
+    assert_nothing_lost(&report);
+}
