@@ -119,3 +119,26 @@ fn lab_mysql_whole_migration_plan_runs_in_one_go_and_loses_nothing() {
     let report = probe.finish();
     assert_nothing_lost(&report);
 }
+
+/// Planned and crash drills on MySQL: fail over, measure RTO and RPO with
+/// the write probe, verify with checksums, fail back.
+#[test]
+fn lab_mysql_planned_and_crash_drills_pass_and_fail_back() {
+    let fx = LabFixture::up_mysql();
+    let plan = crate::lab_drill::drill_plan(&fx, "drill.yaml", &[]);
+    for failure in ["planned", "crash"] {
+        let (code, report) = crate::lab_drill::drill(&fx, &plan, failure);
+        assert_eq!(code, Some(0), "{failure}: {report}");
+        assert_eq!(report["status"], "passed", "{failure}: {report}");
+        assert_eq!(report["rto"]["met"], true, "{failure}: {}", report["rto"]);
+        assert_eq!(report["rpo"]["met"], true, "{failure}: {}", report["rpo"]);
+        for verification in report["verifications"].as_array().unwrap() {
+            assert_eq!(verification["status"], "match", "{failure}: {verification}");
+        }
+        assert_eq!(
+            report["failback"]["switched_back"], true,
+            "{failure}: {report}"
+        );
+        assert_primary(&fx, &plan, "legacy");
+    }
+}
