@@ -471,7 +471,17 @@ fn lab_failures_inside_the_freeze_roll_back_cleanly() {
 
 #[test]
 fn lab_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
-    let fx = LabFixture::up();
+    crash_at_every_step_boundary(LabFixture::up());
+}
+
+#[test]
+fn lab_mysql_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
+    crash_at_every_step_boundary(LabFixture::up_mysql());
+}
+
+/// Killed before each step of a switchover, the run resumes to the end past
+/// the point of no return and rolls back before it, with nothing lost.
+fn crash_at_every_step_boundary(fx: LabFixture) {
     let plan = switchover_plan(&fx, "switchover.yaml", SWITCHOVER_PHASE, &[]);
     let probe = Probe::start(&fx, &plan);
     let budget = Duration::from_millis(3000);
