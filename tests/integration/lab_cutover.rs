@@ -692,7 +692,35 @@ fn lab_a_resumed_checksum_that_finds_a_difference_exits_4() {
 
 #[test]
 fn lab_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
-    let fx = LabFixture::up();
+    replication_that_cannot_log_in(LabFixture::up(), false);
+}
+
+/// On MySQL 9.7 the accounts use `caching_sha2_password` and the plan has no
+/// TLS: the reverse link authenticates with the source's public key.
+#[test]
+fn lab_mysql_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
+    replication_that_cannot_log_in(LabFixture::up_mysql(), true);
+}
+
+/// The replication password changes after the prechecks (a hook): the
+/// reverse link fails its step with the server's own error, and with the
+/// password back, resume proves every link running and finishes.
+fn replication_that_cannot_log_in(fx: LabFixture, mysql: bool) {
+    // Outside the binary log, and on MySQL through super_read_only, which
+    // fences even the admin on its replicas.
+    let alter = |password: &str| {
+        let change = format!(
+            "SET sql_log_bin = 0; ALTER USER cutover_repl@'127.%' IDENTIFIED BY '{password}'"
+        );
+        if mysql {
+            format!(
+                "SET @fenced = @@GLOBAL.super_read_only; SET GLOBAL super_read_only = 0; {change}; \
+                 SET GLOBAL super_read_only = @fenced"
+            )
+        } else {
+            change
+        }
+    };
     let admin = fx.sandbox.write(
         "admin.cnf",
         format!(
@@ -705,8 +733,9 @@ fn lab_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
     // on every server: links already running keep going, new ones cannot log in.
     let change = format!(
         "for ip in 10 11 12 13 16; do mariadb --defaults-extra-file={} -h127.0.0.$ip -P13306 --skip-ssl \
-         -e \"SET sql_log_bin = 0; ALTER USER cutover_repl@'127.%' IDENTIFIED BY 'changed-by-a-hook'\" || exit 1; done",
-        admin.display()
+         -e \"{}\" || exit 1; done",
+        admin.display(),
+        alter("changed-by-a-hook")
     );
     let phases = format!(
         "  - name: cutover\n    rollback: manual\n    steps:\n      - hook: {{ name: change-password, command: [sh, -c, {change:?}] }}\n      - switchover: {{ to: c1 }}\n"
@@ -740,13 +769,7 @@ fn lab_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
     // With the right password back, resume proves the link and finishes.
     let password = fx.var("CUTOVER_LAB_REPL_PASSWORD").to_string();
     for (_, ip) in crate::harness::LAB_CLUSTERS {
-        fx.admin_exec(
-            ip,
-            &[
-                "SET sql_log_bin = 0",
-                &format!("ALTER USER cutover_repl@'127.%' IDENTIFIED BY '{password}'"),
-            ],
-        );
+        fx.admin_exec(ip, &[&alter(&password)]);
     }
     let run_id = run["run_id"].as_str().unwrap();
     let (code, resumed) = run_json(

@@ -107,6 +107,28 @@ fn lab_mysql_checksums_and_snapshots_under_hot_rows_hold_the_writers_for_millise
 fn lab_mysql_whole_migration_plan_runs_in_one_go_and_loses_nothing() {
     let fx = LabFixture::up_mysql_empty(2000);
     let plan = repo_root().join("plans/lab-migration.yaml");
+    // A wrong replication password fails the dry run's prechecks, naming the
+    // account and never the password, before anything changes.
+    let (code, wrong) = run_json(
+        fx.cutover()
+            .env("CUTOVER_LAB_REPL_PASSWORD", "not-the-password")
+            .args(["run", "--dry-run", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(3), "{wrong}");
+    let failed: Vec<&serde_json::Value> = wrong["prechecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert!(!failed.is_empty(), "{wrong}");
+    assert!(
+        failed.iter().all(|c| c["check"] == "replication login"
+            && c["detail"].as_str().unwrap().contains("cutover_repl")
+            && !c["detail"].as_str().unwrap().contains("not-the-password")),
+        "{failed:?}"
+    );
     let probe = Probe::start(&fx, &plan);
     let (code, run) = run_json(
         fx.cutover()
