@@ -142,6 +142,7 @@ fn hold_statements(flavor: Flavor) -> (&'static str, &'static str, &'static str)
             "BACKUP STAGE BLOCK_COMMIT",
             "BACKUP STAGE END",
         ),
+        // Nothing to prepare: the read lock is one statement.
         Flavor::Mysql => ("DO 0", "FLUSH TABLES WITH READ LOCK", "UNLOCK TABLES"),
     }
 }
