@@ -332,11 +332,11 @@ impl Clusters {
                 }
             }
         }
-        if source.flavor != Flavor::Mariadb
-            || connections
-                .iter()
-                .flatten()
-                .any(|c| c.flavor != source.flavor)
+        // Only a comparison across flavors can differ by JSON formatting alone.
+        if connections
+            .iter()
+            .flatten()
+            .any(|c| c.flavor != source.flavor)
         {
             warnings.push(
                 "JSON columns are normalised differently by MySQL and MariaDB; a JSON column \

@@ -18,7 +18,7 @@ pub(super) async fn after_failure(
     phase: &Phase,
     reason: String,
     refusal: bool,
-) -> Outcome {
+) -> Ending {
     let record = match ctx.store.run(&ctx.run_id).await {
         Ok(record) => record,
         Err(error) => return store_failure(ctx, error),
@@ -41,9 +41,9 @@ pub(super) async fn after_failure(
                 );
                 let end = failure_end(phase.rollback, refusal, changed_something, true);
                 if end == (FailureEnd::RolledBack { said: true }) {
-                    Outcome::RolledBack(format!("{reason} (the phase was rolled back)"))
+                    Ending::RolledBack(format!("{reason} (the phase was rolled back)"))
                 } else {
-                    Outcome::RolledBack(reason)
+                    Ending::RolledBack(reason)
                 }
             }
             Err(undo_error) => {
@@ -53,7 +53,7 @@ pub(super) async fn after_failure(
                         .await,
                     "the phase status",
                 );
-                Outcome::Failed {
+                Ending::Failed {
                     reason: format!(
                         "{reason}; rolling the phase back also failed: {undo_error}. Primary now: `{}`, DNS points at `{}`",
                         ctx.state.primary, ctx.state.dns_points_to
@@ -81,9 +81,9 @@ pub(super) async fn after_failure(
             "the phase status",
         );
         if failure_end(phase.rollback, refusal, changed_something, false) == FailureEnd::Refused {
-            Outcome::Refused(reason)
+            Ending::Refused(reason)
         } else {
-            Outcome::Failed {
+            Ending::Failed {
                 reason: format!(
                     "{reason}. Phase `{}` is `rollback: manual`; primary now: `{}`, DNS points at `{}`",
                     phase.name, ctx.state.primary, ctx.state.dns_points_to

@@ -116,7 +116,7 @@ pub struct RunOptions {
 
 /// How a run (or resume, or rollback) ended.
 #[derive(Debug, Clone)]
-enum Outcome {
+enum Ending {
     Completed,
     /// A gate or precheck said no before anything changed.
     Refused(String),
@@ -140,7 +140,7 @@ async fn finish(
     store: &Store,
     run_id: &str,
     plan: &ValidatedPlan,
-    outcome: Outcome,
+    outcome: Ending,
     prechecks: Vec<Precheck>,
     operations: Vec<Operation>,
     write_freeze_ms: Option<u64>,
@@ -149,10 +149,10 @@ async fn finish(
     started: Instant,
 ) -> Result<RunReport, crate::Error> {
     let (status, detail, next) = match &outcome {
-        Outcome::Completed => (RunStatus::Completed, None, None),
-        Outcome::Refused(reason) => (RunStatus::Refused, Some(reason.clone()), None),
-        Outcome::RolledBack(reason) => (RunStatus::RolledBack, Some(reason.clone()), None),
-        Outcome::Failed { reason, next } => {
+        Ending::Completed => (RunStatus::Completed, None, None),
+        Ending::Refused(reason) => (RunStatus::Refused, Some(reason.clone()), None),
+        Ending::RolledBack(reason) => (RunStatus::RolledBack, Some(reason.clone()), None),
+        Ending::Failed { reason, next } => {
             (RunStatus::Failed, Some(reason.clone()), Some(next.clone()))
         }
     };
@@ -172,8 +172,8 @@ async fn finish(
     ))
 }
 
-fn store_failure(ctx: &Context, error: StoreError) -> Outcome {
-    Outcome::Failed {
+fn store_failure(ctx: &Context, error: StoreError) -> Ending {
+    Ending::Failed {
         reason: format!("the state store failed, so the journal is incomplete: {error}"),
         next: format!(
             "cutover status {}   # then resume or roll back once the store is writable",
@@ -221,7 +221,7 @@ async fn conclude(
     mut ctx: Context,
     store: &Store,
     plan: &ValidatedPlan,
-    outcome: Outcome,
+    outcome: Ending,
     started: Instant,
     lock: PlanLock,
 ) -> Result<RunReport, crate::Error> {

@@ -107,12 +107,12 @@ pub async fn resume(
                         .await,
                     "the phase status",
                 );
-                Outcome::RolledBack(format!(
+                Ending::RolledBack(format!(
                     "the run was interrupted in phase `{}` before the point of no return; that phase was rolled back (start again with `cutover run`)",
                     phase.name
                 ))
             }
-            Err(error) => Outcome::Failed {
+            Err(error) => Ending::Failed {
                 reason: format!(
                     "rolling back the interrupted phase `{}` failed: {error}",
                     phase.name

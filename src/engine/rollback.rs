@@ -86,7 +86,7 @@ pub async fn rollback(
             )),
         )
         .await;
-    let mut outcome = Outcome::RolledBack(format!(
+    let mut outcome = Ending::RolledBack(format!(
         "rolled back to the start of phase `{}`",
         plan.phases[boundary].name
     ));
@@ -154,7 +154,7 @@ pub async fn rollback(
                 );
             }
             Err(error) => {
-                outcome = Outcome::Failed {
+                outcome = Ending::Failed {
                     reason: format!(
                         "rolling back phase `{}` failed: {error}. Primary now: `{}`, DNS points at `{}`",
                         phase.name, ctx.state.primary, ctx.state.dns_points_to

@@ -134,9 +134,9 @@ async fn run_locked(
     if options.dry_run {
         let operations = report::operations(plan, phases, &checks).await;
         let outcome = if failed.is_empty() {
-            Outcome::Completed
+            Ending::Completed
         } else {
-            Outcome::Refused(refusal(&failed))
+            Ending::Refused(refusal(&failed))
         };
         let mut report = finish(
             store, run_id, plan, outcome, checks, operations, None, false, &state, started,
@@ -146,7 +146,7 @@ async fn run_locked(
         return Ok(report);
     }
     if !failed.is_empty() {
-        let outcome = Outcome::Refused(refusal(&failed));
+        let outcome = Ending::Refused(refusal(&failed));
         // Phases carried from earlier runs stay as recorded.
         return finish(
             store,
@@ -232,7 +232,7 @@ pub(super) async fn execute(
     phases: &[(usize, &Phase)],
     start: Option<(usize, usize)>,
     phase_starts: &mut PhaseStartChecks,
-) -> Outcome {
+) -> Ending {
     for (phase_index, phase) in phases {
         let first_step = match start {
             Some((p, s)) if p == *phase_index => s,
@@ -250,7 +250,7 @@ pub(super) async fn execute(
             {
                 return store_failure(ctx, error);
             }
-            return Outcome::Refused(reason);
+            return Ending::Refused(reason);
         }
         if let Err(error) = ctx
             .store
@@ -294,7 +294,7 @@ pub(super) async fn execute(
     }
     // The test kill switch's "step after the last": every step done, the run not yet closed.
     recovery::step_starting();
-    Outcome::Completed
+    Ending::Completed
 }
 
 enum StepFailure {
