@@ -499,11 +499,7 @@ fn worker_count(
     bases: &[Option<Basis>],
     options: &ChecksumOptions,
 ) -> usize {
-    let any_at_point = bases
-        .iter()
-        .flatten()
-        .any(|b| matches!(b, Basis::Consistent | Basis::Frozen));
-    let any_live = bases.iter().flatten().any(|b| matches!(b, Basis::Live(_)));
+    let (any_at_point, any_live) = source_readings(bases);
     let source_per_worker = usize::from(any_at_point) + usize::from(any_live);
     let mut workers = options
         .workers
@@ -519,6 +515,17 @@ fn worker_count(
         );
     }
     workers.max(1)
+}
+
+/// Which readings of the source the targets need: one at the common point
+/// (a consistent or frozen target), one live (a live target).
+fn source_readings(bases: &[Option<Basis>]) -> (bool, bool) {
+    let at_point = bases
+        .iter()
+        .flatten()
+        .any(|b| matches!(b, Basis::Consistent | Basis::Frozen));
+    let live = bases.iter().flatten().any(|b| matches!(b, Basis::Live(_)));
+    (at_point, live)
 }
 
 /// Every participant's sessions (the source twice: at the point and live,
@@ -539,11 +546,7 @@ impl WorkerSessions {
         workers: usize,
     ) -> Result<WorkerSessions, ChecksumError> {
         let source = &clusters.source;
-        let any_at_point = bases
-            .iter()
-            .flatten()
-            .any(|b| matches!(b, Basis::Consistent | Basis::Frozen));
-        let any_live = bases.iter().flatten().any(|b| matches!(b, Basis::Live(_)));
+        let (any_at_point, any_live) = source_readings(bases);
         let participant_count = FIRST_TARGET + targets.len();
         let mut participants: Vec<Participant> = Vec::with_capacity(participant_count);
         for live in [false, true] {

@@ -308,18 +308,26 @@ fn install_template(template: &Path, programs: &Programs) -> Result<(), LabError
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .arg("--skip-name-resolve");
+    make_template(command, &programs.install_db, "mariadb-install-db")
+}
+
+/// Run a data-directory initializer (as root, `--user=root`); a failure
+/// names `what` and the last lines it printed.
+pub(super) fn make_template(
+    mut command: std::process::Command,
+    program: &Path,
+    what: &str,
+) -> Result<(), LabError> {
     if nix::unistd::geteuid().is_root() {
         command.arg("--user=root");
     }
-    let output = command
-        .output()
-        .map_err(|e| LabError::io(&programs.install_db, e))?;
+    let output = command.output().map_err(|e| LabError::io(program, e))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(LabError::StartFailed {
             server: "template".to_string(),
             reason: format!(
-                "mariadb-install-db failed ({}): {}",
+                "{what} failed ({}): {}",
                 output.status,
                 stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
             ),

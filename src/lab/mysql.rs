@@ -71,24 +71,7 @@ impl MysqlRoot {
                 "--lc-messages-dir={}/usr/share/mysql",
                 self.dir.display()
             ));
-        if nix::unistd::geteuid().is_root() {
-            command.arg("--user=root");
-        }
-        let output = command
-            .output()
-            .map_err(|e| LabError::io(&self.loader(), e))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(LabError::StartFailed {
-                server: "template".to_string(),
-                reason: format!(
-                    "mysqld --initialize-insecure failed ({}): {}",
-                    output.status,
-                    stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
-                ),
-            });
-        }
-        Ok(())
+        super::mariadb::make_template(command, &self.loader(), "mysqld --initialize-insecure")
     }
 }
 
