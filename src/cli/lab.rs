@@ -92,6 +92,10 @@ pub enum LabCommand {
         rows: u32,
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
         duration: std::time::Duration,
+        /// At most this many transactions a second, all writers together
+        /// (0: as fast as they can).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        rate: u32,
         /// After an error, reconnect to whichever lab server takes writes
         /// (as through a proxy), so the load follows a switchover.
         #[arg(long)]
@@ -190,6 +194,7 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
             writers,
             rows,
             duration,
+            rate,
             follow_primary,
             dir,
         } => {
@@ -197,6 +202,7 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                 writers: *writers as usize,
                 rows: *rows,
                 duration: *duration,
+                rate: *rate,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let signals = crate::shutdown::install();
@@ -216,7 +222,7 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                 print_json(&serde_json::to_value(&report).expect("load report serialises"));
             } else {
                 println!(
-                    "{} writers on {} rows of {} for {} ms: {} commits, {} errors retried; longest without a commit {} ms (from {} ms)",
+                    "{} writers on {} rows of {} for {} ms: {} commits, {} errors retried; longest without a commit {} ms (from {} ms), longest one writer waited {} ms",
                     report.writers,
                     report.rows,
                     crate::lab::hot_rows::TABLE,
@@ -224,7 +230,8 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                     report.commits,
                     report.errors,
                     report.longest_gap_ms,
-                    report.longest_gap_at_ms
+                    report.longest_gap_at_ms,
+                    report.longest_writer_wait_ms
                 );
             }
         }

@@ -24,6 +24,16 @@ pub struct HotRowLoad {
     pub writers: usize,
     pub rows: u32,
     pub duration: Duration,
+    /// Transactions a second, all writers together; 0 for no limit.
+    pub rate: u32,
+}
+
+impl HotRowLoad {
+    /// How long each writer waits between the starts of its transactions.
+    fn interval(&self) -> Option<Duration> {
+        (self.rate > 0)
+            .then(|| Duration::from_secs_f64(self.writers.max(1) as f64 / f64::from(self.rate)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,16 +49,18 @@ pub struct LoadReport {
     pub longest_gap_ms: u64,
     /// When that gap began, in milliseconds from the start.
     pub longest_gap_at_ms: u64,
+    /// The longest any one writer went without a commit returning. A fence
+    /// stops every writer for at least the freeze, even when a transaction
+    /// already past its updates commits while the lock drains.
+    pub longest_writer_wait_ms: u64,
     pub last_error: Option<String>,
 }
 
-/// Create the hot table with `rows` rows on `server` (as the admin).
-pub async fn prepare(
-    server: &LabServer,
-    secrets: &LabSecrets,
-    rows: u32,
-) -> Result<(), MysqlError> {
-    let mut session = Session::connect(&server.admin_endpoint(secrets)).await?;
+/// Create the hot table with `rows` rows (as the admin) on the first of
+/// `servers` that takes writes: MySQL's `super_read_only` refuses even a
+/// `CREATE TABLE IF NOT EXISTS` on a replica.
+pub async fn prepare(servers: &[Endpoint], rows: u32) -> Result<(), MysqlError> {
+    let mut session = connect_writable(servers).await?;
     let values: Vec<String> = (1..=rows).map(|id| format!("({id}, 0)")).collect();
     session
         .exec(
@@ -122,9 +134,19 @@ pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>)
                 stop.clone(),
             );
             let rows = load.rows.max(2);
+            let interval = load.interval();
             tokio::spawn(async move {
+                let mut next_start = tokio::time::Instant::now();
                 let mut session = None;
+                let (mut last_commit, mut longest_wait) = (Duration::ZERO, Duration::ZERO);
                 while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                    if let Some(interval) = interval {
+                        // Paced, but never in a burst after a stall.
+                        let now = tokio::time::Instant::now();
+                        let earliest = now.checked_sub(interval).unwrap_or(now);
+                        next_start = (next_start + interval).max(earliest);
+                        tokio::time::sleep_until(next_start).await;
+                    }
                     if session.is_none() {
                         match connect_writable(&servers).await {
                             Ok(connected) => session = Some(connected),
@@ -148,10 +170,12 @@ pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>)
                     );
                     let live = session.as_mut().expect("connected above");
                     match live.exec("move a balance", &sql).await {
-                        Ok(()) => commits
-                            .lock()
-                            .expect("not poisoned")
-                            .push(started.elapsed()),
+                        Ok(()) => {
+                            let at = started.elapsed();
+                            longest_wait = longest_wait.max(at - last_commit);
+                            last_commit = at;
+                            commits.lock().expect("not poisoned").push(at);
+                        }
                         Err(error) => {
                             errors.fetch_add(1, Ordering::SeqCst);
                             *last_error.lock().expect("not poisoned") = Some(error.to_string());
@@ -161,14 +185,19 @@ pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>)
                         }
                     }
                 }
+                let waited_at_the_end = started.elapsed().saturating_sub(last_commit);
                 if let Some(session) = session {
                     session.close().await;
                 }
+                longest_wait.max(waited_at_the_end)
             })
         })
         .collect();
+    let mut longest_writer_wait = Duration::ZERO;
     for task in tasks {
-        let _ = task.await;
+        if let Ok(waited) = task.await {
+            longest_writer_wait = longest_writer_wait.max(waited);
+        }
     }
     let elapsed = started.elapsed();
     let mut times = std::mem::take(&mut *commits.lock().expect("not poisoned"));
@@ -182,6 +211,7 @@ pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>)
         elapsed_ms: millis(elapsed),
         longest_gap_ms: millis(gap),
         longest_gap_at_ms: millis(at),
+        longest_writer_wait_ms: millis(longest_writer_wait),
         last_error: last_error.lock().expect("not poisoned").clone(),
     }
 }

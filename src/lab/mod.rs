@@ -677,18 +677,18 @@ impl Lab {
             .find(|server| server.name == name)
             .ok_or_else(|| LabError::UnknownServer(name.to_string()))?;
         let secrets = self.secrets()?;
-        hot_rows::prepare(server, &secrets, load.rows)
+        let mut chosen = vec![server];
+        if follow_primary {
+            chosen.extend(SERVERS.iter().filter(|other| other.name != name));
+        }
+        let admins: Vec<_> = chosen.iter().map(|s| s.admin_endpoint(&secrets)).collect();
+        hot_rows::prepare(&admins, load.rows)
             .await
             .map_err(|error| LabError::server(name, error))?;
-        let mut servers = vec![hot_rows::application_endpoint(server, &secrets)];
-        if follow_primary {
-            servers.extend(
-                SERVERS
-                    .iter()
-                    .filter(|other| other.name != name)
-                    .map(|other| hot_rows::application_endpoint(other, &secrets)),
-            );
-        }
+        let servers: Vec<_> = chosen
+            .iter()
+            .map(|s| hot_rows::application_endpoint(s, &secrets))
+            .collect();
         Ok(hot_rows::run(&servers, load, stop).await)
     }
 

@@ -4,7 +4,8 @@ QueuePool over PyMySQL, persistent connections, a connection dropped only on a
 disconnect error, the host name resolved again on every new connection.
 
 Writes one row per transaction into cutover_probe.pool_writes from THREADS
-threads until DURATION seconds pass or SIGTERM, then prints one JSON document:
+threads, together at most RATE commits a second (a payment service's steady
+traffic, which replicas can follow), until DURATION seconds pass or SIGTERM, then prints one JSON document:
 every commit as [milliseconds since the Unix epoch, server_id], the errors
 (counted, the first ones kept), and how many connections the pool opened.
 """
@@ -29,6 +30,7 @@ def main():
     parser.add_argument("--password-env", required=True)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=400.0)
     args = parser.parse_args()
 
     password = os.environ[args.password_env]
@@ -77,9 +79,14 @@ def main():
     errors = []
     error_count = [0]
 
+    interval = args.threads / args.rate
+
     def writer(number):
         insert = text("INSERT INTO cutover_probe.pool_writes (thread, at_ms) VALUES (:thread, :at)")
+        next_at = time.monotonic()
         while not stop.is_set() and time.time() < deadline:
+            next_at = max(next_at + interval, time.monotonic() - interval)
+            time.sleep(max(0.0, next_at - time.monotonic()))
             try:
                 with engine.begin() as connection:
                     connection.execute(insert, {"thread": number, "at": int(time.time() * 1000)})

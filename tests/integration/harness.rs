@@ -75,6 +75,43 @@ pub fn strings(value: &serde_json::Value) -> Vec<&str> {
 pub struct LabFixture {
     pub sandbox: Sandbox,
     pub env: Vec<(String, String)>,
+    pub flavor: Flavor,
+}
+
+/// The server family a lab runs: the lab suite runs its tests on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::MariaDb => "mariadb",
+            Flavor::MySql => "mysql",
+        }
+    }
+
+    /// Whether `position` is a GTID position of this flavor: MariaDB's
+    /// `domain-server-sequence` from legacy (server id 10), or MySQL's
+    /// `uuid:interval` set.
+    pub fn is_position(self, position: &str) -> bool {
+        match self {
+            Flavor::MariaDb => position.starts_with("0-10-"),
+            Flavor::MySql => {
+                position.len() > 37
+                    && position.as_bytes()[36] == b':'
+                    && !position.contains("0-10-")
+            }
+        }
+    }
+
+    /// Whether some word of `text` is a GTID position of this flavor.
+    pub fn mentions_position(self, text: &str) -> bool {
+        text.split(|c: char| c.is_whitespace() || "()[],;=".contains(c))
+            .any(|word| self.is_position(word))
+    }
 }
 
 /// One cluster of a generated plan: `extra` is added YAML (e.g. `tls: {...}`).
@@ -117,31 +154,49 @@ impl LabFixture {
 
     /// A replicating lab seeded with `rows` transactions.
     pub fn up_with_rows(rows: u64) -> LabFixture {
-        LabFixture::start(rows, true, "mariadb")
+        LabFixture::start(rows, true, Flavor::MariaDb)
     }
 
     /// A lab whose clusters start empty (only legacy holds the dataset).
     pub fn up_empty(rows: u64) -> LabFixture {
-        LabFixture::start(rows, false, "mariadb")
+        LabFixture::start(rows, false, Flavor::MariaDb)
     }
 
     /// A replicating lab of MySQL 9.7 servers.
     pub fn up_mysql() -> LabFixture {
-        LabFixture::start(2000, true, "mysql")
+        LabFixture::start(2000, true, Flavor::MySql)
     }
 
     /// A MySQL 9.7 lab whose clusters start empty.
     pub fn up_mysql_empty(rows: u64) -> LabFixture {
-        LabFixture::start(rows, false, "mysql")
+        LabFixture::start(rows, false, Flavor::MySql)
     }
 
-    fn start(rows: u64, replicating: bool, flavor: &str) -> LabFixture {
+    /// A replicating lab of `flavor` seeded with `rows` transactions.
+    pub fn up_as(flavor: Flavor, rows: u64) -> LabFixture {
+        LabFixture::start(rows, true, flavor)
+    }
+
+    /// A lab of `flavor` whose clusters start empty.
+    pub fn up_empty_as(flavor: Flavor, rows: u64) -> LabFixture {
+        LabFixture::start(rows, false, flavor)
+    }
+
+    fn start(rows: u64, replicating: bool, flavor: Flavor) -> LabFixture {
         let sandbox = Sandbox::new();
         let rows = rows.to_string();
         let lab_dir = sandbox.path().join("lab");
         sandbox
             .cutover()
-            .args(["lab", "up", "--rows", &rows, "-q", "--flavor", flavor])
+            .args([
+                "lab",
+                "up",
+                "--rows",
+                &rows,
+                "-q",
+                "--flavor",
+                flavor.name(),
+            ])
             .args(replicating.then_some("--replicating"))
             .arg("--dir")
             .arg(&lab_dir)
@@ -159,7 +214,11 @@ impl LabFixture {
             .iter()
             .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string()))
             .collect();
-        LabFixture { sandbox, env }
+        LabFixture {
+            sandbox,
+            env,
+            flavor,
+        }
     }
 
     pub fn var(&self, name: &str) -> &str {
@@ -228,13 +287,45 @@ impl LabFixture {
         });
     }
 
+    /// Writes on one replica only, outside the binary log: a planted
+    /// difference. MySQL's replicas are `super_read_only`, lifted around it.
+    pub fn plant(&self, ip: &str, statements: &[&str]) {
+        let mut all = vec!["SET SESSION sql_log_bin = 0"];
+        if self.flavor == Flavor::MySql {
+            all.push("SET GLOBAL super_read_only = OFF");
+        }
+        all.extend_from_slice(statements);
+        if self.flavor == Flavor::MySql {
+            all.push("SET GLOBAL super_read_only = ON");
+        }
+        self.admin_exec(ip, &all);
+    }
+
+    /// One value read by an admin session: `SELECT` of a single cell.
+    pub fn admin_value(&self, ip: &str, sql: &str) -> String {
+        let endpoint = self.admin_endpoint(ip);
+        runtime().block_on(async {
+            let mut session = cutover::mysql::Session::connect(&endpoint).await.unwrap();
+            let value: Option<String> = session.query_first("test query", sql).await.unwrap();
+            session.close().await;
+            value.unwrap_or_else(|| panic!("{sql}: no row"))
+        })
+    }
+
     /// Wait until every replica has applied everything legacy has logged.
     pub fn wait_replicated(&self) {
         let legacy = self.admin_endpoint("127.0.0.10");
+        let (read, wait) = match self.flavor {
+            Flavor::MariaDb => ("SELECT @@GLOBAL.gtid_binlog_pos", "MASTER_GTID_WAIT"),
+            Flavor::MySql => (
+                "SELECT @@GLOBAL.gtid_executed",
+                "WAIT_FOR_EXECUTED_GTID_SET",
+            ),
+        };
         runtime().block_on(async {
             let mut session = cutover::mysql::Session::connect(&legacy).await.unwrap();
             let position: String = session
-                .query_first("read position", "SELECT @@GLOBAL.gtid_binlog_pos")
+                .query_first("read position", read)
                 .await
                 .unwrap()
                 .unwrap();
@@ -244,10 +335,7 @@ impl LabFixture {
                     .await
                     .unwrap();
                 let reached: Option<i64> = replica
-                    .query_first(
-                        "wait",
-                        &format!("SELECT MASTER_GTID_WAIT('{position}', 10)"),
-                    )
+                    .query_first("wait", &format!("SELECT {wait}('{position}', 10)"))
                     .await
                     .unwrap();
                 assert_eq!(reached, Some(0), "{ip} did not reach {position}");

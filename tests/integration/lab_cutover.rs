@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cutover::dns;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{LabFixture, cluster, runtime, stdout_json};
+use crate::harness::{Flavor, LabFixture, cluster, runtime, stdout_json};
 
 const NAMESERVERS: [&str; 2] = ["127.0.0.2:53", "127.0.0.3:53"];
 
@@ -177,11 +177,20 @@ pub(crate) fn fingerprint(fx: &LabFixture, plan: &Path) -> String {
 
 #[test]
 fn lab_switchover_and_rollback_lose_no_acknowledged_write() {
-    let fx = LabFixture::up();
+    switchover_and_rollback_lose_no_acknowledged_write(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_switchover_and_rollback_lose_no_acknowledged_write() {
+    switchover_and_rollback_lose_no_acknowledged_write(Flavor::MySql);
+}
+
+fn switchover_and_rollback_lose_no_acknowledged_write(flavor: Flavor) {
+    let fx = LabFixture::up_as(flavor, 2000);
     let plan = crate::harness::repo_root().join("plans/lab-switchover.yaml");
 
     // Dry run: a stopped replica fails its precheck; nothing changes either way.
-    fx.admin_exec("127.0.0.12", &["STOP SLAVE"]);
+    fx.admin_exec("127.0.0.12", &["STOP REPLICA"]);
     let before = fingerprint(&fx, &plan);
     let (code, report) = run_json(
         fx.cutover()
@@ -198,7 +207,7 @@ fn lab_switchover_and_rollback_lose_no_acknowledged_write() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["cluster"], "c2");
     assert_eq!(failed[0]["check"], "replication");
-    fx.admin_exec("127.0.0.12", &["START SLAVE"]);
+    fx.admin_exec("127.0.0.12", &["START REPLICA"]);
     let (code, report) = run_json(
         fx.cutover()
             .args(["run", "--dry-run", "--output", "json"])
@@ -220,7 +229,7 @@ fn lab_switchover_and_rollback_lose_no_acknowledged_write() {
     );
     let freeze = operations.iter().find(|op| op["kind"] == "freeze").unwrap();
     assert!(
-        freeze["current"].as_str().unwrap().contains("0-10-"),
+        flavor.mentions_position(freeze["current"].as_str().unwrap()),
         "{freeze}"
     );
     assert_eq!(

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::harness::{LabFixture, runtime};
+use crate::harness::{Flavor, LabFixture, runtime};
 use crate::lab_cutover::{assert_primary, run_json};
 
 /// `plans/lab-dr-drill.yaml` with its hooks calling this build's binary.
@@ -110,7 +110,16 @@ fn assert_complete(report: &serde_json::Value, events: &[&str]) {
 
 #[test]
 fn lab_planned_and_crash_drills_measure_rto_and_rpo_and_fail_back() {
-    let fx = LabFixture::up();
+    planned_and_crash_drills_measure_rto_and_rpo_and_fail_back(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_planned_and_crash_drills_measure_rto_and_rpo_and_fail_back() {
+    planned_and_crash_drills_measure_rto_and_rpo_and_fail_back(Flavor::MySql);
+}
+
+fn planned_and_crash_drills_measure_rto_and_rpo_and_fail_back(flavor: Flavor) {
+    let fx = LabFixture::up_as(flavor, 2000);
     let plan = drill_plan(&fx, "drill.yaml", &[]);
 
     // A planned drill that stays on the DR cluster: legacy is left a healthy
@@ -227,12 +236,21 @@ fn lab_planned_and_crash_drills_measure_rto_and_rpo_and_fail_back() {
 
 #[test]
 fn lab_crash_drill_reports_exactly_the_writes_it_lost() {
-    let fx = LabFixture::up();
+    crash_drill_reports_exactly_the_writes_it_lost(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_crash_drill_reports_exactly_the_writes_it_lost() {
+    crash_drill_reports_exactly_the_writes_it_lost(Flavor::MySql);
+}
+
+fn crash_drill_reports_exactly_the_writes_it_lost(flavor: Flavor) {
+    let fx = LabFixture::up_as(flavor, 2000);
     let plan = drill_plan(&fx, "drill.yaml", &[]);
     // No replica receives anything more from legacy: every write it
     // acknowledges from now on is lost when it crashes.
     for ip in ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.16"] {
-        fx.admin_exec(ip, &["STOP SLAVE IO_THREAD"]);
+        fx.admin_exec(ip, &["STOP REPLICA IO_THREAD"]);
     }
     let (code, report) = drill(&fx, &plan, "crash");
     assert_eq!(code, Some(1), "{report}");
@@ -275,10 +293,8 @@ fn lab_crash_drill_reports_exactly_the_writes_it_lost() {
     let failback = &report["failback"];
     assert_eq!(failback["rejoined"], false, "{failback}");
     assert!(
-        failback["errant_gtids"]
-            .as_str()
-            .unwrap()
-            .starts_with("0-10-")
+        flavor.is_position(failback["errant_gtids"].as_str().unwrap()),
+        "{failback}"
     );
     assert!(failback["error"].as_str().unwrap().contains("never had"));
 }

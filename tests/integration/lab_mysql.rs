@@ -1,12 +1,11 @@
 //! MySQL 9.7 LTS: the lab's five servers run Debian unstable's mysqld from the
 //! root `scripts/mysql-root` prepares, with GTIDs, `caching_sha2_password`
-//! accounts, TLS replication and `super_read_only` replicas. The same
-//! capabilities as on MariaDB, proven on it: topology, a switchover and its
-//! rollback under the write probe, and checksums and snapshots under hot rows.
+//! accounts, TLS replication and `super_read_only` replicas. What only MySQL
+//! has is tested here; the capabilities both flavors share run the same test
+//! bodies on each lab (the `lab_mysql_*` tests beside their MariaDB twins).
 
 use crate::harness::{LabFixture, cluster, repo_root};
 use crate::lab_cutover::{Probe, assert_nothing_lost, assert_primary, run_json, topology};
-use crate::lab_hot_rows::three_runs_hold_the_writers_for_milliseconds;
 
 #[test]
 fn lab_mysql_comes_up_as_a_bank_would_run_it() {
@@ -59,49 +58,6 @@ fn lab_mysql_comes_up_as_a_bank_would_run_it() {
     );
 }
 
-#[test]
-fn lab_mysql_switchover_and_rollback_lose_no_acknowledged_write() {
-    let fx = LabFixture::up_mysql();
-    let plan = repo_root().join("plans/lab-switchover.yaml");
-    let probe = Probe::start(&fx, &plan);
-    let (code, run) = run_json(
-        fx.cutover()
-            .args(["run", "--yes", "--output", "json"])
-            .arg(&plan),
-    );
-    assert_eq!(code, Some(0), "{run}");
-    assert_eq!(run["status"], "completed", "{run}");
-    assert_primary(&fx, &plan, "c1");
-    let run_id = run["run_id"].as_str().unwrap();
-    let (code, rollback) = run_json(
-        fx.cutover()
-            .args(["rollback", run_id, "--yes", "--output", "json"]),
-    );
-    assert_eq!(code, Some(0), "{rollback}");
-    assert_primary(&fx, &plan, "legacy");
-    let report = probe.finish();
-    assert_nothing_lost(&report);
-}
-
-#[test]
-fn lab_mysql_checksums_and_snapshots_under_hot_rows_hold_the_writers_for_milliseconds() {
-    let fx = LabFixture::up_mysql();
-    let plan = repo_root().join("plans/lab-switchover.yaml");
-    three_runs_hold_the_writers_for_milliseconds(&fx, &["checksum"], &plan, "match");
-    drop(fx);
-    let fx = LabFixture::up_mysql_empty(2000);
-    let plan = repo_root().join("plans/lab-migration.yaml");
-    three_runs_hold_the_writers_for_milliseconds(
-        &fx,
-        &["snapshot", "--targets", "c2", "--replace"],
-        &plan,
-        "completed",
-    );
-}
-
-/// The whole migration plan in one run on MySQL: the snapshot (INSERTs, as
-/// `local_infile` is off), replication from the snapshot's position (its
-/// transactions added to the targets' `gtid_purged`), the verify phase and
 /// the switchover, under the write probe.
 #[test]
 fn lab_mysql_whole_migration_plan_runs_in_one_go_and_loses_nothing() {
@@ -140,27 +96,4 @@ fn lab_mysql_whole_migration_plan_runs_in_one_go_and_loses_nothing() {
     assert_primary(&fx, &plan, "c1");
     let report = probe.finish();
     assert_nothing_lost(&report);
-}
-
-/// Planned and crash drills on MySQL: fail over, measure RTO and RPO with
-/// the write probe, verify with checksums, fail back.
-#[test]
-fn lab_mysql_planned_and_crash_drills_pass_and_fail_back() {
-    let fx = LabFixture::up_mysql();
-    let plan = crate::lab_drill::drill_plan(&fx, "drill.yaml", &[]);
-    for failure in ["planned", "crash"] {
-        let (code, report) = crate::lab_drill::drill(&fx, &plan, failure);
-        assert_eq!(code, Some(0), "{failure}: {report}");
-        assert_eq!(report["status"], "passed", "{failure}: {report}");
-        assert_eq!(report["rto"]["met"], true, "{failure}: {}", report["rto"]);
-        assert_eq!(report["rpo"]["met"], true, "{failure}: {}", report["rpo"]);
-        for verification in report["verifications"].as_array().unwrap() {
-            assert_eq!(verification["status"], "match", "{failure}: {verification}");
-        }
-        assert_eq!(
-            report["failback"]["switched_back"], true,
-            "{failure}: {report}"
-        );
-        assert_primary(&fx, &plan, "legacy");
-    }
 }

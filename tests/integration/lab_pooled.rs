@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::harness::{LabFixture, repo_root, stdout_json};
+use crate::harness::{Flavor, LabFixture, repo_root, stdout_json};
 use crate::lab_cutover::{assert_primary, run_json};
 
 pub(crate) struct PooledClient {
@@ -176,7 +176,16 @@ fn switch_and_back(fx: &LabFixture, plan: &Path) -> String {
 
 #[test]
 fn lab_a_pooled_application_follows_every_switchover_and_rollback() {
-    let fx = LabFixture::up();
+    a_pooled_application_follows_every_switchover_and_rollback(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_a_pooled_application_follows_every_switchover_and_rollback() {
+    a_pooled_application_follows_every_switchover_and_rollback(Flavor::MySql);
+}
+
+fn a_pooled_application_follows_every_switchover_and_rollback(flavor: Flavor) {
+    let fx = LabFixture::up_as(flavor, 2000);
     let plan = plan(&fx);
     let client = PooledClient::start(&fx, Duration::from_secs(120));
     let started = now_ms();

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{LabFixture, WriteLoad, cluster, repo_root, runtime, stdout_json};
+use crate::harness::{Flavor, LabFixture, WriteLoad, cluster, repo_root, runtime, stdout_json};
 
 pub(crate) fn migration_plan(fx: &LabFixture) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo_root().join("plans/lab-migration.yaml"))
@@ -32,7 +32,16 @@ fn json_of(fx: &LabFixture, args: &[&str], plan: &Path) -> (Option<i32>, serde_j
 
 #[test]
 fn lab_snapshot_under_load_replicates_and_matches() {
-    let fx = LabFixture::up_empty(20_000);
+    snapshot_under_load_replicates_and_matches(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_snapshot_under_load_replicates_and_matches() {
+    snapshot_under_load_replicates_and_matches(Flavor::MySql);
+}
+
+fn snapshot_under_load_replicates_and_matches(flavor: Flavor) {
+    let fx = LabFixture::up_empty_as(flavor, 20_000);
     let plan = migration_plan(&fx);
     // c6 refuses LOAD DATA LOCAL (as MySQL 8 does by default): it gets INSERTs.
     fx.admin_exec("127.0.0.16", &["SET GLOBAL local_infile = 0"]);
@@ -81,28 +90,14 @@ fn lab_snapshot_under_load_replicates_and_matches() {
         "rows written during the snapshot arrived through replication: {transactions}"
     );
     // Secondary indexes, the view and the function came along.
-    let output = std::process::Command::new("mariadb")
-        .args([
-            "-h127.0.0.13",
-            "-P13306",
-            &format!("-u{}", fx.var("CUTOVER_LAB_ADMIN_USER")),
-            &format!("-p{}", fx.var("CUTOVER_LAB_ADMIN_PASSWORD")),
-            "--skip-ssl",
-            "-N",
-            "-e",
-            "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'refunds' \
-             AND INDEX_NAME = 'idx_created_at'; SELECT refunds.to_paise(1.25); \
-             SELECT COUNT(*) > 0 FROM refunds.daily_refund_totals",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        text.split_whitespace().collect::<Vec<_>>(),
-        ["1", "125", "1"],
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let found = [
+        "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'refunds' \
+         AND INDEX_NAME = 'idx_created_at'",
+        "SELECT CAST(refunds.to_paise(1.25) AS CHAR)",
+        "SELECT CAST(COUNT(*) > 0 AS CHAR) FROM refunds.daily_refund_totals",
+    ]
+    .map(|sql| fx.admin_value("127.0.0.13", sql));
+    assert_eq!(found, ["1", "125", "1"]);
 }
 
 #[test]
@@ -169,7 +164,16 @@ fn lab_snapshot_refuses_a_target_that_is_not_empty_unless_replaced() {
 
 #[test]
 fn lab_restore_checks_every_file_and_names_a_damaged_one() {
-    let fx = LabFixture::up_empty(5_000);
+    restore_checks_every_file_and_names_a_damaged_one(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_restore_checks_every_file_and_names_a_damaged_one() {
+    restore_checks_every_file_and_names_a_damaged_one(Flavor::MySql);
+}
+
+fn restore_checks_every_file_and_names_a_damaged_one(flavor: Flavor) {
+    let fx = LabFixture::up_empty_as(flavor, 5_000);
     let plan = migration_plan(&fx);
     let directory = fx.sandbox.path().join("snapshot");
     let (code, report) = json_of(
