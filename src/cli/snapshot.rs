@@ -162,6 +162,9 @@ pub async fn snapshot(
                     .unwrap_or_default()
             );
         }
+        for warning in &report.warnings {
+            println!("warning: {warning}");
+        }
         for start in replication.iter().flatten() {
             println!(
                 "{}: {}",

@@ -93,6 +93,25 @@ impl Endpoint {
 
     fn connect_error(&self, error: mysql_async::Error) -> MysqlError {
         let mut reason = error.to_string();
+        // MySQL's ER_SECURE_TRANSPORT_REQUIRED: require_secure_transport=ON.
+        if self.tls.is_none()
+            && matches!(&error, mysql_async::Error::Server(server) if server.code == 3159)
+        {
+            return self.tls_required();
+        }
+        // MariaDB refuses a plain connection to a TLS-only server as a bad
+        // login, and MySQL does for a `REQUIRE SSL` account: name both causes
+        // rather than try the password a second time.
+        if self.tls.is_none()
+            && matches!(&error, mysql_async::Error::Server(server) if server.code == 1045)
+        {
+            reason = format!(
+                "{reason}: the password is wrong, or the server accepts this account only over TLS \
+                 (require_secure_transport=ON or REQUIRE SSL) and the plan has no `tls:` for `{}`; \
+                 add `tls: {{ ca_file: <the server's CA> }}` to it",
+                self.name
+            );
+        }
         if let Some(tls) = &self.tls {
             let lower = reason.to_ascii_lowercase();
             if matches!(
@@ -120,6 +139,18 @@ impl Endpoint {
             cluster: self.name.clone(),
             address: self.address.to_string(),
             reason,
+        }
+    }
+
+    fn tls_required(&self) -> MysqlError {
+        MysqlError::Connect {
+            cluster: self.name.clone(),
+            address: self.address.to_string(),
+            reason: format!(
+                "the server accepts this account only over TLS (require_secure_transport=ON or \
+                 REQUIRE SSL) and the plan has none for `{}`: add `tls: {{ ca_file: <the server's CA> }}` to it",
+                self.name
+            ),
         }
     }
 

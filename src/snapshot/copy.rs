@@ -176,6 +176,21 @@ pub(super) fn local_infile_refused(error: &MysqlError) -> bool {
     error.is_server_error(&[4166, 3948, 1148])
 }
 
+/// What the report says of each target that took INSERT statements.
+pub(super) fn insert_fallback_warnings(targets: &[String], inserts_only: &[bool]) -> Vec<String> {
+    targets
+        .iter()
+        .zip(inserts_only)
+        .filter(|(_, inserts)| **inserts)
+        .map(|(target, _)| {
+            format!(
+                "`{target}` refuses LOAD DATA LOCAL (local_infile=OFF): its rows went in as INSERT \
+                 statements, the same values more slowly; SET GLOBAL local_infile=ON there to load faster"
+            )
+        })
+        .collect()
+}
+
 /// Load one chunk into every healthy target at once. Returns the targets
 /// that refuse `LOAD DATA LOCAL`, which take INSERT statements instead.
 pub(super) async fn fan_out_load(

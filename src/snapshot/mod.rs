@@ -516,6 +516,10 @@ pub async fn run(
     }
 
     let failures = shared.failures.snapshot();
+    warnings.extend(copy::insert_fallback_warnings(
+        &shared.targets,
+        &shared.inserts_only.lock().expect("not poisoned"),
+    ));
     let rows: u64 = per_table.iter().map(|t| t.0).sum();
     let (status, clusters) = outcomes(&shared.targets, &failures, rows);
     Ok(SnapshotReport {

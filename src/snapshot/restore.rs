@@ -154,7 +154,10 @@ pub async fn restore(
             })
             .collect(),
         databases,
-        warnings: Vec::new(),
+        warnings: super::copy::insert_fallback_warnings(
+            &names,
+            &inserts_only.lock().expect("not poisoned"),
+        ),
         resumed: None,
     })
 }

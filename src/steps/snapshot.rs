@@ -76,6 +76,7 @@ pub async fn act(
         "databases": report.databases,
         "targets": report.targets,
         "resumed": report.resumed,
+        "warnings": report.warnings,
     }))
 }
 

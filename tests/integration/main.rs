@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod docker;
 mod lab;
+mod lab_bad_input;
 mod lab_checksum;
 mod lab_cutover;
 mod lab_drill;
