@@ -66,7 +66,7 @@ fn compose_services_match_the_docker_plan() {
         let expected = if cluster.name == "c6" {
             "mariadb:"
         } else {
-            "mysql:8.0"
+            "mysql:9.7"
         };
         assert!(
             image.starts_with(expected),
@@ -74,7 +74,7 @@ fn compose_services_match_the_docker_plan() {
             cluster.name
         );
         if cluster.role == ClusterRole::Source {
-            assert!(image.starts_with("mysql:8.0"), "the source is MySQL 8.0");
+            assert!(image.starts_with("mysql:9.7"), "the source is MySQL 9.7");
         }
         let SecretSource::Env(variable) = &cluster.password else {
             panic!("docker plan uses environment secrets")

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{LabFixture, PlanCluster, cluster, runtime, stdout_json};
+use crate::harness::{Flavor, LabFixture, PlanCluster, cluster, runtime, stdout_json};
 
 fn topology(lab: &LabFixture, plan: &std::path::Path) -> (serde_json::Value, i32) {
     let output = lab
@@ -27,7 +27,16 @@ fn number(value: &serde_json::Value) -> f64 {
 
 #[test]
 fn lab_quiet_topology_and_lag_over_tls() {
-    let lab = LabFixture::up();
+    quiet_topology_and_lag_over_tls(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_quiet_topology_and_lag_over_tls() {
+    quiet_topology_and_lag_over_tls(Flavor::MySql);
+}
+
+fn quiet_topology_and_lag_over_tls(flavor: Flavor) {
+    let lab = LabFixture::up_as(flavor, 2000);
     let ca = lab.var("CUTOVER_LAB_CA").to_string();
     let tls = format!("    tls: {{ ca_file: {ca}, verify: true }}\n");
     let changes: Vec<PlanCluster> = crate::harness::LAB_CLUSTERS
@@ -41,7 +50,7 @@ fn lab_quiet_topology_and_lag_over_tls() {
     let legacy = cluster(&document, "legacy");
     assert_eq!(legacy["role"], "primary");
     assert_eq!(legacy["read_only"], false);
-    assert_eq!(legacy["flavor"], "mariadb");
+    assert_eq!(legacy["flavor"], flavor.name());
     for name in ["c1", "c2", "c3", "c6"] {
         let replica = cluster(&document, name);
         assert_eq!(replica["reachable"], true, "{replica}");
@@ -51,10 +60,8 @@ fn lab_quiet_topology_and_lag_over_tls() {
         assert!(replica["errant_gtids"].is_null(), "{replica}");
         assert_eq!(replica["replication"]["io_thread"], "running");
         assert!(
-            replica["gtid_position"]
-                .as_str()
-                .unwrap()
-                .starts_with("0-10-")
+            flavor.is_position(replica["gtid_position"].as_str().unwrap()),
+            "{replica}"
         );
     }
 
@@ -149,7 +156,16 @@ fn start_writes(lab: &LabFixture) -> (Arc<AtomicBool>, std::thread::JoinHandle<u
 
 #[test]
 fn lab_stopped_replica_lag_climbs_and_the_gate_follows() {
-    let lab = LabFixture::up();
+    stopped_replica_lag_climbs_and_the_gate_follows(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_stopped_replica_lag_climbs_and_the_gate_follows() {
+    stopped_replica_lag_climbs_and_the_gate_follows(Flavor::MySql);
+}
+
+fn stopped_replica_lag_climbs_and_the_gate_follows(flavor: Flavor) {
+    let lab = LabFixture::up_as(flavor, 2000);
     let plan = lab.plan("plan.yaml", &[]);
     let (stop_writes, writer) = start_writes(&lab);
 
@@ -166,7 +182,7 @@ fn lab_stopped_replica_lag_climbs_and_the_gate_follows() {
     let mut watch = watch.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
 
-    lab.admin_exec("127.0.0.12", &["STOP SLAVE"]);
+    lab.admin_exec("127.0.0.12", &["STOP REPLICA"]);
     let stopped = Instant::now();
     let refused = lab
         .cutover()
@@ -192,7 +208,7 @@ fn lab_stopped_replica_lag_climbs_and_the_gate_follows() {
         assert!(!stderr.contains(healthy), "{stderr}");
     }
     std::thread::sleep(Duration::from_millis(2000).saturating_sub(stopped.elapsed()));
-    lab.admin_exec("127.0.0.12", &["START SLAVE"]);
+    lab.admin_exec("127.0.0.12", &["START REPLICA"]);
 
     lab.cutover()
         .args(["lag", "--wait", "--max-lag-ms", "100", "--sustained", "1s"])
@@ -225,7 +241,16 @@ fn lab_stopped_replica_lag_climbs_and_the_gate_follows() {
 
 #[test]
 fn lab_skewed_clock_does_not_move_our_lag() {
-    let lab = LabFixture::up();
+    skewed_clock_does_not_move_our_lag(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_skewed_clock_does_not_move_our_lag() {
+    skewed_clock_does_not_move_our_lag(Flavor::MySql);
+}
+
+fn skewed_clock_does_not_move_our_lag(flavor: Flavor) {
+    let lab = LabFixture::up_as(flavor, 2000);
     let plan = lab.plan("plan.yaml", &[]);
     lab.cutover()
         .args(["lab", "restart", "c2", "--clock-offset", "5", "-q", "--dir"])
@@ -243,6 +268,14 @@ fn lab_skewed_clock_does_not_move_our_lag() {
     assert!(number(&c1["clock_offset_ms"]).abs() < 300.0, "{c1}");
     assert_eq!(c1["clock_skew_warning"], false);
 
+    // Once the restarted replica has reconnected (MySQL's takes a few hundred
+    // milliseconds), our lag holds under the gate although its clock is 5 s off.
+    lab.cutover()
+        .args(["lag", "--wait", "--max-lag-ms", "200", "--sustained", "1s"])
+        .args(["--timeout", "10s"])
+        .arg(&plan)
+        .assert()
+        .success();
     let output = lab
         .cutover()
         .args(["lag", "--output", "json"])
@@ -260,22 +293,50 @@ fn lab_skewed_clock_does_not_move_our_lag() {
 
 #[test]
 fn lab_errant_transaction_is_reported_on_its_replica() {
-    let lab = LabFixture::up();
+    errant_transaction_is_reported_on_its_replica(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_errant_transaction_is_reported_on_its_replica() {
+    errant_transaction_is_reported_on_its_replica(Flavor::MySql);
+}
+
+fn errant_transaction_is_reported_on_its_replica(flavor: Flavor) {
+    let lab = LabFixture::up_as(flavor, 2000);
     let plan = lab.plan("plan.yaml", &[]);
-    lab.admin_exec(
-        "127.0.0.13",
-        &[
-            "SET SESSION sql_log_bin = 1",
-            "CREATE DATABASE errant_write",
-        ],
-    );
+    match flavor {
+        Flavor::MariaDb => lab.admin_exec(
+            "127.0.0.13",
+            &[
+                "SET SESSION sql_log_bin = 1",
+                "CREATE DATABASE errant_write",
+            ],
+        ),
+        // A tagged GTID (MySQL 8.3+), past super_read_only as an admin might.
+        Flavor::MySql => lab.admin_exec(
+            "127.0.0.13",
+            &[
+                "SET GLOBAL super_read_only = OFF",
+                "SET SESSION gtid_next = 'AUTOMATIC:errant'",
+                "CREATE DATABASE errant_write",
+                "SET SESSION gtid_next = 'AUTOMATIC'",
+                "SET GLOBAL super_read_only = ON",
+            ],
+        ),
+    }
     let (document, code) = topology(&lab, &plan);
     assert_eq!(code, 4, "{document}");
     let errant = cluster(&document, "c3")["errant_gtids"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(errant.starts_with("0-13-"), "{errant}");
+    match flavor {
+        Flavor::MariaDb => assert!(errant.starts_with("0-13-"), "{errant}"),
+        Flavor::MySql => assert!(
+            errant.len() > 36 && errant[36..] == *":errant:1",
+            "{errant}"
+        ),
+    }
     for name in ["legacy", "c1", "c2", "c6"] {
         assert!(cluster(&document, name)["errant_gtids"].is_null());
     }
@@ -291,7 +352,16 @@ fn lab_errant_transaction_is_reported_on_its_replica() {
 
 #[test]
 fn lab_blackholed_and_stopped_clusters_are_unreachable_without_hanging() {
-    let lab = LabFixture::up();
+    blackholed_and_stopped_clusters_are_unreachable_without_hanging(Flavor::MariaDb);
+}
+
+#[test]
+fn lab_mysql_blackholed_and_stopped_clusters_are_unreachable_without_hanging() {
+    blackholed_and_stopped_clusters_are_unreachable_without_hanging(Flavor::MySql);
+}
+
+fn blackholed_and_stopped_clusters_are_unreachable_without_hanging(flavor: Flavor) {
+    let lab = LabFixture::up_as(flavor, 2000);
     // Accepts connections and never says a word.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
