@@ -12,11 +12,13 @@ import subprocess
 import time
 
 
-def measure(bin_path, env, label, run_tool, rounds):
-    """Run `run_tool()` `rounds` times under the hot-row load; return the figures."""
+def measure(bin_path, env, label, run_tool, rounds, rate=0):
+    """Run `run_tool()` `rounds` times under the hot-row load (at most `rate`
+    transactions a second; 0: as fast as the writers can); return the figures."""
     gaps, failures = [], []
     for round_number in range(1, rounds + 1):
-        load = subprocess.Popen([bin_path, "lab", "load", "--duration", "600s", "--output", "json"],
+        load = subprocess.Popen([bin_path, "lab", "load", "--duration", "600s", "--output", "json",
+                                 f"--rate={rate}"],
                                 env=env, text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
         time.sleep(1.0)
@@ -33,6 +35,7 @@ def measure(bin_path, env, label, run_tool, rounds):
             failures.append({"round": round_number, "error": error[:300]})
     return {
         "tool": label,
+        "load_rate_per_s": rate or "unpaced",
         "rounds": rounds,
         "succeeded": rounds - len(failures),
         "longest_write_stall_ms": max(gaps),
