@@ -710,8 +710,13 @@ impl Lab {
                 failed.push(nameserver.name);
             }
         }
-        for server in SERVERS {
-            if !process::stop(&server.pid_file(&self.dir), Duration::from_secs(30)) {
+        // Side by side, and briefly: the data is deleted next, so a clean
+        // shutdown buys nothing (a MySQL primary takes about 7 s to close
+        // its replicas' dump threads).
+        let pid_files: Vec<_> = SERVERS.iter().map(|s| s.pid_file(&self.dir)).collect();
+        let stopped = process::stop_all(&pid_files, Duration::from_secs(2));
+        for (server, gone) in SERVERS.iter().zip(stopped) {
+            if !gone {
                 failed.push(server.name);
             }
         }

@@ -80,6 +80,21 @@ pub fn stop(pid_file: &PidFile, grace: Duration) -> bool {
     gone
 }
 
+/// Stop several processes at once: SIGTERM to all, then each gets what is
+/// left of `grace` before SIGKILL. A lab's servers shut down side by side
+/// instead of one after another. Whether each is gone, in order.
+pub fn stop_all(pid_files: &[PidFile], grace: Duration) -> Vec<bool> {
+    for pid_file in pid_files {
+        if let Some(pid) = pid_file.running() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    pid_files
+        .iter()
+        .map(|pid_file| stop(pid_file, grace))
+        .collect()
+}
+
 fn wait_gone(pid_file: &PidFile, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {

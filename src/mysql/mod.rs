@@ -147,8 +147,8 @@ impl Endpoint {
             cluster: self.name.clone(),
             address: self.address.to_string(),
             reason: format!(
-                "the server accepts this account only over TLS (require_secure_transport=ON or \
-                 REQUIRE SSL) and the plan has none for `{}`: add `tls: {{ ca_file: <the server's CA> }}` to it",
+                "the server accepts only TLS connections (require_secure_transport=ON) and the plan \
+                 has none for `{}`: add `tls: {{ ca_file: <the server's CA> }}` to it",
                 self.name
             ),
         }

@@ -146,9 +146,10 @@ pub fn hash64(text_sql: &str) -> String {
 /// CRC32 of the row text, what pt-table-checksum pays per row (measured here:
 /// two CRCs or SHA-256 cost 15–45% more on MariaDB, up to twice as much on
 /// MySQL, where building the text is most of the cost). It finds any change
-/// confined to 32 consecutive bits of a row, and any other with probability
-/// 1 − 2⁻³²; a chunk it cannot call equal is decided by the normalised form,
-/// 64 bits of SHA-256 over the exact canonical text.
+/// that keeps a row's text the same length and lies within 32 consecutive
+/// bits, and any other with probability 1 − 2⁻³²; a chunk it cannot call
+/// equal is decided by the normalised form, 64 bits of SHA-256 over the exact
+/// canonical text.
 pub fn row_hash(table: &TableSpec, form: Form, dialect: &Dialect) -> String {
     match form {
         Form::Fast => format!("CRC32({})", row_text(table, form, dialect)),

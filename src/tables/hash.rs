@@ -34,23 +34,6 @@ pub fn chunk_sql(
     form: Form,
     dialect: &Dialect,
 ) -> String {
-    let mut outer = vec![
-        "COUNT(*)".to_string(),
-        "CAST(COALESCE(SUM(h), 0) AS CHAR)".to_string(),
-        "CAST(COALESCE(BIT_XOR(h), 0) AS CHAR)".to_string(),
-    ];
-    let mut inner = vec![format!(
-        "{} AS h",
-        canonical::row_hash(table, form, dialect)
-    )];
-    for (i, column) in money.iter().enumerate() {
-        outer.push(format!("CAST(SUM(m{i}) AS CHAR)"));
-        outer.push(format!("COUNT(m{i})"));
-        inner.push(format!(
-            "{} AS m{i}",
-            canonical::ident(&table.columns[*column].name)
-        ));
-    }
     if form == Form::Fast && table.key.is_some() {
         // Keyed rows are distinct (the key is in the text), so BIT_XOR alone
         // cannot cancel equal rows: one pass, no derived table, nothing
@@ -75,6 +58,23 @@ pub fn chunk_sql(
             chunk::index_hint(table),
             chunk::predicate(table, range)
         );
+    }
+    let mut outer = vec![
+        "COUNT(*)".to_string(),
+        "CAST(COALESCE(SUM(h), 0) AS CHAR)".to_string(),
+        "CAST(COALESCE(BIT_XOR(h), 0) AS CHAR)".to_string(),
+    ];
+    let mut inner = vec![format!(
+        "{} AS h",
+        canonical::row_hash(table, form, dialect)
+    )];
+    for (i, column) in money.iter().enumerate() {
+        outer.push(format!("CAST(SUM(m{i}) AS CHAR)"));
+        outer.push(format!("COUNT(m{i})"));
+        inner.push(format!(
+            "{} AS m{i}",
+            canonical::ident(&table.columns[*column].name)
+        ));
     }
     // The LIMIT keeps the derived table from being merged, so the row hash is
     // computed once per row although SUM and BIT_XOR both read it (SUM too,
