@@ -249,4 +249,17 @@ mod tests {
         assert_eq!(longest_gap(&[ms(10)], ms(500)), (ms(490), ms(10)));
         assert_eq!(longest_gap(&[], ms(50)), (ms(50), ms(0)));
     }
+
+    #[test]
+    fn a_paced_load_spreads_its_rate_over_the_writers() {
+        let load = |writers, rate| HotRowLoad {
+            writers,
+            rows: 20,
+            duration: Duration::from_secs(1),
+            rate,
+        };
+        assert_eq!(load(8, 0).interval(), None);
+        assert_eq!(load(8, 1000).interval(), Some(Duration::from_millis(8)));
+        assert_eq!(load(0, 500).interval(), Some(Duration::from_millis(2)));
+    }
 }

@@ -488,3 +488,18 @@ pub(super) async fn work(
     }
     slot
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_targets_that_took_inserts_are_named() {
+        let targets = ["c1".to_string(), "c2".to_string(), "c6".to_string()];
+        let warnings = insert_fallback_warnings(&targets, &[false, true, true]);
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].starts_with("`c2` refuses LOAD DATA LOCAL (local_infile=OFF)"));
+        assert!(warnings[1].starts_with("`c6`"));
+        assert!(insert_fallback_warnings(&targets, &[false; 3]).is_empty());
+    }
+}
