@@ -30,27 +30,27 @@ def lab_up(flavor):
     return ["--flavor", flavor]
 
 
-def defaults_file(env, directory, flavor):
-    """A 0600 option file so passwords stay off command lines. MySQL's admin
-    account authenticates with caching_sha2_password: over TLS (not checked:
-    the lab's own CA on loopback) no RSA key exchange is needed."""
-    path = os.path.join(directory, "admin.cnf")
-    transport = "skip-ssl" if flavor == "mariadb" else "ssl\nssl-verify-server-cert=0"
+def _option_file(path, env, transport):
+    """A 0600 option file so passwords stay off command lines."""
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
         handle.write("[client]\nuser={}\npassword={}\nport=13306\n{}\n".format(
             env["CUTOVER_LAB_ADMIN_USER"], env["CUTOVER_LAB_ADMIN_PASSWORD"], transport))
     return path
 
 
+def defaults_file(env, directory, flavor):
+    """The admin's option file for Debian's `mariadb` client. MySQL's admin
+    account authenticates with caching_sha2_password: over TLS (not checked:
+    the lab's own CA on loopback) no RSA key exchange is needed."""
+    transport = "skip-ssl" if flavor == "mariadb" else "ssl\nssl-verify-server-cert=0"
+    return _option_file(os.path.join(directory, "admin.cnf"), env, transport)
+
+
 def mysqldump_defaults_file(env, directory, flavor):
     """MySQL's own mysqldump spells TLS `ssl-mode`."""
     if flavor == "mariadb":
         return defaults_file(env, directory, flavor)
-    path = os.path.join(directory, "mysqldump.cnf")
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write("[client]\nuser={}\npassword={}\nport=13306\nssl-mode=REQUIRED\n".format(
-            env["CUTOVER_LAB_ADMIN_USER"], env["CUTOVER_LAB_ADMIN_PASSWORD"]))
-    return path
+    return _option_file(os.path.join(directory, "mysqldump.cnf"), env, "ssl-mode=REQUIRED")
 
 
 def numbers(flavor, db, first, last):

@@ -95,14 +95,19 @@ impl Flavor {
 
     /// Whether `position` is a GTID position of this flavor: MariaDB's
     /// `domain-server-sequence` from legacy (server id 10), or MySQL's
-    /// `uuid:interval` set.
+    /// `uuid:interval` set (a uuid, then a colon).
     pub fn is_position(self, position: &str) -> bool {
         match self {
             Flavor::MariaDb => position.starts_with("0-10-"),
             Flavor::MySql => {
+                let uuid = position.get(..36).unwrap_or_default().as_bytes();
                 position.len() > 37
                     && position.as_bytes()[36] == b':'
-                    && !position.contains("0-10-")
+                    && uuid.iter().enumerate().all(|(i, byte)| match i {
+                        8 | 13 | 18 | 23 => *byte == b'-',
+                        _ => byte.is_ascii_hexdigit(),
+                    })
+                    && uuid.len() == 36
             }
         }
     }
@@ -160,16 +165,6 @@ impl LabFixture {
     /// A lab whose clusters start empty (only legacy holds the dataset).
     pub fn up_empty(rows: u64) -> LabFixture {
         LabFixture::start(rows, false, Flavor::MariaDb)
-    }
-
-    /// A replicating lab of MySQL 9.7 servers.
-    pub fn up_mysql() -> LabFixture {
-        LabFixture::start(2000, true, Flavor::MySql)
-    }
-
-    /// A MySQL 9.7 lab whose clusters start empty.
-    pub fn up_mysql_empty(rows: u64) -> LabFixture {
-        LabFixture::start(rows, false, Flavor::MySql)
     }
 
     /// A replicating lab of `flavor` seeded with `rows` transactions.

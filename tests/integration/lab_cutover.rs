@@ -480,17 +480,18 @@ fn lab_failures_inside_the_freeze_roll_back_cleanly() {
 
 #[test]
 fn lab_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
-    crash_at_every_step_boundary(LabFixture::up());
+    crash_at_every_step_boundary(Flavor::MariaDb);
 }
 
 #[test]
 fn lab_mysql_a_crash_at_every_step_boundary_resumes_or_rolls_back() {
-    crash_at_every_step_boundary(LabFixture::up_mysql());
+    crash_at_every_step_boundary(Flavor::MySql);
 }
 
 /// Killed before each step of a switchover, the run resumes to the end past
 /// the point of no return and rolls back before it, with nothing lost.
-fn crash_at_every_step_boundary(fx: LabFixture) {
+fn crash_at_every_step_boundary(flavor: Flavor) {
+    let fx = LabFixture::up_as(flavor, 2000);
     let plan = switchover_plan(&fx, "switchover.yaml", SWITCHOVER_PHASE, &[]);
     let probe = Probe::start(&fx, &plan);
     let budget = Duration::from_millis(3000);
@@ -701,27 +702,28 @@ fn lab_a_resumed_checksum_that_finds_a_difference_exits_4() {
 
 #[test]
 fn lab_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
-    replication_that_cannot_log_in(LabFixture::up(), false);
+    replication_that_cannot_log_in(Flavor::MariaDb);
 }
 
 /// On MySQL 9.7 the accounts use `caching_sha2_password` and the plan has no
 /// TLS: the reverse link authenticates with the source's public key.
 #[test]
 fn lab_mysql_replication_that_cannot_log_in_fails_its_step_with_the_servers_error() {
-    replication_that_cannot_log_in(LabFixture::up_mysql(), true);
+    replication_that_cannot_log_in(Flavor::MySql);
 }
 
 /// The replication password changes after the prechecks (a hook): the
 /// reverse link fails its step with the server's own error, and with the
 /// password back, resume proves every link running and finishes.
-fn replication_that_cannot_log_in(fx: LabFixture, mysql: bool) {
+fn replication_that_cannot_log_in(flavor: Flavor) {
+    let fx = LabFixture::up_as(flavor, 2000);
     // Outside the binary log, and on MySQL through super_read_only, which
     // fences even the admin on its replicas.
     let alter = |password: &str| {
         let change = format!(
             "SET sql_log_bin = 0; ALTER USER cutover_repl@'127.%' IDENTIFIED BY '{password}'"
         );
-        if mysql {
+        if flavor == Flavor::MySql {
             format!(
                 "SET @fenced = @@GLOBAL.super_read_only; SET GLOBAL super_read_only = 0; {change}; \
                  SET GLOBAL super_read_only = @fenced"
