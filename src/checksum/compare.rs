@@ -674,12 +674,14 @@ mod tests {
                     data_type: "bigint".into(),
                     class: ColumnClass::Integer,
                     nullable: false,
+                    generated: false,
                 },
                 Column {
                     name: "amount".into(),
                     data_type: "decimal".into(),
                     class: ColumnClass::Decimal,
                     nullable: false,
+                    generated: false,
                 },
             ],
             key: Some(ChunkKey {
@@ -687,6 +689,7 @@ mod tests {
                 columns: vec![0],
             }),
             estimated_rows: 0,
+            versioned: false,
         };
         let dialect = Dialect {
             json: JsonNormaliser::MariadbNormalize,

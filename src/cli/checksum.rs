@@ -25,7 +25,7 @@ pub struct ChecksumArgs {
     /// Time each chunk should take; sizes adapt toward it.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "250ms")]
     pub chunk_time: std::time::Duration,
-    /// Significant digits compared for FLOAT and DOUBLE columns (1-17).
+    /// Significant digits compared for FLOAT and DOUBLE columns (1-17; 17: the exact value).
     #[arg(long, value_name = "DIGITS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=17))]
     pub float_precision: u32,
     /// Columns reconciled by exact SUM and COUNT (`table.column`); default: every DECIMAL column.

@@ -4,6 +4,7 @@
 //! through [`with_timeout`]. Errors name the cluster and never carry secrets.
 
 pub mod control;
+pub mod events;
 pub mod gtid;
 pub mod link;
 pub mod server;
@@ -474,6 +475,11 @@ impl RowStream<'_> {
         }
         Ok((!batch.is_empty()).then_some(batch))
     }
+}
+
+/// Quote an identifier (a schema, table, column or event name).
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
 }
 
 /// Quote a string literal for SQL text (for values that cannot be bound, like `CHANGE MASTER`).

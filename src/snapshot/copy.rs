@@ -15,12 +15,23 @@ pub(super) struct Job {
     pub(super) check: Vec<bool>,
 }
 
-/// Per target: the first error that took it out of the load.
-pub(super) struct Failures(pub(super) Mutex<Vec<Option<String>>>);
+/// Per target: the first error that took it out of the load, and what it
+/// did not take (a table or object it refused) while the rest went on.
+pub(super) struct Failures {
+    targets: Mutex<Vec<Option<String>>>,
+    shortfalls: Mutex<Vec<Shortfall>>,
+}
 
 impl Failures {
+    pub(super) fn new(targets: Vec<Option<String>>, shortfalls: Vec<Shortfall>) -> Failures {
+        Failures {
+            targets: Mutex::new(targets),
+            shortfalls: Mutex::new(shortfalls),
+        }
+    }
+
     pub(super) fn fail(&self, target: usize, error: String) {
-        let mut failures = self.0.lock().expect("not poisoned");
+        let mut failures = self.targets.lock().expect("not poisoned");
         if failures[target].is_none() {
             tracing::warn!("{error}; the other targets carry on");
             failures[target] = Some(error);
@@ -28,11 +39,42 @@ impl Failures {
     }
 
     pub(super) fn failed(&self, target: usize) -> bool {
-        self.0.lock().expect("not poisoned")[target].is_some()
+        self.targets.lock().expect("not poisoned")[target].is_some()
     }
 
     pub(super) fn snapshot(&self) -> Vec<Option<String>> {
-        self.0.lock().expect("not poisoned").clone()
+        self.targets.lock().expect("not poisoned").clone()
+    }
+
+    /// The target does not load `table` (it refused the table or its rows).
+    pub(super) fn skips(&self, target: usize, table: &str) -> bool {
+        self.shortfalls.lock().expect("not poisoned")[target]
+            .skipped_tables
+            .contains(table)
+    }
+
+    /// The target refused `table`'s rows: it loads no more of them, and the
+    /// other tables go on.
+    pub(super) fn table_failed(&self, target: usize, table: &str, error: &MysqlError) {
+        let mut shortfalls = self.shortfalls.lock().expect("not poisoned");
+        let shortfall = &mut shortfalls[target];
+        if shortfall.skipped_tables.insert(table.to_string()) {
+            tracing::warn!("rows of `{table}`: {error}; the other tables carry on");
+            shortfall.missing.push(format!("rows of table `{table}`: {error}"));
+        }
+    }
+
+    /// Take one target's shortfall out to work on it across awaits.
+    pub(super) fn take_shortfall(&self, target: usize) -> Shortfall {
+        std::mem::take(&mut self.shortfalls.lock().expect("not poisoned")[target])
+    }
+
+    pub(super) fn put_shortfall(&self, target: usize, shortfall: Shortfall) {
+        self.shortfalls.lock().expect("not poisoned")[target] = shortfall;
+    }
+
+    pub(super) fn shortfalls(&self) -> Vec<Shortfall> {
+        self.shortfalls.lock().expect("not poisoned").clone()
     }
 }
 
@@ -66,9 +108,15 @@ impl Shared {
         let spec = &self.tables[table];
         let load = load_data(spec, &rows);
         let count = rows.len() as u64;
-        load_everywhere(&self.failures, loaders, &load, &self.inserts_only, || {
-            insert_statements(spec, rows)
-        })
+        let name = spec.display_name();
+        load_everywhere(
+            &self.failures,
+            loaders,
+            &name,
+            &load,
+            &self.inserts_only,
+            || insert_statements(spec, rows),
+        )
         .await;
         // A write failure fails the directory (reported at the end), not the load.
         if let Some(writer) = &self.directory {
@@ -83,11 +131,35 @@ impl Shared {
 pub(super) async fn load_everywhere(
     failures: &Failures,
     loaders: &mut [Option<Session>],
+    table: &str,
     load: &LoadData,
     inserts_only: &Mutex<Vec<bool>>,
     inserts: impl FnOnce() -> Vec<String>,
 ) {
-    let by_insert = fan_out_load(failures, loaders, load, inserts_only).await;
+    // Targets that refused this table take none of its rows.
+    let mut parked: Vec<(usize, Session)> = Vec::new();
+    for (t, loader) in loaders.iter_mut().enumerate() {
+        if failures.skips(t, table)
+            && let Some(session) = loader.take()
+        {
+            parked.push((t, session));
+        }
+    }
+    load_unparked(failures, loaders, table, load, inserts_only, inserts).await;
+    for (t, session) in parked {
+        loaders[t] = Some(session);
+    }
+}
+
+async fn load_unparked(
+    failures: &Failures,
+    loaders: &mut [Option<Session>],
+    table: &str,
+    load: &LoadData,
+    inserts_only: &Mutex<Vec<bool>>,
+    inserts: impl FnOnce() -> Vec<String>,
+) {
+    let by_insert = fan_out_load(failures, loaders, table, load, inserts_only).await;
     if by_insert.is_empty() {
         return;
     }
@@ -103,7 +175,7 @@ pub(super) async fn load_everywhere(
             }
         })
         .collect();
-    fan_out(failures, &mut chosen, &statements).await;
+    fan_out(failures, &mut chosen, table, &statements).await;
     for (t, loader) in chosen.into_iter().enumerate() {
         if by_insert.contains(&t) {
             loaders[t] = loader;
@@ -196,6 +268,7 @@ pub(super) fn insert_fallback_warnings(targets: &[String], inserts_only: &[bool]
 pub(super) async fn fan_out_load(
     failures: &Failures,
     loaders: &mut [Option<Session>],
+    table: &str,
     load: &LoadData,
     inserts_only: &Mutex<Vec<bool>>,
 ) -> Vec<usize> {
@@ -218,10 +291,7 @@ pub(super) async fn fan_out_load(
                 inserts_only.lock().expect("not poisoned")[t] = true;
                 refused.push(t);
             }
-            Err((t, error)) => {
-                failures.fail(t, error.to_string());
-                loaders[t] = None;
-            }
+            Err((t, error)) => refused_or_lost(failures, loaders, t, table, &error),
             Ok(()) => {}
         }
     }
@@ -231,10 +301,28 @@ pub(super) async fn fan_out_load(
         .collect()
 }
 
+/// A load that failed on one target: a statement the server refused costs
+/// that table on that target; a lost session costs the target.
+fn refused_or_lost(
+    failures: &Failures,
+    loaders: &mut [Option<Session>],
+    target: usize,
+    table: &str,
+    error: &MysqlError,
+) {
+    if error.server_code().is_some() {
+        failures.table_failed(target, table, error);
+    } else {
+        failures.fail(target, error.to_string());
+        loaders[target] = None;
+    }
+}
+
 /// Write the statements to every healthy target at once.
 pub(super) async fn fan_out(
     failures: &Failures,
     loaders: &mut [Option<Session>],
+    table: &str,
     statements: &[String],
 ) {
     let writes = loaders
@@ -252,8 +340,7 @@ pub(super) async fn fan_out(
         });
     for result in join_all(writes).await {
         if let Err((t, error)) = result {
-            failures.fail(t, error.to_string());
-            loaders[t] = None;
+            refused_or_lost(failures, loaders, t, table, &error);
         }
     }
 }
@@ -323,12 +410,7 @@ pub(super) async fn copy(
     job: &Job,
 ) -> Result<Copied, MysqlError> {
     let table = &shared.tables[job.table];
-    let columns = table
-        .columns
-        .iter()
-        .map(|c| ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = select_list(table);
     let mut copied = Copied {
         table: job.table,
         seq: job.seq,
@@ -394,7 +476,11 @@ pub(super) async fn copy_rows(
         }
         None => {
             // No key to range over: one stream, written batch by batch as it is read.
-            let sql = format!("SELECT {columns} FROM {}", table_name(table));
+            let sql = format!(
+                "SELECT {columns} FROM {}{}",
+                table_name(table),
+                table.history_clause()
+            );
             let mut stream = reader.stream("stream a table without a key", &sql).await?;
             while let Some(rows) = stream.next_batch(CHUNK_ROWS as usize).await? {
                 copied.rows += rows.len() as u64;

@@ -357,6 +357,9 @@ mod tests {
                 databases: vec![],
                 tables: vec![],
                 objects: vec![],
+                sequences: vec![],
+                counters: vec![],
+                history: false,
             },
             files: vec![ChunkFile {
                 file: "a.sql.gz".into(),

@@ -2,6 +2,25 @@
 
 use super::*;
 
+/// The columns a chunk is read as. A FLOAT is read as the DOUBLE holding its
+/// exact value: the server prints a FLOAT with 6 digits, which would change it
+/// (16777216 reads back as 16777200); the DOUBLE's text is exact and a FLOAT
+/// column stores it as the same FLOAT.
+pub(super) fn select_list(table: &TableSpec) -> String {
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            if c.data_type == "float" {
+                format!("CAST({} AS DOUBLE)", ident(&c.name))
+            } else {
+                ident(&c.name)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `INSERT` statements for `rows`, each under [`MAX_STATEMENT_BYTES`].
 pub(super) fn insert_head(table: &TableSpec) -> String {
     format!(

@@ -36,8 +36,11 @@ use crate::tables::chunk::{self, Range};
 use crate::tables::point;
 use crate::tables::schema::{self, TableSpec};
 use copy::{Failures, Shared, Slot, fan_out, load_everywhere, walk, work};
-use encode::{LoadData, insert_statements, load_data, rows_as_inserts};
-use objects::{Schema, business_databases, create_schema, emptiness, finish_schema, read_schema};
+use encode::{LoadData, insert_statements, load_data, rows_as_inserts, select_list};
+use objects::{
+    Schema, Shortfall, business_databases, create_schema, emptiness, finish_schema, read_counters,
+    read_schema,
+};
 pub use objects::{databases, existing_tables};
 pub use replicate::{ReplicaStart, replicate};
 pub use restore::restore;
@@ -146,10 +149,14 @@ impl SnapshotError {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetOutcome {
     pub cluster: String,
-    /// `loaded` or `failed`.
+    /// `loaded`, `incomplete` (it refused some tables or objects, listed in
+    /// `missing`; the rest is loaded) or `failed`.
     pub status: &'static str,
     pub rows: u64,
     pub error: Option<String>,
+    /// `what: the server's error` for each table or object it refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,32 +202,64 @@ pub struct Resumed {
 }
 
 /// Each target's outcome, and the load's: `completed` when every target
-/// took the rows, `partial` otherwise.
+/// took everything, `partial` otherwise. A target that refused some tables or
+/// objects holds the rest but is not a copy of the source: it is not listed
+/// among the loaded targets, so nothing replicates into it.
 fn outcomes(
     targets: &[String],
     failures: &[Option<String>],
+    shortfalls: &[Shortfall],
     rows: u64,
 ) -> (&'static str, Vec<TargetOutcome>) {
-    let clusters = targets
+    let clusters: Vec<TargetOutcome> = targets
         .iter()
         .zip(failures)
-        .map(|(name, failure)| TargetOutcome {
-            cluster: name.clone(),
-            status: if failure.is_some() {
-                "failed"
-            } else {
-                "loaded"
-            },
-            rows: if failure.is_some() { 0 } else { rows },
-            error: failure.clone(),
+        .zip(shortfalls)
+        .map(|((name, failure), shortfall)| {
+            let missing = shortfall.missing.clone();
+            let (status, error) = match (failure, missing.is_empty()) {
+                (Some(error), _) => ("failed", Some(error.clone())),
+                (None, true) => ("loaded", None),
+                (None, false) => (
+                    "incomplete",
+                    Some(format!(
+                        "{} table(s) or object(s) not reproduced: {}",
+                        missing.len(),
+                        missing.join("; ")
+                    )),
+                ),
+            };
+            TargetOutcome {
+                cluster: name.clone(),
+                status,
+                rows: if failure.is_some() { 0 } else { rows },
+                error,
+                missing,
+            }
         })
         .collect();
-    let status = if failures.iter().any(Option::is_some) {
+    let status = if clusters.iter().any(|c| c.error.is_some()) {
         "partial"
     } else {
         "completed"
     };
     (status, clusters)
+}
+
+/// The targets' warnings, each said once with the targets it concerns.
+fn shortfall_warnings(targets: &[String], shortfalls: &[Shortfall]) -> Vec<String> {
+    let mut said: Vec<(String, Vec<&str>)> = Vec::new();
+    for (target, shortfall) in targets.iter().zip(shortfalls) {
+        for warning in &shortfall.warnings {
+            match said.iter_mut().find(|(text, _)| text == warning) {
+                Some((_, on)) => on.push(target),
+                None => said.push((warning.clone(), vec![target])),
+            }
+        }
+    }
+    said.into_iter()
+        .map(|(text, on)| format!("{}: {text}", on.join(", ")))
+        .collect()
 }
 
 /// Take one consistent snapshot of the plan's databases and load it into the
@@ -265,9 +304,10 @@ pub async fn run(
     let databases = databases(&mut control, plan)
         .await
         .map_err(SnapshotError::Source)?;
-    let tables = schema::discover(&mut control, Some(&databases), &[])
+    let discovered = schema::discover(&mut control, Some(&databases), &[])
         .await
         .map_err(SnapshotError::Source)?;
+    let tables: Vec<TableSpec> = discovered.iter().map(TableSpec::for_copy).collect();
     if tables.is_empty() {
         return Err(SnapshotError::NoTables(if databases.is_empty() {
             "no database".to_string()
@@ -276,14 +316,21 @@ pub async fn run(
         }));
     }
     for table in tables.iter().filter(|t| t.key.is_none()) {
-        let warning = format!(
-            "{} has no primary key or NOT NULL unique key: copied as a single stream",
-            table.display_name()
-        );
+        let warning = if table.versioned {
+            format!(
+                "{} is system-versioned: copied with its history as a single stream",
+                table.display_name()
+            )
+        } else {
+            format!(
+                "{} has no primary key or NOT NULL unique key: copied as a single stream",
+                table.display_name()
+            )
+        };
         tracing::warn!("{warning}");
         warnings.push(warning);
     }
-    let schema = read_schema(&mut control, &databases, &tables)
+    let mut schema = read_schema(&mut control, facts.flavor, &databases, &discovered)
         .await
         .map_err(SnapshotError::Source)?;
 
@@ -350,6 +397,9 @@ pub async fn run(
             problem: busy.to_string(),
         },
     })?;
+    read_counters(&mut control, facts.flavor, &databases, &mut schema)
+        .await
+        .map_err(SnapshotError::Source)?;
     tracing::info!(
         position = %point.position,
         lock_ms = point.locked_for.as_millis() as u64,
@@ -360,8 +410,8 @@ pub async fn run(
     );
 
     // Targets: reachable, empty (or replaced, or holding what a resume keeps), schema in place.
-    let setup = loader_setup(options.skip_binlog);
-    let (mut target_controls, mut failures) = prepare_targets(
+    let setup = loader_setup(options.skip_binlog, schema.history);
+    let (mut target_controls, mut failures, shortfalls) = prepare_targets(
         &targets,
         &target_endpoints,
         &databases,
@@ -421,7 +471,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         tables,
         targets: targets.iter().map(|t| t.name.clone()).collect(),
-        failures: Failures(Mutex::new(failures)),
+        failures: Failures::new(failures, shortfalls),
         source_failure: Mutex::new(None),
         directory: writer,
         inserts_only: Mutex::new(vec![false; targets.len()]),
@@ -516,12 +566,14 @@ pub async fn run(
     }
 
     let failures = shared.failures.snapshot();
+    let shortfalls = shared.failures.shortfalls();
+    warnings.extend(shortfall_warnings(&shared.targets, &shortfalls));
     warnings.extend(copy::insert_fallback_warnings(
         &shared.targets,
         &shared.inserts_only.lock().expect("not poisoned"),
     ));
     let rows: u64 = per_table.iter().map(|t| t.0).sum();
-    let (status, clusters) = outcomes(&shared.targets, &failures, rows);
+    let (status, clusters) = outcomes(&shared.targets, &failures, &shortfalls, rows);
     Ok(SnapshotReport {
         status,
         gtid_position: point.position,

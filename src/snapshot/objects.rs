@@ -97,17 +97,55 @@ pub(super) async fn emptiness(
     }))
 }
 
-/// Everything the targets need before the rows arrive.
+/// Everything the targets need besides the rows.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Schema {
     /// `(name, CREATE DATABASE IF NOT EXISTS …)`.
     pub databases: Vec<(String, String)>,
     pub tables: Vec<ddl::TableDdl>,
     pub objects: Vec<(String, ddl::Objects)>,
+    /// MariaDB sequences, with their state at the snapshot point.
+    #[serde(default)]
+    pub sequences: Vec<Sequence>,
+    /// `(schema.table, counter)`: each AUTO_INCREMENT counter as the source
+    /// had it at the snapshot point (rows deleted from a table's end leave it
+    /// above the largest key, which the rows alone would not reproduce).
+    #[serde(default)]
+    pub counters: Vec<(String, u64)>,
+    /// Some table is system-versioned: its history rows are loaded too.
+    #[serde(default)]
+    pub history: bool,
+}
+
+/// A MariaDB sequence: `CREATE SEQUENCE …` and its one row of state.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Sequence {
+    pub schema: String,
+    pub name: String,
+    pub create: String,
+    /// `(next_not_cached_value, …)` as SQL values, read after the point.
+    pub state: Option<String>,
+}
+
+/// What one target did not take, and what it took differently from the source.
+#[derive(Debug, Clone, Default)]
+pub struct Shortfall {
+    /// `what: the server's error`, one per table or object not reproduced.
+    pub missing: Vec<String>,
+    /// Tables not created, so not loaded.
+    pub skipped_tables: std::collections::HashSet<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Shortfall {
+    fn miss(&mut self, what: String, error: &MysqlError) {
+        self.missing.push(format!("{what}: {error}"));
+    }
 }
 
 pub(super) async fn read_schema(
     session: &mut Session,
+    flavor: Flavor,
     databases: &[String],
     tables: &[TableSpec],
 ) -> Result<Schema, MysqlError> {
@@ -115,6 +153,9 @@ pub(super) async fn read_schema(
         databases: Vec::new(),
         tables: Vec::new(),
         objects: Vec::new(),
+        sequences: Vec::new(),
+        counters: Vec::new(),
+        history: tables.iter().any(|t| t.versioned),
     };
     for database in databases {
         let row: Option<(String, String)> = session
@@ -130,8 +171,37 @@ pub(super) async fn read_schema(
             database.clone(),
             create.replacen("CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", 1),
         ));
-        out.objects
-            .push((database.clone(), ddl::objects(session, database).await?));
+        out.objects.push((
+            database.clone(),
+            ddl::objects(session, database, flavor).await?,
+        ));
+        let sequences: Vec<String> = session
+            .query(
+                "list sequences",
+                &format!(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'SEQUENCE' ORDER BY TABLE_NAME",
+                    quote(database)
+                ),
+            )
+            .await?;
+        for name in sequences {
+            // SHOW CREATE TABLE of a sequence prints its CREATE SEQUENCE.
+            let row: Option<(String, String)> = session
+                .query_first(
+                    "read a sequence definition",
+                    &format!("SHOW CREATE TABLE {}.{}", ident(database), ident(&name)),
+                )
+                .await?;
+            if let Some((_, create)) = row {
+                out.sequences.push(Sequence {
+                    schema: database.clone(),
+                    name,
+                    create,
+                    state: None,
+                });
+            }
+        }
     }
     for table in tables {
         let row: Option<(String, String)> = session
@@ -141,16 +211,72 @@ pub(super) async fn read_schema(
             )
             .await?;
         let create = row.map(|(_, sql)| sql).unwrap_or_default();
-        out.tables
-            .push(ddl::split_table(&table.schema, &table_name(table), &create));
+        out.tables.push(ddl::split_table(table, &create));
     }
     Ok(out)
 }
 
+/// Right after the point: each table's AUTO_INCREMENT counter and each
+/// sequence's state. Counters are not transactional: read now, they are at
+/// least the point's and at most what replication will bring, which raises
+/// them on the targets as it goes.
+pub(super) async fn read_counters(
+    session: &mut Session,
+    flavor: Flavor,
+    databases: &[String],
+    schema: &mut Schema,
+) -> Result<(), MysqlError> {
+    if databases.is_empty() {
+        return Ok(());
+    }
+    if flavor == Flavor::Mysql {
+        // MySQL caches table statistics for a day unless told otherwise.
+        session
+            .exec(
+                "read live table statistics",
+                "SET SESSION information_schema_stats_expiry = 0",
+            )
+            .await?;
+    }
+    let in_list = databases.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+    let counters: Vec<(String, String, u64)> = session
+        .query(
+            "read AUTO_INCREMENT counters",
+            &format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA IN ({in_list}) AND AUTO_INCREMENT IS NOT NULL \
+                 AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_SCHEMA, TABLE_NAME"
+            ),
+        )
+        .await?;
+    schema.counters = counters
+        .into_iter()
+        .map(|(database, table, counter)| (format!("{}.{}", ident(&database), ident(&table)), counter))
+        .collect();
+    for sequence in &mut schema.sequences {
+        let row: Option<mysql_async::Row> = session
+            .query_first(
+                "read a sequence's state",
+                &format!("SELECT * FROM {}.{}", ident(&sequence.schema), ident(&sequence.name)),
+            )
+            .await?;
+        sequence.state = row.map(|row| {
+            let values: Vec<String> = row
+                .unwrap()
+                .into_iter()
+                .map(|value| value.as_sql(false))
+                .collect();
+            format!("({})", values.join(", "))
+        });
+    }
+    Ok(())
+}
+
 /// What an earlier, interrupted attempt already created: a table or view
-/// (1050), a routine (1304), an index (1061), a trigger (1359).
+/// (1050), a routine (1304), an index (1061), a trigger (1359), an event (1537),
+/// a foreign key (1826).
 pub(super) fn already_exists(error: &MysqlError) -> bool {
-    error.is_server_error(&[1050, 1304, 1061, 1359])
+    error.is_server_error(&[1050, 1304, 1061, 1359, 1537, 1826])
 }
 
 /// Run a DDL statement; on a resume, one that finds its object in place is done.
@@ -166,12 +292,88 @@ pub(super) async fn create(
     }
 }
 
-/// Databases, routines and tables (without secondary indexes) on one target.
+/// The loading session's own settings, put back after an object's.
+const LOADER_SETTINGS: &str = "SET NAMES utf8mb4; \
+    SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', SESSION time_zone = '+00:00'";
+
+/// A statement the server refused (the session is still good), as opposed to
+/// a lost connection or a timeout, which end the target's load.
+fn refused(error: &MysqlError) -> bool {
+    error.server_code().is_some()
+}
+
+/// The server refused a definer the loading account may not set (1227).
+fn definer_refused(error: &MysqlError) -> bool {
+    error.is_server_error(&[1227])
+}
+
+/// One routine, trigger, view or event, in the session settings its source
+/// created it under, with its definer when the loading account may set one.
+/// Returns `Err` only for a session that is no longer usable.
+async fn create_object(
+    session: &mut Session,
+    database: &str,
+    object: &ddl::StoredObject,
+    resuming: bool,
+    shortfall: &mut Shortfall,
+) -> Result<bool, MysqlError> {
+    let what = object.describe(database);
+    let settings = if object.sendable_as_is() {
+        object.session_settings()
+    } else {
+        shortfall.warnings.push(format!(
+            "{what} was created with character_set_client utf8mb4, not its source's {}: its text \
+             holds characters that set would encode differently",
+            object.character_set_client
+        ));
+        ddl::StoredObject {
+            character_set_client: "utf8mb4".into(),
+            collation_connection: "utf8mb4_general_ci".into(),
+            ..object.clone()
+        }
+        .session_settings()
+    };
+    let statement = |create: &str| format!("{settings}; USE {}; {create}", ident(database));
+    let mut result = create(session, "create a stored object", &statement(&object.create), resuming).await;
+    if let (Err(error), Some(definer)) = (&result, object.definer())
+        && definer_refused(error)
+    {
+        let reason = error.to_string();
+        result = create(
+            session,
+            "create a stored object",
+            &statement(&ddl::without_definer(&object.create)),
+            resuming,
+        )
+        .await;
+        if result.is_ok() {
+            shortfall.warnings.push(format!(
+                "{what} was created without its definer {definer}, so it runs with the loading \
+                 account's rights: the account may not set definers ({reason}); grant it \
+                 SET_ANY_DEFINER (MySQL) or SET USER (MariaDB) and load again to keep them"
+            ));
+        }
+    }
+    session.exec("restore the loading session's settings", LOADER_SETTINGS).await?;
+    match result {
+        Ok(()) => Ok(true),
+        Err(error) if refused(&error) => {
+            shortfall.miss(what, &error);
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Databases, routines, tables (without secondary indexes) and sequences on
+/// one target. A table or object the target refuses is recorded in
+/// `shortfall` and the rest goes on; `Err` means the target itself failed.
 pub(super) async fn create_schema(
     session: &mut Session,
     schema: &Schema,
     replace: bool,
     resuming: bool,
+    shortfall: &mut Shortfall,
 ) -> Result<(), MysqlError> {
     for (database, create) in &schema.databases {
         let ours = schema::ORCHESTRATOR_SCHEMAS.contains(&database.as_str());
@@ -186,71 +388,105 @@ pub(super) async fn create_schema(
         session.exec("create a database", create).await?;
     }
     for (database, objects) in &schema.objects {
-        for (mode, statement) in &objects.routines {
-            let sql = format!(
-                "SET SESSION sql_mode = {}; USE {}; {statement}",
-                quote(mode),
-                ident(database)
-            );
-            create(session, "create a routine", &sql, resuming).await?;
+        for routine in &objects.routines {
+            create_object(session, database, routine, resuming, shortfall).await?;
         }
     }
     for table in &schema.tables {
         let sql = format!("USE {}; {}", ident(&table.schema), table.create);
-        create(session, "create a table", &sql, resuming).await?;
+        if let Err(error) = create(session, "create a table", &sql, resuming).await {
+            if !refused(&error) {
+                return Err(error);
+            }
+            let name = table.display_name();
+            shortfall.skipped_tables.insert(name.clone());
+            shortfall.miss(format!("table `{name}`"), &error);
+        }
     }
-    session
-        .exec(
-            "restore the session's sql_mode",
-            "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-        )
-        .await
+    for sequence in &schema.sequences {
+        let name = format!("{}.{}", ident(&sequence.schema), ident(&sequence.name));
+        let mut sql = format!("USE {}; {}", ident(&sequence.schema), sequence.create);
+        if let Some(state) = &sequence.state {
+            // A sequence's one row: writing it sets every value at once.
+            sql.push_str(&format!("; INSERT INTO {name} VALUES {state}"));
+        }
+        if let Err(error) = create(session, "create a sequence", &sql, resuming).await {
+            if !refused(&error) {
+                return Err(error);
+            }
+            shortfall.miss(format!("sequence {name}"), &error);
+        }
+    }
+    session.exec("restore the loading session's settings", LOADER_SETTINGS).await
 }
 
-/// Secondary indexes, triggers and views, once the rows are in.
+/// Secondary indexes and foreign keys, AUTO_INCREMENT counters, triggers,
+/// views and events, once the rows are in. What the target refuses is recorded
+/// in `shortfall`; `Err` means the target itself failed.
 pub(super) async fn finish_schema(
     session: &mut Session,
     schema: &Schema,
     resuming: bool,
+    shortfall: &mut Shortfall,
 ) -> Result<(), MysqlError> {
     for table in &schema.tables {
-        if let Some(alter) = &table.add_indexes {
-            create(session, "build secondary indexes", alter, resuming).await?;
+        let name = table.display_name();
+        if shortfall.skipped_tables.contains(&name) {
+            continue;
+        }
+        if let Some(alter) = &table.add_indexes
+            && let Err(error) = create(session, "build secondary indexes", alter, resuming).await
+        {
+            if !refused(&error) {
+                return Err(error);
+            }
+            shortfall.miss(format!("indexes or foreign keys of `{name}`"), &error);
+        }
+    }
+    for (table, counter) in &schema.counters {
+        let sql = format!("ALTER TABLE {table} AUTO_INCREMENT = {counter}");
+        if let Err(error) = session.exec("set an AUTO_INCREMENT counter", &sql).await {
+            if !refused(&error) {
+                return Err(error);
+            }
+            // A table not created is already reported.
+            if !error.is_server_error(&[1146]) {
+                shortfall.miss(format!("the AUTO_INCREMENT counter of {table}"), &error);
+            }
         }
     }
     for (database, objects) in &schema.objects {
-        for (mode, statement) in &objects.triggers {
-            let sql = format!(
-                "SET SESSION sql_mode = {}; USE {}; {statement}",
-                quote(mode),
-                ident(database)
-            );
-            create(session, "create a trigger", &sql, resuming).await?;
+        for trigger in &objects.triggers {
+            create_object(session, database, trigger, resuming, shortfall).await?;
         }
     }
-    // Views may select from views: create what can be created, pass after pass.
-    let mut pending: Vec<(&String, &String)> = schema
+    // Views may select from views: create what can be created, pass after
+    // pass, and report the ones that never could be.
+    let mut pending: Vec<(&String, &ddl::StoredObject)> = schema
         .objects
         .iter()
         .flat_map(|(database, objects)| objects.views.iter().map(move |v| (database, v)))
         .collect();
-    let mut last_error = None;
-    for _ in 0..=pending.len() {
-        if pending.is_empty() {
-            break;
-        }
+    while !pending.is_empty() {
+        let mut attempt = Shortfall::default();
         let mut still = Vec::new();
-        for (database, view) in pending {
-            let sql = format!("USE {}; {view}", ident(database));
-            if let Err(error) = create(session, "create a view", &sql, resuming).await {
-                last_error = Some(error);
-                still.push((database, view));
+        for (database, view) in &pending {
+            if !create_object(session, database, view, resuming, &mut attempt).await? {
+                still.push((*database, *view));
             }
+        }
+        let progressed = still.len() < pending.len();
+        shortfall.warnings.append(&mut attempt.warnings);
+        if !progressed {
+            shortfall.missing.append(&mut attempt.missing);
+            break;
         }
         pending = still;
     }
-    match (pending.is_empty(), last_error) {
-        (false, Some(error)) => Err(error),
-        _ => Ok(()),
+    for (database, objects) in &schema.objects {
+        for event in &objects.events {
+            create_object(session, database, event, resuming, shortfall).await?;
+        }
     }
+    Ok(())
 }

@@ -37,8 +37,8 @@ pub async fn restore(
         .iter()
         .map(|(name, _)| name.clone())
         .collect();
-    let setup = loader_setup(options.skip_binlog);
-    let (controls, mut failures) = prepare_targets(
+    let setup = loader_setup(options.skip_binlog, manifest.schema.history);
+    let (controls, mut failures, shortfalls) = prepare_targets(
         &targets,
         &endpoints,
         &databases,
@@ -53,7 +53,7 @@ pub async fn restore(
         .fold(options.workers, usize::min)
         .max(1);
     let loaders = open_loaders(workers, &endpoints, &mut failures, &setup).await;
-    let failures = Arc::new(Failures(Mutex::new(failures)));
+    let failures = Arc::new(Failures::new(failures, shortfalls));
     let inserts_only = Arc::new(Mutex::new(vec![false; targets.len()]));
     let files = Arc::new(Mutex::new(manifest.files.clone()));
     let format = manifest.format;
@@ -80,7 +80,7 @@ pub async fn restore(
                 };
                 let bytes = match content {
                     directory::Chunk::Statements(statements) => {
-                        fan_out(&failures, &mut loaders, &statements).await;
+                        fan_out(&failures, &mut loaders, &chunk.table, &statements).await;
                         statements.iter().map(|s| s.len() as u64).sum()
                     }
                     directory::Chunk::Rows { header, data } => {
@@ -89,9 +89,14 @@ pub async fn restore(
                             data: bytes::Bytes::from(data),
                             header,
                         };
-                        load_everywhere(&failures, &mut loaders, &load, &inserts_only, || {
-                            rows_as_inserts(&load.header, &load.data)
-                        })
+                        load_everywhere(
+                            &failures,
+                            &mut loaders,
+                            &chunk.table,
+                            &load,
+                            &inserts_only,
+                            || rows_as_inserts(&load.header, &load.data),
+                        )
                         .await;
                         load.data.len() as u64
                     }
@@ -125,10 +130,12 @@ pub async fn restore(
         return Err(SnapshotError::Directory(error));
     }
     finish_targets(controls, &manifest.schema, &failures, false).await;
+    let shortfalls = failures.shortfalls();
     let failures = failures.snapshot();
     let rows: u64 = per_table.values().map(|t| t.0).sum();
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-    let (status, clusters) = outcomes(&names, &failures, rows);
+    let (status, clusters) = outcomes(&names, &failures, &shortfalls, rows);
+    let mut warnings = shortfall_warnings(&names, &shortfalls);
     Ok(SnapshotReport {
         status,
         gtid_position: manifest.gtid_position.clone(),
@@ -154,10 +161,13 @@ pub async fn restore(
             })
             .collect(),
         databases,
-        warnings: super::copy::insert_fallback_warnings(
-            &names,
-            &inserts_only.lock().expect("not poisoned"),
-        ),
+        warnings: {
+            warnings.extend(super::copy::insert_fallback_warnings(
+                &names,
+                &inserts_only.lock().expect("not poisoned"),
+            ));
+            warnings
+        },
         resumed: None,
     })
 }

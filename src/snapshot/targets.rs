@@ -3,11 +3,15 @@
 use super::*;
 
 /// Session settings of every loading session.
-pub(super) fn loader_setup(skip_binlog: bool) -> String {
+pub(super) fn loader_setup(skip_binlog: bool, history: bool) -> String {
     let mut sql = String::from(
         "SET SESSION time_zone = '+00:00', SESSION foreign_key_checks = 0, \
          SESSION unique_checks = 0, SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     );
+    if history {
+        // MariaDB 10.11+: a system-versioned table's history rows keep their times.
+        sql.push_str("; SET SESSION system_versioning_insert_history = 1");
+    }
     if skip_binlog {
         sql.push_str("; SET SESSION sql_log_bin = 0");
     }
@@ -60,8 +64,8 @@ pub(super) async fn prepare_targets(
     schema: &Schema,
     options: &SnapshotOptions,
     recorded: Option<&Recorded>,
-) -> Result<(Vec<Option<Session>>, Vec<Option<String>>), SnapshotError> {
-    let setup = loader_setup(options.skip_binlog);
+) -> Result<Prepared, SnapshotError> {
+    let setup = loader_setup(options.skip_binlog, schema.history);
     let mut failures: Vec<Option<String>> = vec![None; targets.len()];
     let mut controls: Vec<Option<Session>> = Vec::new();
     let business = business_databases(databases);
@@ -103,14 +107,17 @@ pub(super) async fn prepare_targets(
             .filter_map(|(t, s)| Some((t, s.as_mut()?)))
             .map(|(t, session)| async move {
                 let replace = options.replace && recorded.is_none();
-                (
-                    t,
-                    create_schema(session, schema, replace, recorded.is_some()).await,
-                )
+                let mut shortfall = Shortfall::default();
+                let result =
+                    create_schema(session, schema, replace, recorded.is_some(), &mut shortfall)
+                        .await;
+                (t, result, shortfall)
             }),
     )
     .await;
-    for (t, result) in created {
+    let mut shortfalls = vec![Shortfall::default(); targets.len()];
+    for (t, result, shortfall) in created {
+        shortfalls[t] = shortfall;
         if let Err(error) = result {
             failures[t] = Some(error.to_string());
             controls[t] = None;
@@ -126,8 +133,15 @@ pub(super) async fn prepare_targets(
                 .join("; "),
         ));
     }
-    Ok((controls, failures))
+    Ok((controls, failures, shortfalls))
 }
+
+/// Each target's schema session (`None`: it failed), its failure, and what it refused.
+pub(super) type Prepared = (
+    Vec<Option<Session>>,
+    Vec<Option<String>>,
+    Vec<Shortfall>,
+);
 
 /// One loader session per healthy target, for each worker.
 pub(super) async fn open_loaders(
@@ -171,7 +185,12 @@ pub(super) async fn finish_targets(
             .enumerate()
             .filter(|(t, _)| !failures.failed(*t))
             .filter_map(|(t, s)| Some((t, s.as_mut()?)))
-            .map(|(t, session)| async move { (t, finish_schema(session, schema, resuming).await) }),
+            .map(|(t, session)| async move {
+                let mut shortfall = failures.take_shortfall(t);
+                let result = finish_schema(session, schema, resuming, &mut shortfall).await;
+                failures.put_shortfall(t, shortfall);
+                (t, result)
+            }),
     )
     .await;
     for (t, result) in finished {
@@ -256,8 +275,10 @@ mod tests {
 
     #[test]
     fn loading_sessions_skip_the_binlog_only_when_asked() {
-        assert!(!loader_setup(false).contains("sql_log_bin"));
-        assert!(loader_setup(true).contains("SET SESSION sql_log_bin = 0"));
-        assert!(loader_setup(true).contains("NO_AUTO_VALUE_ON_ZERO"));
+        assert!(!loader_setup(false, false).contains("sql_log_bin"));
+        assert!(loader_setup(true, false).contains("SET SESSION sql_log_bin = 0"));
+        assert!(loader_setup(true, false).contains("NO_AUTO_VALUE_ON_ZERO"));
+        assert!(!loader_setup(false, false).contains("system_versioning"));
+        assert!(loader_setup(false, true).contains("system_versioning_insert_history = 1"));
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Description, StepError};
 use super::{catch_up, repoint};
 use crate::mysql::server;
-use crate::mysql::{GtidSet, Session, control, gtid};
+use crate::mysql::{GtidSet, Session, control, events, gtid};
 use crate::steps::context::{Context, Frozen};
 
 pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
@@ -21,7 +21,8 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
             control::reset_replication(session, flavor).await?;
         }
         control::set_read_only(session, flavor, false).await?;
-        return Ok(json!({ "cluster": candidate, "already_primary": true }));
+        let events = enable_events(ctx, candidate).await;
+        return Ok(json!({ "cluster": candidate, "already_primary": true, "events_enabled": events }));
     }
     let mut frozen = ctx.state.frozen.clone().ok_or_else(|| {
         StepError::Failed("promote needs a frozen position: put a `freeze` step before it".into())
@@ -87,10 +88,12 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         "ok",
     )
     .await;
+    let events = enable_events(ctx, candidate).await;
     ctx.state.previous_primary = Some(old_primary.clone());
     ctx.state.primary = candidate.to_string();
     tracing::info!("`{candidate}` promoted at {position}; `{old_primary}` is read-only");
     Ok(json!({
+        "events_enabled": events,
         "cluster": candidate,
         "old_primary": old_primary,
         "frozen_position": frozen.position,
@@ -98,6 +101,42 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         "candidate_position": position,
         "candidate_previous_source": previous_source,
     }))
+}
+
+/// The new primary's scheduled events run from now on (as a replica it held
+/// them disabled). Past the point of no return a failure here does not undo
+/// the promotion: it is logged and audited for the operator to finish by hand.
+async fn enable_events(ctx: &mut Context, cluster: &str) -> Vec<String> {
+    let enabled = async {
+        let endpoint = ctx.endpoint(cluster)?.clone();
+        let mut session = Session::connect(&endpoint).await?;
+        let enabled = events::enable_on_new_primary(&mut session).await;
+        session.close().await;
+        enabled
+    }
+    .await;
+    match enabled {
+        Ok(enabled) => {
+            if !enabled.is_empty() {
+                ctx.audit(
+                    cluster,
+                    &format!("ALTER EVENT … ENABLE: {}", enabled.join(", ")),
+                    "ok",
+                )
+                .await;
+            }
+            enabled
+        }
+        Err(error) => {
+            tracing::warn!(
+                "`{cluster}` is primary but its scheduled events could not be enabled ({error}); \
+                 enable them by hand: ALTER EVENT … ENABLE"
+            );
+            ctx.audit(cluster, "ALTER EVENT … ENABLE", &error.to_string())
+                .await;
+            Vec::new()
+        }
+    }
 }
 
 async fn check_candidate(
@@ -172,6 +211,25 @@ pub async fn undo(
         .ok_or_else(|| StepError::Failed("the journal does not say who was primary".into()))?;
     let frozen_executed = observed["frozen_executed"].as_str().unwrap_or_default();
     let frozen_position = observed["frozen_position"].as_str().unwrap_or_default();
+    let enabled: Vec<String> = observed["events_enabled"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let flavor = ctx.flavor(candidate).await?;
+    if !enabled.is_empty() {
+        // Before read_only (MySQL's super_read_only refuses ALTER EVENT), in a
+        // session of its own (each ALTER sets the event's session settings).
+        let endpoint = ctx.endpoint(candidate)?.clone();
+        let mut own = Session::connect(&endpoint).await?;
+        let disabled = events::disable_on_replica(&mut own, flavor, &enabled).await;
+        own.close().await;
+        disabled?;
+    }
     let (session, flavor) = ctx.session_and_flavor(candidate).await?;
     control::set_read_only(session, flavor, true).await?;
     let frozen_set = GtidSet::parse(flavor, frozen_executed)
@@ -229,6 +287,8 @@ pub fn describe(old_primary: &str, candidate: &str) -> Description {
             format!("-- on {candidate}:"),
             "STOP ALL SLAVES; RESET SLAVE ALL   -- MySQL: STOP REPLICA; RESET REPLICA ALL".into(),
             "SET GLOBAL read_only = 0".into(),
+            "-- each scheduled event it held disabled as a replica (SLAVESIDE_DISABLED), under its own definer, sql_mode, time zone and character set, outside the binary log:".into(),
+            "SET SESSION sql_log_bin = 0; ALTER DEFINER = … EVENT … ENABLE".into(),
         ],
         verify: vec![
             format!("on {candidate}: SHOW ALL SLAVES STATUS is empty and SELECT @@read_only is 0"),

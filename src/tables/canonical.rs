@@ -57,9 +57,7 @@ pub struct Dialect {
     pub float_precision: u32,
 }
 
-pub fn ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+pub use crate::mysql::ident;
 
 pub fn table_name(table: &TableSpec) -> String {
     format!("{}.{}", ident(&table.schema), ident(&table.name))
@@ -70,14 +68,21 @@ pub fn column_text(column: &Column, form: Form, dialect: &Dialect) -> String {
     let c = ident(&column.name);
     match column.class {
         ColumnClass::Integer | ColumnClass::Decimal | ColumnClass::Date => c,
-        // DOUBLE prints as the shortest text that reads back to the same value,
-        // so equal text is equal data; FLOAT prints only 6 digits, so it always
-        // takes the canonical form.
-        ColumnClass::Float if form == Form::Fast && column.data_type != "float" => c,
+        // A DOUBLE prints as the shortest text that reads back to the same
+        // value, so equal text is equal data. A FLOAT prints only 6 digits, so
+        // it is read as the DOUBLE holding its exact value. At 17 digits the
+        // normalised form is that exact text too.
+        ColumnClass::Float if form == Form::Fast || dialect.float_precision >= 17 => {
+            if column.data_type == "float" {
+                format!("CAST({c} AS DOUBLE)")
+            } else {
+                c
+            }
+        }
         ColumnClass::Float => {
             // Significant digits as mantissa and exponent: 0.1e0+0.2e0 and 0.3 agree
             // at any precision below 17, whatever the server's float printing.
-            let p = dialect.float_precision.clamp(1, 17);
+            let p = dialect.float_precision.clamp(1, 16);
             format!(
                 "IF({c} = 0, '0', CONCAT(CAST(ROUND({c} / POW(10, FLOOR(LOG10(ABS({c})))), {d}) \
                  AS DECIMAL({w}, {d})), 'e', FLOOR(LOG10(ABS({c})))))",
@@ -180,6 +185,7 @@ mod tests {
             data_type: String::new(),
             class,
             nullable,
+            generated: false,
         }
     }
 
@@ -197,6 +203,7 @@ mod tests {
             columns,
             key: None,
             estimated_rows: 0,
+            versioned: false,
         }
     }
 
@@ -232,7 +239,18 @@ mod tests {
         assert!(column_text(&double, Form::Normalised, &d).contains("LOG10"));
         let mut single = column("x", ColumnClass::Float, false);
         single.data_type = "float".into();
-        assert!(column_text(&single, Form::Fast, &d).contains("LOG10"));
+        assert_eq!(column_text(&single, Form::Fast, &d), "CAST(`x` AS DOUBLE)");
+        assert!(column_text(&single, Form::Normalised, &d).contains("LOG10"));
+        // 17 digits: the exact value in both forms.
+        let exact = Dialect {
+            float_precision: 17,
+            ..d
+        };
+        assert_eq!(column_text(&double, Form::Normalised, &exact), "`x`");
+        assert_eq!(
+            column_text(&single, Form::Normalised, &exact),
+            "CAST(`x` AS DOUBLE)"
+        );
         let when = column("t", ColumnClass::DateTime, false);
         assert_eq!(column_text(&when, Form::Fast, &d), "`t`");
         assert_eq!(

@@ -287,6 +287,7 @@ mod tests {
                 data_type: "int".into(),
                 class: ColumnClass::Integer,
                 nullable: false,
+                generated: false,
             })
             .collect();
         TableSpec {
@@ -301,6 +302,7 @@ mod tests {
             }),
             columns,
             estimated_rows: 0,
+            versioned: false,
         }
     }
 

@@ -73,6 +73,8 @@ pub struct Column {
     pub data_type: String,
     pub class: ColumnClass,
     pub nullable: bool,
+    /// Computed by the server (VIRTUAL or STORED): read and compared, never loaded.
+    pub generated: bool,
 }
 
 /// The index chunks walk: the primary key, or a unique index over NOT NULL columns.
@@ -91,7 +93,13 @@ pub struct TableSpec {
     pub key: Option<ChunkKey>,
     /// The server's estimate, for progress only.
     pub estimated_rows: u64,
+    /// MariaDB system versioning: the table also holds the history of its rows.
+    pub versioned: bool,
 }
+
+/// MariaDB's implicit period columns of a system-versioned table, which a
+/// loading session with `system_versioning_insert_history` may write.
+pub const HISTORY_COLUMNS: [&str; 2] = ["row_start", "row_end"];
 
 /// Each table's name and estimated rows, for progress bars.
 pub fn sizes(tables: &[TableSpec]) -> Vec<(String, u64)> {
@@ -111,6 +119,50 @@ impl TableSpec {
             .as_ref()
             .map(|key| key.columns.iter().map(|i| &self.columns[*i]).collect())
             .unwrap_or_default()
+    }
+
+    /// What a snapshot reads and loads: generated columns left to the
+    /// server; a system-versioned table with its history (`row_start` and
+    /// `row_end` travel with every row, so it is streamed without a key).
+    pub fn for_copy(&self) -> TableSpec {
+        let mut copy = self.clone();
+        copy.columns.retain(|c| !c.generated);
+        copy.key = self.key.as_ref().and_then(|key| {
+            let positions: Option<Vec<usize>> = key
+                .columns
+                .iter()
+                .map(|i| {
+                    let name = &self.columns[*i].name;
+                    copy.columns.iter().position(|c| &c.name == name)
+                })
+                .collect();
+            positions.map(|columns| ChunkKey {
+                index: key.index.clone(),
+                columns,
+            })
+        });
+        if self.versioned {
+            copy.key = None;
+            for name in HISTORY_COLUMNS {
+                copy.columns.push(Column {
+                    name: name.to_string(),
+                    data_type: "timestamp".into(),
+                    class: ColumnClass::DateTime,
+                    nullable: false,
+                    generated: false,
+                });
+            }
+        }
+        copy
+    }
+
+    /// `FROM` clause suffix: every version of every row of a versioned table.
+    pub fn history_clause(&self) -> &'static str {
+        if self.versioned {
+            " FOR SYSTEM_TIME ALL"
+        } else {
+            ""
+        }
     }
 
     /// Name and type of every column, for comparing a target's table with the source's.
@@ -186,12 +238,12 @@ pub async fn discover(
         .map(|s| quote(s))
         .collect::<Vec<_>>()
         .join(", ");
-    let tables: Vec<(String, String, Option<u64>)> = session
+    let tables: Vec<(String, String, Option<u64>, String)> = session
         .query(
             "list tables",
             &format!(
-                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
-                 WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN ({in_list}) \
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, TABLE_TYPE FROM information_schema.TABLES \
+                 WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA IN ({in_list}) \
                  ORDER BY TABLE_SCHEMA, TABLE_NAME"
             ),
         )
@@ -201,7 +253,7 @@ pub async fn discover(
     let unique = unique_indexes(session, &in_list).await?;
 
     let mut specs = Vec::new();
-    for (schema, name, estimated) in tables {
+    for (schema, name, estimated, table_type) in tables {
         if !selected(patterns, &schema, &name) {
             continue;
         }
@@ -220,6 +272,7 @@ pub async fn discover(
             columns: table_columns,
             key,
             estimated_rows: estimated.unwrap_or(0),
+            versioned: table_type == "SYSTEM VERSIONED",
         });
     }
     Ok(specs)
@@ -255,27 +308,36 @@ async fn columns_of(
     session: &mut Session,
     in_list: &str,
 ) -> Result<BTreeMap<TableId, Vec<Column>>, MysqlError> {
-    let rows: Vec<(String, String, String, String, String)> = session
+    let rows: Vec<(String, String, String, String, String, String)> = session
         .query(
             "list columns",
             &format!(
-                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE \
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE, EXTRA \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({in_list}) \
                  ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
             ),
         )
         .await?;
     let mut out: BTreeMap<TableId, Vec<Column>> = BTreeMap::new();
-    for (schema, table, name, data_type, nullable) in rows {
+    for (schema, table, name, data_type, nullable, extra) in rows {
         let data_type = data_type.to_ascii_lowercase();
         out.entry((schema, table)).or_default().push(Column {
             name,
             class: ColumnClass::of(&data_type),
             data_type,
             nullable: nullable == "YES",
+            generated: is_generated(&extra),
         });
     }
     Ok(out)
+}
+
+/// `EXTRA` of a computed column. Not MySQL's `DEFAULT_GENERATED`, which marks
+/// a column whose default is an expression (`DEFAULT CURRENT_TIMESTAMP`):
+/// its value is the row's own and must be copied.
+fn is_generated(extra: &str) -> bool {
+    let extra = extra.to_ascii_uppercase();
+    extra.contains("VIRTUAL GENERATED") || extra.contains("STORED GENERATED")
 }
 
 /// MariaDB keeps JSON as LONGTEXT with a `json_valid()` check.
@@ -392,6 +454,7 @@ mod tests {
             data_type: "int".into(),
             class: ColumnClass::Integer,
             nullable,
+            generated: false,
         }
     }
 
@@ -442,6 +505,16 @@ mod tests {
         let only_nullable = vec![("nullable".to_string(), vec!["c".to_string()])];
         assert!(choose_key(&columns, Some(&only_nullable)).is_none());
         assert!(choose_key(&columns, None).is_none());
+    }
+
+    #[test]
+    fn only_computed_columns_are_generated() {
+        assert!(is_generated("VIRTUAL GENERATED"));
+        assert!(is_generated("STORED GENERATED"));
+        assert!(!is_generated("DEFAULT_GENERATED on update CURRENT_TIMESTAMP"));
+        assert!(!is_generated("DEFAULT_GENERATED"));
+        assert!(!is_generated("INVISIBLE"));
+        assert!(!is_generated(""));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod lab_bad_input;
 mod lab_checksum;
 mod lab_cutover;
 mod lab_drill;
+mod lab_fidelity;
 mod lab_hot_rows;
 mod lab_migration;
 mod lab_mysql;
