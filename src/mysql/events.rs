@@ -63,7 +63,15 @@ async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, Mysql
     Ok(rows
         .into_iter()
         .map(
-            |(schema, name, definer, sql_mode, time_zone, character_set_client, collation_connection)| {
+            |(
+                schema,
+                name,
+                definer,
+                sql_mode,
+                time_zone,
+                character_set_client,
+                collation_connection,
+            )| {
                 Event {
                     schema,
                     name,

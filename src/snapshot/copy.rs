@@ -60,7 +60,9 @@ impl Failures {
         let shortfall = &mut shortfalls[target];
         if shortfall.skipped_tables.insert(table.to_string()) {
             tracing::warn!("rows of `{table}`: {error}; the other tables carry on");
-            shortfall.missing.push(format!("rows of table `{table}`: {error}"));
+            shortfall
+                .missing
+                .push(format!("rows of table `{table}`: {error}"));
         }
     }
 

@@ -205,8 +205,14 @@ impl StoredObject {
     /// The session settings to create it under, as one `SET`.
     pub fn session_settings(&self) -> String {
         let mut settings = vec![
-            format!("SESSION character_set_client = {}", quote(&self.character_set_client)),
-            format!("SESSION collation_connection = {}", quote(&self.collation_connection)),
+            format!(
+                "SESSION character_set_client = {}",
+                quote(&self.character_set_client)
+            ),
+            format!(
+                "SESSION collation_connection = {}",
+                quote(&self.collation_connection)
+            ),
         ];
         if let Some(mode) = &self.sql_mode {
             settings.push(format!("SESSION sql_mode = {}", quote(mode)));
@@ -552,7 +558,11 @@ SUBPARTITIONS 2
   CONSTRAINT `fk_parent` FOREIGN KEY (`parent_id`) REFERENCES `accounts` (`id`) ON DELETE SET NULL
 ) ENGINE=InnoDB";
         let ddl = split_table(&spec("zoo", "accounts"), create);
-        assert!(ddl.create.contains("CONSTRAINT `chk_id` CHECK"), "{}", ddl.create);
+        assert!(
+            ddl.create.contains("CONSTRAINT `chk_id` CHECK"),
+            "{}",
+            ddl.create
+        );
         assert!(!ddl.create.contains("FOREIGN KEY"), "{}", ddl.create);
         assert_eq!(
             ddl.add_indexes.as_deref(),

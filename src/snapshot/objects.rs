@@ -238,7 +238,11 @@ pub(super) async fn read_counters(
             )
             .await?;
     }
-    let in_list = databases.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+    let in_list = databases
+        .iter()
+        .map(|d| quote(d))
+        .collect::<Vec<_>>()
+        .join(", ");
     let counters: Vec<(String, String, u64)> = session
         .query(
             "read AUTO_INCREMENT counters",
@@ -251,13 +255,19 @@ pub(super) async fn read_counters(
         .await?;
     schema.counters = counters
         .into_iter()
-        .map(|(database, table, counter)| (format!("{}.{}", ident(&database), ident(&table)), counter))
+        .map(|(database, table, counter)| {
+            (format!("{}.{}", ident(&database), ident(&table)), counter)
+        })
         .collect();
     for sequence in &mut schema.sequences {
         let row: Option<mysql_async::Row> = session
             .query_first(
                 "read a sequence's state",
-                &format!("SELECT * FROM {}.{}", ident(&sequence.schema), ident(&sequence.name)),
+                &format!(
+                    "SELECT * FROM {}.{}",
+                    ident(&sequence.schema),
+                    ident(&sequence.name)
+                ),
             )
             .await?;
         sequence.state = row.map(|row| {
@@ -334,7 +344,13 @@ async fn create_object(
         .session_settings()
     };
     let statement = |create: &str| format!("{settings}; USE {}; {create}", ident(database));
-    let mut result = create(session, "create a stored object", &statement(&object.create), resuming).await;
+    let mut result = create(
+        session,
+        "create a stored object",
+        &statement(&object.create),
+        resuming,
+    )
+    .await;
     if let (Err(error), Some(definer)) = (&result, object.definer())
         && definer_refused(error)
     {
@@ -354,7 +370,9 @@ async fn create_object(
             ));
         }
     }
-    session.exec("restore the loading session's settings", LOADER_SETTINGS).await?;
+    session
+        .exec("restore the loading session's settings", LOADER_SETTINGS)
+        .await?;
     match result {
         Ok(()) => Ok(true),
         Err(error) if refused(&error) => {
@@ -417,7 +435,9 @@ pub(super) async fn create_schema(
             shortfall.miss(format!("sequence {name}"), &error);
         }
     }
-    session.exec("restore the loading session's settings", LOADER_SETTINGS).await
+    session
+        .exec("restore the loading session's settings", LOADER_SETTINGS)
+        .await
 }
 
 /// Secondary indexes and foreign keys, AUTO_INCREMENT counters, triggers,

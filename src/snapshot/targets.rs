@@ -137,11 +137,7 @@ pub(super) async fn prepare_targets(
 }
 
 /// Each target's schema session (`None`: it failed), its failure, and what it refused.
-pub(super) type Prepared = (
-    Vec<Option<Session>>,
-    Vec<Option<String>>,
-    Vec<Shortfall>,
-);
+pub(super) type Prepared = (Vec<Option<Session>>, Vec<Option<String>>, Vec<Shortfall>);
 
 /// One loader session per healthy target, for each worker.
 pub(super) async fn open_loaders(

@@ -22,7 +22,9 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         }
         control::set_read_only(session, flavor, false).await?;
         let events = enable_events(ctx, candidate).await;
-        return Ok(json!({ "cluster": candidate, "already_primary": true, "events_enabled": events }));
+        return Ok(
+            json!({ "cluster": candidate, "already_primary": true, "events_enabled": events }),
+        );
     }
     let mut frozen = ctx.state.frozen.clone().ok_or_else(|| {
         StepError::Failed("promote needs a frozen position: put a `freeze` step before it".into())

@@ -511,7 +511,9 @@ mod tests {
     fn only_computed_columns_are_generated() {
         assert!(is_generated("VIRTUAL GENERATED"));
         assert!(is_generated("STORED GENERATED"));
-        assert!(!is_generated("DEFAULT_GENERATED on update CURRENT_TIMESTAMP"));
+        assert!(!is_generated(
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP"
+        ));
         assert!(!is_generated("DEFAULT_GENERATED"));
         assert!(!is_generated("INVISIBLE"));
         assert!(!is_generated(""));

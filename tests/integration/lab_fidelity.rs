@@ -273,7 +273,11 @@ fn assert_same_zoo(fx: &LabFixture, when: &str) {
                     .zip(found.chars())
                     .position(|(a, b)| a != b)
                     .unwrap_or(expected.len().min(found.len()));
-                let from = if expected.len() < 3000 { 0 } else { at.saturating_sub(80) };
+                let from = if expected.len() < 3000 {
+                    0
+                } else {
+                    at.saturating_sub(80)
+                };
                 panic!(
                     "{when}: {key} differs on {name} at character {at}:\n legacy: …{}\n {name}: …{}",
                     expected.chars().skip(from).take(3000).collect::<String>(),
@@ -293,7 +297,10 @@ fn json_run(fx: &LabFixture, args: &[&str], plan: &Path) -> (Option<i32>, serde_
         .output()
         .unwrap();
     if output.stdout.is_empty() {
-        panic!("{args:?}: no report: {}", String::from_utf8_lossy(&output.stderr));
+        panic!(
+            "{args:?}: no report: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     (output.status.code(), stdout_json(&output))
 }
@@ -337,6 +344,27 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
         .unwrap()
         .replace("databases: [refunds]", "databases: [refunds, zoo]");
     let plan = fx.sandbox.write("zoo.yaml", text);
+    // The dry run says, before the window, which definers would be lost.
+    let (code, dry) = json_run(&fx, &["run", "--dry-run"], &plan);
+    assert_eq!(code, Some(0), "{dry}");
+    let definers = dry["prechecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cluster"] == "c1" && c["check"] == "definers")
+        .unwrap_or_else(|| panic!("a definers check on c1: {dry}"))
+        .clone();
+    match flavor {
+        Flavor::MariaDb => assert_eq!(definers["status"], "pass", "{definers}"),
+        Flavor::MySql => {
+            assert_eq!(definers["status"], "warn", "{definers}");
+            let detail = definers["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("SET_ANY_DEFINER") && detail.contains("function zoo.paise"),
+                "{detail}"
+            );
+        }
+    }
     let directory = fx.sandbox.path().join("zoo-snapshot");
     let directory_arg = directory.display().to_string();
 
@@ -344,7 +372,12 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     let (code, snapshot) = json_run(
         &fx,
         &[
-            "snapshot", "--targets", "c1", "--directory", &directory_arg, "--skip-binlog",
+            "snapshot",
+            "--targets",
+            "c1",
+            "--directory",
+            &directory_arg,
+            "--skip-binlog",
             "--replicate",
         ],
         &plan,
@@ -353,7 +386,13 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     let (code, restore) = json_run(
         &fx,
         &[
-            "restore", &directory_arg, "--targets", "c2", "c3", "c6", "--skip-binlog",
+            "restore",
+            &directory_arg,
+            "--targets",
+            "c2",
+            "c3",
+            "c6",
+            "--skip-binlog",
             "--replicate",
         ],
         &plan,
@@ -392,7 +431,10 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     };
     quiet();
     let ticks = fx.admin_value(LEGACY, "SELECT CAST(COUNT(*) AS CHAR) FROM zoo.ticks");
-    assert!(ticks.parse::<u64>().unwrap() >= 2, "the event ran on legacy: {ticks}");
+    assert!(
+        ticks.parse::<u64>().unwrap() >= 2,
+        "the event ran on legacy: {ticks}"
+    );
     assert_same_zoo(&fx, "after the snapshot and the restore");
 
     // Writes after the snapshot, through every kind of table, by replication.
@@ -405,7 +447,10 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     quiet();
     assert_same_zoo(&fx, "after more writes through replication");
     let audit = fx.admin_value("127.0.0.13", "SELECT CAST(COUNT(*) AS CHAR) FROM zoo.audit");
-    assert_eq!(audit, "6", "the source's triggers' rows arrived once, not fired again");
+    assert_eq!(
+        audit, "6",
+        "the source's triggers' rows arrived once, not fired again"
+    );
 
     // The checksum sees every type without a false difference …
     let (code, checksum) = json_run(&fx, &["checksum", "--tables", "zoo.*"], &plan);
@@ -419,32 +464,128 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
 /// log); the checksum must name every table and column touched.
 fn one_flipped_bit_per_type_is_found(fx: &LabFixture, plan: &Path) {
     let flips: &[(&str, &str, &str)] = &[
-        ("numbers", "ti", "UPDATE zoo.numbers SET ti = 126 WHERE ti = 127"),
-        ("numbers", "biu", "UPDATE zoo.numbers SET biu = 18446744073709551614 WHERE biu = 18446744073709551615"),
-        ("numbers", "zf", "UPDATE zoo.numbers SET zf = 10 WHERE zf = 11"),
-        ("numbers", "d65", "UPDATE zoo.numbers SET d65 = '0.000000000000000000000000000000' WHERE d65 = '0.000000000000000000000000000001'"),
-        ("numbers", "money", "UPDATE zoo.numbers SET money = 0.11 WHERE money = 0.10"),
+        (
+            "numbers",
+            "ti",
+            "UPDATE zoo.numbers SET ti = 126 WHERE ti = 127",
+        ),
+        (
+            "numbers",
+            "biu",
+            "UPDATE zoo.numbers SET biu = 18446744073709551614 WHERE biu = 18446744073709551615",
+        ),
+        (
+            "numbers",
+            "zf",
+            "UPDATE zoo.numbers SET zf = 10 WHERE zf = 11",
+        ),
+        (
+            "numbers",
+            "d65",
+            "UPDATE zoo.numbers SET d65 = '0.000000000000000000000000000000' WHERE d65 = '0.000000000000000000000000000001'",
+        ),
+        (
+            "numbers",
+            "money",
+            "UPDATE zoo.numbers SET money = 0.11 WHERE money = 0.10",
+        ),
         // The largest FLOAT's last mantissa bit.
-        ("numbers", "f", "UPDATE zoo.numbers SET f = 3.4028232635611926e38 WHERE f > 3.4e38"),
+        (
+            "numbers",
+            "f",
+            "UPDATE zoo.numbers SET f = 3.4028232635611926e38 WHERE f > 3.4e38",
+        ),
         // The smallest DOUBLE, one bit up.
-        ("numbers", "db", "UPDATE zoo.numbers SET db = 1e-323 WHERE db = 4.9e-324"),
-        ("numbers", "b64", "UPDATE zoo.numbers SET b64 = b'0' WHERE b64 = b'101'"),
-        ("numbers", "yr", "UPDATE zoo.numbers SET yr = 2154 WHERE yr = 2155"),
-        ("times", "dt6", "UPDATE zoo.times SET dt6 = '9999-12-31 23:59:59.999998' WHERE id = 3"),
-        ("times", "t", "UPDATE zoo.times SET t = '838:59:58' WHERE id = 2"),
-        ("times", "d", "UPDATE zoo.times SET d = '2024-02-28' WHERE id = 4"),
-        ("strings", "vc", "UPDATE zoo.strings SET vc = 'ublic' WHERE id = 4"),
-        ("strings", "c", "UPDATE zoo.strings SET c = 'Trail' WHERE id = 2"),
-        ("strings", "lb", "UPDATE zoo.strings SET lb = INSERT(lb, 1200001, 1, X'DF') WHERE id = 2"),
-        ("strings", "e", "UPDATE zoo.strings SET e = 'b' WHERE id = 2"),
-        ("strings", "s", "UPDATE zoo.strings SET s = 'z' WHERE id = 2"),
-        ("strings", "j", "UPDATE zoo.strings SET j = JSON_SET(j, '$.b', 0) WHERE id = 2"),
-        ("strings", "bn", "UPDATE zoo.strings SET bn = X'0001020300FFFE01' WHERE id = 2"),
-        ("places", "p", "UPDATE zoo.places SET p = ST_GeomFromText('POINT(-180 -89.99999999999999)') WHERE id = 1"),
-        ("derived", "amount", "UPDATE zoo.derived SET amount = 10.01 WHERE id = 1"),
-        ("keyless", "b", "UPDATE zoo.keyless SET b = 'y' WHERE b = 'x' LIMIT 1"),
-        ("part_range", "amount", "UPDATE zoo.part_range SET amount = 1.01 WHERE id = 1"),
-        ("order", "naïve ✓", "UPDATE zoo.`order` SET `naïve ✓` = 'ok ✔' WHERE `select` = 1"),
+        (
+            "numbers",
+            "db",
+            "UPDATE zoo.numbers SET db = 1e-323 WHERE db = 4.9e-324",
+        ),
+        (
+            "numbers",
+            "b64",
+            "UPDATE zoo.numbers SET b64 = b'0' WHERE b64 = b'101'",
+        ),
+        (
+            "numbers",
+            "yr",
+            "UPDATE zoo.numbers SET yr = 2154 WHERE yr = 2155",
+        ),
+        (
+            "times",
+            "dt6",
+            "UPDATE zoo.times SET dt6 = '9999-12-31 23:59:59.999998' WHERE id = 3",
+        ),
+        (
+            "times",
+            "t",
+            "UPDATE zoo.times SET t = '838:59:58' WHERE id = 2",
+        ),
+        (
+            "times",
+            "d",
+            "UPDATE zoo.times SET d = '2024-02-28' WHERE id = 4",
+        ),
+        (
+            "strings",
+            "vc",
+            "UPDATE zoo.strings SET vc = 'ublic' WHERE id = 4",
+        ),
+        (
+            "strings",
+            "c",
+            "UPDATE zoo.strings SET c = 'Trail' WHERE id = 2",
+        ),
+        (
+            "strings",
+            "lb",
+            "UPDATE zoo.strings SET lb = INSERT(lb, 1200001, 1, X'DF') WHERE id = 2",
+        ),
+        (
+            "strings",
+            "e",
+            "UPDATE zoo.strings SET e = 'b' WHERE id = 2",
+        ),
+        (
+            "strings",
+            "s",
+            "UPDATE zoo.strings SET s = 'z' WHERE id = 2",
+        ),
+        (
+            "strings",
+            "j",
+            "UPDATE zoo.strings SET j = JSON_SET(j, '$.b', 0) WHERE id = 2",
+        ),
+        (
+            "strings",
+            "bn",
+            "UPDATE zoo.strings SET bn = X'0001020300FFFE01' WHERE id = 2",
+        ),
+        (
+            "places",
+            "p",
+            "UPDATE zoo.places SET p = ST_GeomFromText('POINT(-180 -89.99999999999999)') WHERE id = 1",
+        ),
+        (
+            "derived",
+            "amount",
+            "UPDATE zoo.derived SET amount = 10.01 WHERE id = 1",
+        ),
+        (
+            "keyless",
+            "b",
+            "UPDATE zoo.keyless SET b = 'y' WHERE b = 'x' LIMIT 1",
+        ),
+        (
+            "part_range",
+            "amount",
+            "UPDATE zoo.part_range SET amount = 1.01 WHERE id = 1",
+        ),
+        (
+            "order",
+            "naïve ✓",
+            "UPDATE zoo.`order` SET `naïve ✓` = 'ok ✔' WHERE `select` = 1",
+        ),
     ];
     let statements: Vec<&str> = flips.iter().map(|(_, _, sql)| *sql).collect();
     fx.plant("127.0.0.12", &statements);
@@ -473,4 +614,71 @@ fn one_flipped_bit_per_type_is_found(fx: &LabFixture, plan: &Path) {
             );
         }
     }
+}
+
+/// A table one target cannot hold (its storage engine is not installed
+/// there): the dry run fails on it before the window; a snapshot taken anyway
+/// names it with the server's error on every target and loads the rest.
+#[test]
+fn lab_a_table_no_target_can_hold_is_named_and_the_rest_still_loads() {
+    let fx = LabFixture::up_empty_as(Flavor::MariaDb, 300);
+    fx.admin_exec(
+        LEGACY,
+        &[
+            "INSTALL SONAME 'ha_archive'",
+            "CREATE TABLE refunds.archived (id INT NOT NULL, note VARCHAR(20)) ENGINE=ARCHIVE",
+            "INSERT INTO refunds.archived VALUES (1, 'kept for years'), (2, 'and years')",
+        ],
+    );
+    let plan = migration_plan(&fx);
+
+    let (code, dry) = json_run(&fx, &["run", "--dry-run"], &plan);
+    assert_eq!(code, Some(3), "{dry}");
+    for (name, _) in TARGETS {
+        let engines = dry["prechecks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name && c["check"] == "storage engines")
+            .unwrap_or_else(|| panic!("a storage engines check on {name}: {dry}"));
+        assert_eq!(engines["status"], "fail", "{engines}");
+        let detail = engines["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("ARCHIVE") && detail.contains("refunds.archived"),
+            "{detail}"
+        );
+    }
+
+    let (code, report) = json_run(&fx, &["snapshot", "--skip-binlog"], &plan);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["status"], "partial", "{report}");
+    for (name, ip) in TARGETS {
+        let outcome = report["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name)
+            .unwrap();
+        assert_eq!(outcome["status"], "incomplete", "{outcome}");
+        let missing = outcome["missing"].to_string();
+        assert!(
+            missing.contains("table `refunds.archived`") && missing.contains("1286"),
+            "{missing}"
+        );
+        // Everything else is there.
+        let rows = fx.admin_value(
+            ip,
+            "SELECT CAST(COUNT(*) AS CHAR) FROM refunds.transactions",
+        );
+        assert_eq!(rows, "300", "{name}");
+        let view = fx.admin_value(
+            ip,
+            "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'refunds'",
+        );
+        assert_ne!(view, "0", "{name}: the views came along");
+    }
+    assert!(
+        report["targets"].as_array().unwrap().is_empty(),
+        "an incomplete target is not offered for replication: {report}"
+    );
 }

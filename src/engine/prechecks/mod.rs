@@ -8,6 +8,7 @@ mod check;
 mod disk_space;
 mod kept_accounts;
 mod replication_login;
+mod snapshot_fidelity;
 
 pub use check::{CheckStatus, Precheck};
 
@@ -349,6 +350,13 @@ pub async fn run(
             )
             .await?,
         );
+        let loaded: Vec<String> = needs
+            .loaded_targets
+            .iter()
+            .filter(|name| reachable(name))
+            .cloned()
+            .collect();
+        checks.extend(snapshot_fidelity::checks(plan, &loaded).await?);
     }
 
     for (cluster, endpoint) in topology::endpoints(plan)? {
