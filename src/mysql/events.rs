@@ -1,6 +1,7 @@
 //! Scheduled events follow the primary: a replica holds its events disabled
 //! (`SLAVESIDE_DISABLED`), so only the primary runs them. A promote enables
-//! them on the new primary; its inverse disables them again.
+//! them on the new primary; the unfreeze disables them on the demoted one
+//! (and a promote's inverse on the candidate it demotes).
 //!
 //! `ALTER EVENT` gives the event the altering session's definer, sql_mode,
 //! time zone and character set unless told otherwise, so each is altered
@@ -30,16 +31,17 @@ impl Event {
         format!("{}.{}", ident(&self.schema), ident(&self.name))
     }
 
-    /// `ALTER DEFINER = … EVENT … {status}` under the event's own settings.
-    fn alter(&self, status: &str) -> String {
-        let definer = match self.definer.rsplit_once('@') {
-            Some((user, host)) => format!("{}@{}", quote(user), quote(host)),
-            None => quote(&self.definer),
+    /// `ALTER [DEFINER = …] EVENT … {status}` under the event's own settings.
+    fn alter(&self, status: &str, keep_definer: bool) -> String {
+        let definer = match (keep_definer, self.definer.rsplit_once('@')) {
+            (false, _) => String::new(),
+            (true, Some((user, host))) => format!("DEFINER = {}@{} ", quote(user), quote(host)),
+            (true, None) => format!("DEFINER = {} ", quote(&self.definer)),
         };
         format!(
             "SET SESSION sql_log_bin = 0, SESSION sql_mode = {}, SESSION time_zone = {}, \
              SESSION character_set_client = {}, SESSION collation_connection = {}; \
-             ALTER DEFINER = {definer} EVENT {} {status}",
+             ALTER {definer}EVENT {} {status}",
             quote(&self.sql_mode),
             quote(&self.time_zone),
             quote(&self.character_set_client),
@@ -47,6 +49,45 @@ impl Event {
             self.qualified()
         )
     }
+
+    fn name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// What changing events' status did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Changed {
+    /// `schema.event` of each event changed.
+    pub events: Vec<String>,
+    /// Those the account could not alter under their definer (it may not set
+    /// definers: SET_ANY_DEFINER on MySQL, SET USER on MariaDB): they now run
+    /// as the account. Their status mattered more: an event left running on a
+    /// demoted primary would write there too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub definer_lost: Vec<String>,
+}
+
+/// Alter each event's status; under its definer where the account may set it.
+async fn set_status(
+    session: &mut Session,
+    chosen: &[Event],
+    status: &str,
+) -> Result<Changed, MysqlError> {
+    let mut changed = Changed::default();
+    for event in chosen {
+        let what = "change an event's status";
+        match session.exec(what, &event.alter(status, true)).await {
+            Ok(()) => {}
+            Err(error) if error.is_server_error(&[1227]) => {
+                session.exec(what, &event.alter(status, false)).await?;
+                changed.definer_lost.push(event.name());
+            }
+            Err(error) => return Err(error),
+        }
+        changed.events.push(event.name());
+    }
+    Ok(changed)
 }
 
 async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, MysqlError> {
@@ -89,34 +130,51 @@ async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, Mysql
 /// On a server becoming primary (a session of its own, closed by the
 /// caller): enable every event it held disabled as a replica. Returns
 /// `schema.event` of each one enabled.
-pub async fn enable_on_new_primary(session: &mut Session) -> Result<Vec<String>, MysqlError> {
-    let mut enabled = Vec::new();
-    for event in events(session, &format!("STATUS IN {REPLICA_DISABLED}")).await? {
-        session
-            .exec("enable an event on the new primary", &event.alter("ENABLE"))
-            .await?;
-        enabled.push(format!("{}.{}", event.schema, event.name));
-    }
-    Ok(enabled)
+pub async fn enable_on_new_primary(session: &mut Session) -> Result<Changed, MysqlError> {
+    let chosen = events(session, &format!("STATUS IN {REPLICA_DISABLED}")).await?;
+    set_status(session, &chosen, "ENABLE").await
 }
 
-/// On a server going back to being a replica: disable again the events a
-/// promote enabled (`schema.event`, as [`enable_on_new_primary`] returned them).
+/// On a server going back to being a replica (a session of its own): disable
+/// its enabled events, only those named in `only` when given (`schema.event`,
+/// as [`enable_on_new_primary`] returned them). MySQL's `super_read_only`
+/// refuses ALTER EVENT, so it is lifted around them (`read_only` stays on).
+/// Says which it disabled.
 pub async fn disable_on_replica(
     session: &mut Session,
     flavor: Flavor,
-    names: &[String],
-) -> Result<(), MysqlError> {
+    only: Option<&[String]>,
+) -> Result<Changed, MysqlError> {
     let status = match flavor {
         Flavor::Mariadb => "DISABLE ON SLAVE",
         Flavor::Mysql => "DISABLE ON REPLICA",
     };
-    for event in events(session, "STATUS = 'ENABLED'").await? {
-        if names.contains(&format!("{}.{}", event.schema, event.name)) {
-            session
-                .exec("disable an event on a replica", &event.alter(status))
-                .await?;
-        }
+    let chosen: Vec<Event> = events(session, "STATUS = 'ENABLED'")
+        .await?
+        .into_iter()
+        .filter(|e| only.is_none_or(|names| names.contains(&e.name())))
+        .collect();
+    if chosen.is_empty() {
+        return Ok(Changed::default());
     }
-    Ok(())
+    let lifted = flavor == Flavor::Mysql
+        && session
+            .query_first::<i64>("read super_read_only", "SELECT @@GLOBAL.super_read_only")
+            .await?
+            == Some(1);
+    if lifted {
+        session
+            .exec(
+                "lift super_read_only for ALTER EVENT",
+                "SET GLOBAL super_read_only = 0",
+            )
+            .await?;
+    }
+    let changed = set_status(session, &chosen, status).await;
+    if lifted {
+        session
+            .exec("restore super_read_only", "SET GLOBAL super_read_only = 1")
+            .await?;
+    }
+    changed
 }

@@ -108,7 +108,7 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
 /// The new primary's scheduled events run from now on (as a replica it held
 /// them disabled). Past the point of no return a failure here does not undo
 /// the promotion: it is logged and audited for the operator to finish by hand.
-async fn enable_events(ctx: &mut Context, cluster: &str) -> Vec<String> {
+async fn enable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
     let enabled = async {
         let endpoint = ctx.endpoint(cluster)?.clone();
         let mut session = Session::connect(&endpoint).await?;
@@ -117,26 +117,47 @@ async fn enable_events(ctx: &mut Context, cluster: &str) -> Vec<String> {
         enabled
     }
     .await;
-    match enabled {
-        Ok(enabled) => {
-            if !enabled.is_empty() {
+    events_audited(ctx, cluster, "ENABLE", enabled).await
+}
+
+/// Audit an event status change; a failure is logged for the operator.
+pub(super) async fn events_audited(
+    ctx: &mut Context,
+    cluster: &str,
+    status: &str,
+    changed: Result<events::Changed, crate::mysql::MysqlError>,
+) -> events::Changed {
+    match changed {
+        Ok(changed) => {
+            if !changed.events.is_empty() {
                 ctx.audit(
                     cluster,
-                    &format!("ALTER EVENT … ENABLE: {}", enabled.join(", ")),
+                    &format!("ALTER EVENT … {status}: {}", changed.events.join(", ")),
                     "ok",
                 )
                 .await;
             }
-            enabled
+            if !changed.definer_lost.is_empty() {
+                tracing::warn!(
+                    "on `{cluster}`, {} now run as the orchestrator's account: it may not set \
+                     definers (grant SET_ANY_DEFINER on MySQL, SET USER on MariaDB)",
+                    changed.definer_lost.join(", ")
+                );
+            }
+            changed
         }
         Err(error) => {
             tracing::warn!(
-                "`{cluster}` is primary but its scheduled events could not be enabled ({error}); \
-                 enable them by hand: ALTER EVENT … ENABLE"
+                "the scheduled events on `{cluster}` could not be set to {status} ({error}); \
+                 do it by hand (ALTER EVENT … {status}) so they run on the primary only"
             );
-            ctx.audit(cluster, "ALTER EVENT … ENABLE", &error.to_string())
-                .await;
-            Vec::new()
+            ctx.audit(
+                cluster,
+                &format!("ALTER EVENT … {status}"),
+                &error.to_string(),
+            )
+            .await;
+            events::Changed::default()
         }
     }
 }
@@ -213,7 +234,7 @@ pub async fn undo(
         .ok_or_else(|| StepError::Failed("the journal does not say who was primary".into()))?;
     let frozen_executed = observed["frozen_executed"].as_str().unwrap_or_default();
     let frozen_position = observed["frozen_position"].as_str().unwrap_or_default();
-    let enabled: Vec<String> = observed["events_enabled"]
+    let enabled: Vec<String> = observed["events_enabled"]["events"]
         .as_array()
         .map(|names| {
             names
@@ -228,7 +249,7 @@ pub async fn undo(
         // session of its own (each ALTER sets the event's session settings).
         let endpoint = ctx.endpoint(candidate)?.clone();
         let mut own = Session::connect(&endpoint).await?;
-        let disabled = events::disable_on_replica(&mut own, flavor, &enabled).await;
+        let disabled = events::disable_on_replica(&mut own, flavor, Some(&enabled)).await;
         own.close().await;
         disabled?;
     }

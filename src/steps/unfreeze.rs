@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::mysql::control;
+use crate::mysql::{Session, control, events};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, EndedSessions};
 
@@ -61,6 +61,10 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
         )
         .await;
     }
+    let events_disabled = match demoted.as_deref() {
+        Some(old) => Some(disable_events(ctx, old).await),
+        None => None,
+    };
     tracing::info!(
         "writes resume on `{primary}`{}",
         ctx.write_freeze_ms
@@ -74,7 +78,24 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
         "sessions_ended_on": demoted,
         "sessions_ended": sessions_ended,
         "sessions_error": sessions_error,
+        "events_disabled": events_disabled,
     }))
+}
+
+/// The demoted primary runs no scheduled event from now on: the new primary
+/// runs them. After the fence is gone (its lock would block ALTER EVENT).
+/// A failure does not undo the switchover: it is logged and audited.
+async fn disable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
+    let disabled = async {
+        let flavor = ctx.flavor(cluster).await?;
+        let endpoint = ctx.endpoint(cluster)?.clone();
+        let mut session = Session::connect(&endpoint).await?;
+        let disabled = events::disable_on_replica(&mut session, flavor, None).await;
+        session.close().await;
+        disabled
+    }
+    .await;
+    super::promote::events_audited(ctx, cluster, "DISABLE ON SLAVE", disabled).await
 }
 
 /// The accounts whose sessions on a demoted primary stay: the orchestrator's,
@@ -135,12 +156,15 @@ pub fn describe(plan: &ValidatedPlan) -> Description {
     Description {
         cluster: "primary".into(),
         action: format!(
-            "resume writes on the current primary: read_only = 0 there{sessions}, then release the fence connection"
+            "resume writes on the current primary: read_only = 0 there{sessions}, then release the fence connection; \
+             the demoted primary's scheduled events are disabled (the new primary runs them)"
         ),
         commands: vec![
             "-- on the primary: SET GLOBAL read_only = 0".into(),
             "-- on the demoted primary: KILL each client session (SHOW PROCESSLIST)".into(),
             "-- on the fence connection: UNLOCK TABLES".into(),
+            "-- on the demoted primary, each enabled event under its own definer and settings, outside the binary log:".into(),
+            "SET SESSION sql_log_bin = 0; ALTER DEFINER = … EVENT … DISABLE ON SLAVE   -- MySQL: DISABLE ON REPLICA".into(),
         ],
         verify: vec!["the application's writes succeed (cutover probe)".into()],
         inverse: "SET GLOBAL read_only = 1 on the primary".into(),

@@ -456,8 +456,73 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     let (code, checksum) = json_run(&fx, &["checksum", "--tables", "zoo.*"], &plan);
     assert_eq!(code, Some(0), "{checksum}");
     assert_eq!(checksum["status"], "match", "{checksum}");
+    events_follow_the_primary(&fx, &plan);
     // … and one flipped bit in each type on c2.
     one_flipped_bit_per_type_is_found(&fx, &plan);
+}
+
+/// The cutover's promote enables on c1 the event it held disabled as a
+/// replica (its definer and settings kept), and the rollback disables it again.
+fn events_follow_the_primary(fx: &LabFixture, plan: &Path) {
+    let status = |ip: &str, event: &str| {
+        fx.admin_value(
+            ip,
+            &format!(
+                "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = 'zoo' AND EVENT_NAME = '{event}'"
+            ),
+        )
+    };
+    let disabled = ["SLAVESIDE_DISABLED", "REPLICA_SIDE_DISABLED"];
+    assert!(disabled.contains(&status("127.0.0.11", "tick").as_str()));
+    let before = zoo_state(fx, "127.0.0.11")["EVENT tick"].clone();
+    fx.admin_exec(LEGACY, &["SET GLOBAL event_scheduler = ON"]);
+    // The same clusters, the cutover phase alone (the zoo was loaded by hand).
+    let text = std::fs::read_to_string(plan).unwrap();
+    let phases = text.find("\nphases:").unwrap();
+    let cutover = text.find("  - name: cutover").unwrap();
+    let plan = &fx.sandbox.write(
+        "zoo-cutover.yaml",
+        format!("{}\nphases:\n{}", &text[..phases], &text[cutover..]),
+    );
+    let (code, run) = json_run(fx, &["run", "--yes"], plan);
+    assert_eq!(code, Some(0), "{run}");
+    assert_eq!(status("127.0.0.11", "tick"), "ENABLED");
+    assert_eq!(status("127.0.0.11", "monthly_close"), "DISABLED");
+    assert!(
+        disabled.contains(&status(LEGACY, "tick").as_str()),
+        "the demoted legacy runs it no more"
+    );
+    let after = zoo_state(fx, "127.0.0.11")["EVENT tick"].clone();
+    assert_eq!(
+        documented(fx.flavor, "EVENT tick", &after),
+        documented(fx.flavor, "EVENT tick", &before),
+        "enabling kept the event's definer, sql_mode, time zone and character set"
+    );
+    let c1 = fx.admin_value("127.0.0.11", "SELECT CAST(@@server_id AS CHAR)");
+    std::thread::sleep(Duration::from_millis(2500));
+    let fired = fx.admin_value(
+        "127.0.0.11",
+        &format!("SELECT CAST(COUNT(*) AS CHAR) FROM zoo.ticks WHERE server_id = {c1}"),
+    );
+    assert_ne!(fired, "0", "the event runs on the new primary");
+
+    let run_id = run["run_id"].as_str().unwrap();
+    let output = fx
+        .cutover()
+        .args(["rollback", run_id, "--to-phase", "cutover", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(disabled.contains(&status("127.0.0.11", "tick").as_str()));
+    assert_eq!(status(LEGACY, "tick"), "ENABLED", "legacy runs it again");
+    fx.admin_exec(LEGACY, &["SET GLOBAL event_scheduler = OFF"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    fx.wait_replicated();
 }
 
 /// Each statement changes one bit of one value on c2 (outside the binary
