@@ -51,7 +51,9 @@ impl ColumnClass {
             "json" => ColumnClass::Json,
             "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
             | "geometry" | "point" | "linestring" | "polygon" | "multipoint"
-            | "multilinestring" | "multipolygon" | "geometrycollection" => ColumnClass::Binary,
+            | "multilinestring" | "multipolygon" | "geometrycollection" | "vector" => {
+                ColumnClass::Binary
+            }
             "bit" => ColumnClass::Bit,
             _ => ColumnClass::Text,
         }

@@ -60,26 +60,31 @@ CREATE TABLE strings (
   cs VARCHAR(50) COLLATE utf8mb4_bin,
   bn BINARY(8), vb VARBINARY(64), tb TINYBLOB, bl BLOB, mb MEDIUMBLOB, lb LONGBLOB,
   e ENUM('a','b','c d',''), s SET('x','y','z'),
-  j JSON
+  j JSON,
+  u UUID, i6 INET6, i4 INET4, packed TEXT COMPRESSED
 ) ENGINE=InnoDB ROW_FORMAT=DYNAMIC;
 INSERT INTO strings VALUES
- (1, '', '', '', '', '', '', '', '', '', '', '', '', '', '', '', '', '', '{}'),
+ (1, '', '', '', '', '', '', '', '', '', '', '', '', '', '', '', '', '', '{}', '6ccd780c-baba-1026-9564-5b8c656024db', '::', '127.0.0.1', 'x'),
  (2, 'trail   ', 'tab\there\nnew\\line\r\0nul', 'ünïcödé', '₹ 100 😀', REPEAT('m', 70000), REPEAT('λ', 100000),
   'é à ç', 'ℵ', 'CaSe', X'0001020300FFFE00', X'00', X'FF00', X'5C4E0A09', REPEAT(X'00FF', 600000), REPEAT(X'DEADBEEF', 600000),
-  'c d', 'x,z', '{"b": 1, "a": [1.5, "two", null, true], "nested": {"k": "v\\"q"}}'),
- (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
- (4, 'N', '\\N', 'NULL', '''quoted''', '"dq"', '`bt`', '\\', '%_', 'a\tb', X'4E554C4C', X'5C4E', X'0A', X'09', X'0D', X'5C', '', '', '[1e300, -0.0, 12345678901234567890]');
+  'c d', 'x,z', '{"b": 1, "a": [1.5, "two", null, true], "nested": {"k": "v\\"q"}}',
+  'ffffffff-ffff-ffff-ffff-ffffffffffff', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '255.255.255.255', REPEAT('squeeze ', 5000)),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (4, 'N', '\\N', 'NULL', '''quoted''', '"dq"', '`bt`', '\\', '%_', 'a\tb', X'4E554C4C', X'5C4E', X'0A', X'09', X'0D', X'5C', '', '', '[1e300, -0.0, 12345678901234567890]',
+  '00000000-0000-0000-0000-000000000000', '::ffff:1.2.3.4', '0.0.0.0', '');
 
 CREATE TABLE places (
   id INT NOT NULL PRIMARY KEY,
   g GEOMETRY NOT NULL, p POINT, ls LINESTRING, poly POLYGON, mp MULTIPOINT, gc GEOMETRYCOLLECTION,
+  mls MULTILINESTRING, mpoly MULTIPOLYGON,
   SPATIAL KEY sp_g (g)
 ) ENGINE=InnoDB;
 INSERT INTO places VALUES
  (1, ST_GeomFromText('POINT(77.5946 12.9716)'), ST_GeomFromText('POINT(-180 -90)'),
   ST_GeomFromText('LINESTRING(0 0, 1 1, 2 0)'), ST_GeomFromText('POLYGON((0 0, 4 0, 4 4, 0 4, 0 0), (1 1, 2 1, 2 2, 1 1))'),
-  ST_GeomFromText('MULTIPOINT(1 1, 2 2)'), ST_GeomFromText('GEOMETRYCOLLECTION(POINT(1 1), LINESTRING(0 0, 1 1))')),
- (2, ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 0))'), NULL, NULL, NULL, NULL, NULL);
+  ST_GeomFromText('MULTIPOINT(1 1, 2 2)'), ST_GeomFromText('GEOMETRYCOLLECTION(POINT(1 1), LINESTRING(0 0, 1 1))'),
+  ST_GeomFromText('MULTILINESTRING((0 0, 1 1), (2 2, 3 3))'), ST_GeomFromText('MULTIPOLYGON(((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5)))')),
+ (2, ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 0))'), NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 
 CREATE TABLE derived (
   id INT NOT NULL PRIMARY KEY,
@@ -149,6 +154,9 @@ PARTITION BY RANGE (YEAR(created)) SUBPARTITION BY HASH (id) SUBPARTITIONS 2 (
 INSERT INTO part_sub VALUES (1, '2020-01-01'), (2, '2022-01-01'), (3, '2023-01-01');
 
 CREATE TABLE keyless (a INT, b VARCHAR(10)) ENGINE=InnoDB;
+CREATE TABLE compressed (id INT NOT NULL PRIMARY KEY, created_on DATE DEFAULT (CURRENT_DATE), body TEXT)
+  ENGINE=InnoDB ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8;
+INSERT INTO compressed VALUES (1, '2020-02-02', REPEAT('compress me ', 1000)), (2, DEFAULT, NULL);
 INSERT INTO keyless VALUES (1, 'x'), (1, 'x'), (NULL, NULL), (2, '');
 CREATE TABLE nullable_unique (a INT NULL, b VARCHAR(10), UNIQUE KEY uk_a (a)) ENGINE=InnoDB;
 INSERT INTO nullable_unique VALUES (NULL, 'n1'), (NULL, 'n2'), (1, 'one');

@@ -17,6 +17,10 @@ struct Carried {
     engines: BTreeMap<String, Vec<String>>,
     /// `kind schema.name` of each routine, trigger, view and event with a definer.
     with_definers: Vec<String>,
+    /// MariaDB system-versioned tables, which carry their history.
+    versioned: Vec<String>,
+    /// MariaDB sequences.
+    sequences: Vec<String>,
 }
 
 async fn carried(session: &mut Session, plan: &ValidatedPlan) -> Result<Carried, MysqlError> {
@@ -30,22 +34,24 @@ async fn carried(session: &mut Session, plan: &ValidatedPlan) -> Result<Carried,
         .map(|d| quote(d))
         .collect::<Vec<_>>()
         .join(", ");
-    let tables: Vec<(String, String, String)> = session
+    let tables: Vec<(String, String, String, String)> = session
         .query(
             "list the tables' engines",
             &format!(
-                "SELECT UPPER(ENGINE), TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                "SELECT UPPER(ENGINE), TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
                  WHERE TABLE_SCHEMA IN ({in_list}) AND ENGINE IS NOT NULL \
                  ORDER BY TABLE_SCHEMA, TABLE_NAME"
             ),
         )
         .await?;
-    for (engine, schema, table) in tables {
-        carried
-            .engines
-            .entry(engine)
-            .or_default()
-            .push(format!("{schema}.{table}"));
+    for (engine, schema, table, table_type) in tables {
+        let name = format!("{schema}.{table}");
+        match table_type.as_str() {
+            "SYSTEM VERSIONED" => carried.versioned.push(name.clone()),
+            "SEQUENCE" => carried.sequences.push(name.clone()),
+            _ => {}
+        }
+        carried.engines.entry(engine).or_default().push(name);
     }
     let objects: Vec<(String, String)> = session
         .query(
@@ -128,8 +134,45 @@ async fn target_checks(
             ),
         )
     });
+    let flavor = server::facts(session).await?.flavor;
+    if !carried.versioned.is_empty() {
+        // The loading sessions write history rows with this (MariaDB 10.11+).
+        let history = session
+            .query_first::<i64>(
+                "look for system_versioning_insert_history",
+                "SELECT @@system_versioning_insert_history",
+            )
+            .await
+            .is_ok();
+        out.push(if history {
+            (
+                "history",
+                CheckStatus::Pass,
+                format!("takes the history of {}", listed(&carried.versioned)),
+            )
+        } else {
+            (
+                "history",
+                CheckStatus::Fail,
+                format!(
+                    "cannot take the history of the system-versioned {} \
+                     (system_versioning_insert_history needs MariaDB 10.11 or later)",
+                    listed(&carried.versioned)
+                ),
+            )
+        });
+    }
+    if !carried.sequences.is_empty() && flavor == Flavor::Mysql {
+        out.push((
+            "sequences",
+            CheckStatus::Fail,
+            format!(
+                "MySQL has no sequences: {} would be missing",
+                listed(&carried.sequences)
+            ),
+        ));
+    }
     if !carried.with_definers.is_empty() {
-        let flavor = server::facts(session).await?.flavor;
         let granted = control::global_privileges(session).await?;
         out.push(if may_set_definers(flavor, &granted) {
             (
