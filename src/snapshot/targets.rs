@@ -250,6 +250,12 @@ pub(super) async fn clear_for_resume(
                             }
                         )
                     ),
+                    // TRUNCATE refuses a system-versioned table: its rows, then
+                    // the history they and the earlier attempt left.
+                    _ if table.versioned => format!(
+                        "DELETE FROM {name}; DELETE HISTORY FROM {name}",
+                        name = table_name(table)
+                    ),
                     _ => format!("TRUNCATE TABLE {}", table_name(table)),
                 };
                 session
