@@ -180,6 +180,9 @@ pub struct SourceSpec<'a> {
     pub user: &'a str,
     pub password: &'a Secret,
     pub tls: bool,
+    /// What the link carries: `db.%` patterns ([`replicated_tables`]), or
+    /// everything when empty.
+    pub filter: &'a [String],
 }
 
 /// Point replication at `source` with GTID auto-positioning. Replication must
@@ -219,7 +222,111 @@ pub async fn change_source(
             ),
             &sql,
         )
-        .await
+        .await?;
+    set_replication_filter(session, flavor, source.filter).await
+}
+
+/// The orchestrator's own schemas, which every link carries (heartbeat, probe).
+const OWN_SCHEMAS: [&str; 2] = ["cutover", "cutover_probe"];
+
+/// The tables a link carries for a plan: its databases and the orchestrator's
+/// own, as `db.%` patterns (`replicate_wild_do_table`, which also filters a
+/// statement by the tables it touches, not by its default database); none
+/// (everything) for a plan that names no databases.
+pub fn replicated_tables(databases: Option<&[String]>) -> Vec<String> {
+    let Some(databases) = databases else {
+        return Vec::new();
+    };
+    let mut patterns: Vec<String> = databases
+        .iter()
+        .map(String::as_str)
+        .chain(OWN_SCHEMAS)
+        .map(|db| format!("{}.%", db.replace('%', "\\%").replace('_', "\\_")))
+        .collect();
+    patterns.sort();
+    patterns.dedup();
+    patterns
+}
+
+/// Set what the (default) link carries. Its applier must be stopped. Neither
+/// server keeps a filter set this way across a restart: prechecks compare what
+/// each target has with what the plan needs, and every link the orchestrator
+/// starts sets it again.
+pub async fn set_replication_filter(
+    session: &mut Session,
+    flavor: Flavor,
+    patterns: &[String],
+) -> Result<(), MysqlError> {
+    let sql = match flavor {
+        Flavor::Mariadb => format!(
+            "SET GLOBAL replicate_wild_do_table = {}",
+            quote(&patterns.join(","))
+        ),
+        Flavor::Mysql => format!(
+            "CHANGE REPLICATION FILTER REPLICATE_WILD_DO_TABLE = ({}) FOR CHANNEL ''",
+            patterns
+                .iter()
+                .map(|p| quote(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    session.exec("set the replication filter", &sql).await
+}
+
+/// What the (default) link carries now: its `replicate_wild_do_table`
+/// patterns (empty: everything it is not told to ignore otherwise).
+pub async fn replication_filter(
+    session: &mut Session,
+    flavor: Flavor,
+) -> Result<Vec<String>, MysqlError> {
+    let text: Option<String> = match flavor {
+        Flavor::Mariadb => {
+            session
+                .query_first(
+                    "read the replication filter",
+                    "SELECT @@GLOBAL.replicate_wild_do_table",
+                )
+                .await?
+        }
+        Flavor::Mysql => {
+            session
+                .query_first(
+                    "read the replication filter",
+                    "SELECT FILTER_RULE FROM performance_schema.replication_applier_filters \
+                     WHERE CHANNEL_NAME = '' AND FILTER_NAME = 'REPLICATE_WILD_DO_TABLE'",
+                )
+                .await?
+        }
+    };
+    let mut patterns: Vec<String> = text
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    patterns.sort();
+    Ok(patterns)
+}
+
+/// A running link carries what `patterns` say: set again (applier stopped
+/// and restarted) when it does not, as after a restart. Returns whether it
+/// had to be set.
+pub async fn ensure_replication_filter(
+    session: &mut Session,
+    flavor: Flavor,
+    patterns: &[String],
+) -> Result<bool, MysqlError> {
+    let mut wanted = patterns.to_vec();
+    wanted.sort();
+    if replication_filter(session, flavor).await? == wanted {
+        return Ok(false);
+    }
+    stop_replication(session, flavor).await?;
+    set_replication_filter(session, flavor, &wanted).await?;
+    start_replication(session, flavor).await?;
+    Ok(true)
 }
 
 /// How a MySQL replica authenticates: TLS when the source has it in the
@@ -389,6 +496,15 @@ pub fn parse_global_privileges(grants: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_carries_the_plans_databases_and_the_orchestrators() {
+        assert!(replicated_tables(None).is_empty());
+        assert_eq!(
+            replicated_tables(Some(&["refunds".to_string(), "pay_out".to_string()])),
+            ["cutover.%", "cutover\\_probe.%", "pay\\_out.%", "refunds.%"]
+        );
+    }
 
     #[test]
     fn a_mysql_replica_without_tls_may_fetch_the_sources_key() {

@@ -114,10 +114,12 @@ pub async fn replicate(
         .iter()
         .map(Endpoint::for_cluster)
         .collect::<Result<_, _>>()?;
+    let filter = control::replicated_tables(plan.databases.as_deref());
     let starts = join_all(endpoints.iter().map(|endpoint| {
         let source = &source;
         let user = &user;
         let password = &password;
+        let filter = &filter;
         async move {
             let mut session = Session::connect(endpoint).await?;
             let flavor = server::facts(&mut session).await?.flavor;
@@ -129,6 +131,7 @@ pub async fn replicate(
                     .iter()
                     .find(|c| c.source_host == source.host && c.source_port == source.port);
                 if let Some(channel) = configured {
+                    control::ensure_replication_filter(&mut session, flavor, filter).await?;
                     let running = channel.io_thread == server::ThreadState::Running
                         && channel.sql_thread == server::ThreadState::Running;
                     if !running {
@@ -148,6 +151,7 @@ pub async fn replicate(
                     user,
                     password,
                     tls: source.tls.is_some(),
+                    filter,
                 },
             )
             .await?;

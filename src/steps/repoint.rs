@@ -38,6 +38,7 @@ pub async fn replicate_from(
     let (user, password) = ctx.replication_credentials()?;
     let tls = ctx.plan.cluster(source).is_some_and(|c| c.tls.is_some());
     let plan = ctx.plan.clone();
+    let filter = control::replicated_tables(plan.databases.as_deref());
     let (session, flavor) = ctx.session_and_flavor(cluster).await?;
     let channel = control::channel(session, flavor).await?;
     let before = channel.as_ref().map(|channel| {
@@ -50,6 +51,12 @@ pub async fn replicate_from(
         && channel.source_host == host
         && channel.source_port == port
     {
+        // A restart forgets the filter: set it again before anything applies.
+        if control::ensure_replication_filter(session, flavor, &filter).await? {
+            ctx.audit(cluster, "replication filter set again", "ok")
+                .await;
+        }
+        let (session, flavor) = ctx.session_and_flavor(cluster).await?;
         control::start_replication(session, flavor).await?;
         prove_running(ctx, cluster, source, (&host, port)).await?;
         return Ok(before);
@@ -66,6 +73,7 @@ pub async fn replicate_from(
             user: &user,
             password: &password,
             tls,
+            filter: &filter,
         },
     )
     .await?;

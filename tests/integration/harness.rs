@@ -398,6 +398,18 @@ pub struct WriteLoad {
 
 impl WriteLoad {
     pub fn start(fx: &LabFixture) -> WriteLoad {
+        WriteLoad::of(fx, |n| {
+            format!(
+                "INSERT INTO refunds.transactions (txn_ref, payer_vpa, payee_vpa, amount, status, fx_rate, created_at) \
+                 VALUES ('LOAD{n:018}', 'load@bank', 'shop@bank', 10.00, 'SUCCESS', 1.0, NOW(6)); \
+                 UPDATE refunds.transactions SET amount = amount + 0.01 WHERE id = {}",
+                n % 1000 + 1
+            )
+        })
+    }
+
+    /// Writes made by `statement(n)` for n = 0, 1, … on legacy, every 10 ms.
+    pub fn of(fx: &LabFixture, statement: fn(u64) -> String) -> WriteLoad {
         use std::sync::atomic::Ordering;
         let endpoint = fx.admin_endpoint("127.0.0.10");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -408,19 +420,7 @@ impl WriteLoad {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
                 let mut written = 0u64;
                 while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                    let n = written;
-                    session
-                        .exec(
-                            "load",
-                            &format!(
-                                "INSERT INTO refunds.transactions (txn_ref, payer_vpa, payee_vpa, amount, status, fx_rate, created_at) \
-                                 VALUES ('LOAD{n:018}', 'load@bank', 'shop@bank', 10.00, 'SUCCESS', 1.0, NOW(6)); \
-                                 UPDATE refunds.transactions SET amount = amount + 0.01 WHERE id = {}",
-                                n % 1000 + 1
-                            ),
-                        )
-                        .await
-                        .unwrap();
+                    session.exec("load", &statement(written)).await.unwrap();
                     written += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
@@ -431,7 +431,7 @@ impl WriteLoad {
         WriteLoad { stop, handle }
     }
 
-    /// Stop and return how many insert+update pairs were written.
+    /// Stop and return how many statements (insert+update pairs) were written.
     pub fn stop(self) -> u64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.join().expect("write load")

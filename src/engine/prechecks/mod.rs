@@ -7,6 +7,7 @@ use std::time::Duration;
 mod check;
 mod disk_space;
 mod kept_accounts;
+mod replication_filter;
 mod replication_login;
 mod snapshot_fidelity;
 
@@ -419,6 +420,13 @@ pub async fn run(
         let mut sources = needs.candidates.clone();
         sources.insert(source.clone());
         checks.extend(replication_login::checks(plan, &sources).await?);
+        let targets: Vec<String> = topology
+            .clusters
+            .iter()
+            .filter(|view| view.reachable && view.name != source)
+            .map(|view| view.name.clone())
+            .collect();
+        checks.extend(replication_filter::checks(plan, &targets).await?);
     }
     if !needs.candidates.is_empty() {
         checks.extend(kept_accounts::check(plan, &source).await?);
