@@ -110,6 +110,10 @@ pub struct Outcome {
     /// Rows in the chunk on the source.
     pub rows: u64,
     pub elapsed: Duration,
+    /// How long the worker held the chunk, localising included.
+    pub held: Duration,
+    /// Per participant: how long its first-pass query took (`None`: not run).
+    pub first_pass: Vec<Option<Duration>>,
     /// Per participant: its sums, or `None` when it was not compared.
     pub sums: Vec<Option<ChunkSum>>,
     /// Participants whose chunk differed from their reference (after normalisation).
@@ -193,7 +197,7 @@ impl Shared {
 }
 
 /// Checksum `range` on the given participants at once; failures take the
-/// participant out and are recorded.
+/// participant out and are recorded. Also says how long each query took.
 async fn checksum_all(
     shared: &Shared,
     slot: &mut Slot,
@@ -201,10 +205,11 @@ async fn checksum_all(
     range: &Range,
     form: Form,
     who: &[usize],
-) -> Vec<Option<ChunkSum>> {
+) -> (Vec<Option<ChunkSum>>, Vec<Option<Duration>>) {
     let spec = &shared.tables[table];
     let money = &shared.money[table];
     let mut sums = vec![None; slot.sessions.len()];
+    let mut timings = vec![None; slot.sessions.len()];
     let queries = slot
         .sessions
         .iter_mut()
@@ -213,9 +218,14 @@ async fn checksum_all(
         .filter_map(|(p, session)| {
             let session = session.as_mut()?;
             let sql = chunk_sql(spec, money, range, form, &shared.participants[p].dialect);
-            Some(async move { (p, checksum_on(session, &sql, money.len()).await) })
+            Some(async move {
+                let started = Instant::now();
+                let result = checksum_on(session, &sql, money.len()).await;
+                (p, result, started.elapsed())
+            })
         });
-    for (p, result) in join_all(queries).await {
+    for (p, result, took) in join_all(queries).await {
+        timings[p] = Some(took);
         match result {
             Ok(sum) => sums[p] = Some(sum),
             Err(error) => {
@@ -224,7 +234,7 @@ async fn checksum_all(
             }
         }
     }
-    sums
+    (sums, timings)
 }
 
 /// Drop sessions of participants that failed in another worker.
@@ -244,7 +254,8 @@ pub async fn process(shared: &Shared, slot: &mut Slot, job: &Job) -> Outcome {
         .filter(|p| shared.takes_part(job.table, *p) && slot.sessions[*p].is_some())
         .collect();
     let started = Instant::now();
-    let sums = checksum_all(shared, slot, job.table, &job.range, Form::Fast, &who).await;
+    let (sums, first_pass) =
+        checksum_all(shared, slot, job.table, &job.range, Form::Fast, &who).await;
     let elapsed = started.elapsed();
     // The source takes part at the point, live, or both: count whichever ran.
     let reference_rows = sums
@@ -257,6 +268,8 @@ pub async fn process(shared: &Shared, slot: &mut Slot, job: &Job) -> Outcome {
         table: job.table,
         rows: reference_rows,
         elapsed,
+        held: Duration::ZERO,
+        first_pass,
         sums,
         differing: Vec::new(),
         mismatches: Vec::new(),
@@ -275,7 +288,7 @@ pub async fn process(shared: &Shared, slot: &mut Slot, job: &Job) -> Outcome {
         let mut settled = Settled::Stable;
         if shared.participants[target].live {
             tokio::time::sleep(RECHECK_PAUSE).await;
-            let again = checksum_all(
+            let (again, _) = checksum_all(
                 shared,
                 slot,
                 job.table,
@@ -584,11 +597,24 @@ async fn differing_columns(
 
 /// Walk every table's key on the source and queue its chunks, sizing each
 /// from what the workers measured. Stops early if the receiver is gone.
+/// Returns the session and the time its key queries took.
 pub async fn walk(
     shared: Arc<Shared>,
-    mut session: Session,
+    session: Session,
     source: usize,
     jobs: mpsc::Sender<Job>,
+) -> (Session, Duration) {
+    let mut walking = Duration::ZERO;
+    let session = walk_keys(&shared, session, source, &jobs, &mut walking).await;
+    (session, walking)
+}
+
+async fn walk_keys(
+    shared: &Shared,
+    mut session: Session,
+    source: usize,
+    jobs: &mpsc::Sender<Job>,
+    walking: &mut Duration,
 ) -> Session {
     for (index, table) in shared.tables.iter().enumerate() {
         if table.key.is_none() {
@@ -610,7 +636,10 @@ pub async fn walk(
                 return session;
             }
             let rows = shared.sizers.lock().expect("not poisoned")[index].rows();
-            match walker.next(&mut session, table, rows).await {
+            let asked = Instant::now();
+            let next = walker.next(&mut session, table, rows).await;
+            *walking += asked.elapsed();
+            match next {
                 Ok(Some(range)) => {
                     if jobs
                         .send(Job {
@@ -644,7 +673,9 @@ pub async fn work(
     loop {
         let job = jobs.lock().await.recv().await;
         let Some(job) = job else { break };
-        let outcome = process(&shared, &mut slot, &job).await;
+        let started = Instant::now();
+        let mut outcome = process(&shared, &mut slot, &job).await;
+        outcome.held = started.elapsed();
         {
             let mut sizers = shared.sizers.lock().expect("not poisoned");
             sizers[job.table].observe(outcome.rows, outcome.elapsed);

@@ -13,6 +13,7 @@ use crate::tables::{canonical, chunk, point, schema};
 pub mod decimal;
 mod report;
 mod run;
+pub mod stats;
 
 pub use run::run;
 use run::{FIRST_TARGET, SOURCE_AT_POINT, SOURCE_LIVE, connect, server_version};
@@ -60,6 +61,8 @@ pub struct ChecksumOptions {
     pub frozen_at: Option<String>,
     /// Progress bars on a terminal.
     pub progress: bool,
+    /// Say where the time went (`stats` in the report).
+    pub stats: bool,
 }
 
 impl ChecksumOptions {
@@ -75,6 +78,7 @@ impl ChecksumOptions {
             chunk_time: Duration::from_millis(250),
             frozen_at: None,
             progress: true,
+            stats: false,
         }
     }
 }

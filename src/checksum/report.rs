@@ -74,6 +74,9 @@ pub struct ChecksumReport {
     pub tables: Vec<TableOutcome>,
     pub reconciliation: Vec<Reconciliation>,
     pub warnings: Vec<String>,
+    /// Where the time went (`--stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<super::stats::Stats>,
 }
 
 impl ChecksumReport {
@@ -327,6 +330,7 @@ impl Tally {
             Verdict::Match
         };
         ChecksumReport {
+            stats: None,
             status,
             rows_compared: self.rows.iter().sum(),
             elapsed_ms: elapsed.as_millis() as u64,
@@ -464,6 +468,9 @@ pub fn render(report: &ChecksumReport) -> String {
             .map(|ms| format!(", source writes paused {ms} ms"))
             .unwrap_or_default()
     ));
+    if let Some(stats) = &report.stats {
+        out.push_str(&super::stats::render(stats));
+    }
     out
 }
 
@@ -478,6 +485,7 @@ mod tests {
     #[test]
     fn the_human_summary_names_the_row_the_column_and_the_money() {
         let report = ChecksumReport {
+            stats: None,
             status: Verdict::Mismatch,
             rows_compared: 3000,
             elapsed_ms: 412,

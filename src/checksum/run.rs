@@ -218,7 +218,8 @@ pub async fn run(
     } else {
         SOURCE_LIVE
     };
-    let tally = compare_chunks(
+    let setup = started.elapsed();
+    let compared = compare_chunks(
         &shared,
         open.walker,
         reference_source,
@@ -228,7 +229,7 @@ pub async fn run(
     )
     .await;
     clusters.close().await;
-    Ok(tally.report(
+    let mut report = compared.tally.report(
         &shared,
         &bases,
         shapes.differences,
@@ -237,7 +238,26 @@ pub async fn run(
         workers,
         warnings,
         started.elapsed(),
-    ))
+    );
+    if options.stats {
+        report.stats = Some(compared.stats.finish(
+            &shared,
+            setup,
+            compared.elapsed,
+            compared.key_walk,
+            workers,
+            started.elapsed(),
+        ));
+    }
+    Ok(report)
+}
+
+/// What comparing the chunks gave: the tally, and where the time went.
+struct Compared {
+    tally: Tally,
+    stats: super::stats::Collector,
+    elapsed: Duration,
+    key_walk: Duration,
 }
 
 fn selected_targets(
@@ -731,7 +751,8 @@ async fn compare_chunks(
     slots: Vec<Slot>,
     workers: usize,
     options: &ChecksumOptions,
-) -> Tally {
+) -> Compared {
+    let started = Instant::now();
     let progress = crate::progress::Progress::new(
         &schema::sizes(&shared.tables),
         options.progress,
@@ -757,12 +778,17 @@ async fn compare_chunks(
     }
     drop(outcome_sender);
     let mut tally = Tally::new(shared);
+    let mut stats = super::stats::Collector::new(shared.participants.len());
     while let Some(outcome) = outcome_receiver.recv().await {
         progress.advance(outcome.table, outcome.rows, 0);
+        stats.chunk(outcome.rows, outcome.held, &outcome.first_pass);
         tally.add(shared, outcome);
     }
+    let elapsed = started.elapsed();
     progress.finish();
-    if let Ok(walker) = walk.await {
+    let mut key_walk = Duration::ZERO;
+    if let Ok((walker, walking)) = walk.await {
+        key_walk = walking;
         walker.close().await;
     }
     for task in worker_tasks {
@@ -772,5 +798,10 @@ async fn compare_chunks(
             }
         }
     }
-    tally
+    Compared {
+        tally,
+        stats,
+        elapsed,
+        key_walk,
+    }
 }

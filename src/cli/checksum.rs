@@ -31,6 +31,10 @@ pub struct ChecksumArgs {
     /// Columns reconciled by exact SUM and COUNT (`table.column`); default: every DECIMAL column.
     #[arg(long, num_args = 1.., value_name = "TABLE.COLUMN")]
     pub money_columns: Vec<String>,
+    /// Say where the time went: setup, key walk, each cluster's first pass
+    /// and its wait for the slowest, idle workers, nanoseconds per row.
+    #[arg(long)]
+    pub stats: bool,
     /// Print each table's whole-table checksum query (what every chunk runs, without
     /// the key range) and compare nothing.
     #[arg(long)]
@@ -89,6 +93,7 @@ pub async fn checksum(cli: &Cli, args: &ChecksumArgs) -> Result<Outcome> {
         chunk_time: args.chunk_time,
         frozen_at: None,
         progress: !cli.global.quiet,
+        stats: args.stats,
     };
     if args.show_sql {
         let queries = crate::checksum::whole_table_queries(&plan, &options).await?;

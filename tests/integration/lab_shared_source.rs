@@ -109,13 +109,27 @@ fn only_the_plans_databases_replicate_from_a_shared_source(flavor: Flavor) {
     }
     let output = fx
         .cutover()
-        .args(["checksum", "--output", "json"])
+        .args(["checksum", "--stats", "--output", "json"])
         .arg(&plan)
         .output()
         .unwrap();
     let report = stdout_json(&output);
     assert_eq!(output.status.code(), Some(0), "{report}");
     assert_eq!(report["status"], "match", "{report}");
+    // Where the time went: every cluster's first pass, over every row compared.
+    let stats = &report["stats"];
+    assert_eq!(stats["rows"], report["rows_compared"], "{stats}");
+    assert!(stats["chunks"].as_u64().unwrap() >= 3, "{stats}");
+    let measured: Vec<&str> = stats["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert!(c["first_pass_ns_per_row"].as_u64().unwrap() > 0, "{c}");
+            c["cluster"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(measured, ["legacy", "c1", "c2", "c3", "c6"], "{stats}");
     let transactions = report["tables"]
         .as_array()
         .unwrap()

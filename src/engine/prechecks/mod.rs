@@ -9,6 +9,7 @@ mod disk_space;
 mod kept_accounts;
 mod replication_filter;
 mod replication_login;
+mod shared_source;
 mod snapshot_fidelity;
 
 pub use check::{CheckStatus, Precheck};
@@ -427,6 +428,7 @@ pub async fn run(
             .map(|view| view.name.clone())
             .collect();
         checks.extend(replication_filter::checks(plan, &targets).await?);
+        checks.extend(shared_source::check(plan, &source, needs.freezes.contains(&source)).await?);
     }
     if !needs.candidates.is_empty() {
         checks.extend(kept_accounts::check(plan, &source).await?);

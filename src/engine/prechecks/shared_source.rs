@@ -1,0 +1,161 @@
+//! Precheck: the other databases a source holds besides the plan's. Their
+//! writes never reach a target (every link carries the plan's databases
+//! only), but a freeze of the source stops them too: the cutover fences the
+//! whole server. Said before the window, with when each was last written.
+
+use super::check::{CheckStatus, Precheck};
+use crate::mysql::{Endpoint, Flavor, MysqlError, Session, quote, server};
+use crate::plan::ValidatedPlan;
+use crate::secret::SecretError;
+use crate::tables::schema;
+
+/// One other database: its tables and how long ago one was last written
+/// (`None`: not since the server started, or the server does not say).
+#[derive(Debug, Clone, PartialEq)]
+struct Other {
+    name: String,
+    tables: u64,
+    idle_seconds: Option<u64>,
+}
+
+async fn others(session: &mut Session, plan: &ValidatedPlan) -> Result<Vec<Other>, MysqlError> {
+    if server::facts(session).await?.flavor == Flavor::Mysql {
+        // Otherwise UPDATE_TIME is a day-old cached statistic.
+        session
+            .exec(
+                "read live table statistics",
+                "SET SESSION information_schema_stats_expiry = 0",
+            )
+            .await?;
+    }
+    let excluded: Vec<String> = schema::EXCLUDED_SCHEMAS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(plan.databases.clone().unwrap_or_default())
+        .map(|s| quote(&s))
+        .collect();
+    let rows: Vec<(String, u64, Option<u64>)> = session
+        .query(
+            "list the source's other databases",
+            &format!(
+                "SELECT s.SCHEMA_NAME, COUNT(t.TABLE_NAME), \
+                 TIMESTAMPDIFF(SECOND, MAX(t.UPDATE_TIME), NOW()) \
+                 FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t \
+                 ON t.TABLE_SCHEMA = s.SCHEMA_NAME AND t.TABLE_TYPE = 'BASE TABLE' \
+                 WHERE s.SCHEMA_NAME NOT IN ({}) GROUP BY s.SCHEMA_NAME ORDER BY s.SCHEMA_NAME",
+                excluded.join(", ")
+            ),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, tables, idle_seconds)| Other {
+            name,
+            tables,
+            idle_seconds,
+        })
+        .collect())
+}
+
+fn describe(others: &[Other]) -> String {
+    others
+        .iter()
+        .map(|o| {
+            let written = match o.idle_seconds {
+                Some(seconds) => format!("last written {seconds} s ago"),
+                None => "no write seen since the server started".into(),
+            };
+            format!("`{}` ({} table(s), {written})", o.name, o.tables)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The verdict: nothing else on the source passes; other databases warn when
+/// the plan freezes the source (their writes stop with it), and pass
+/// otherwise (their writes simply never reach a target).
+fn judge(others: &[Other], plan_names_databases: bool, freezes: bool) -> (CheckStatus, String) {
+    if others.is_empty() {
+        return (
+            CheckStatus::Pass,
+            "holds no database besides the plan's".into(),
+        );
+    }
+    if !plan_names_databases {
+        return (
+            CheckStatus::Pass,
+            format!(
+                "the plan names no `databases:`, so every database moves: {}",
+                describe(others)
+            ),
+        );
+    }
+    let listed = describe(others);
+    if freezes {
+        (
+            CheckStatus::Warn,
+            format!(
+                "also holds {listed}: replication carries none of them to the targets, but the \
+                 switchover's freeze fences the whole server, so their writes stop for the \
+                 freeze and fail against read_only afterwards"
+            ),
+        )
+    } else {
+        (
+            CheckStatus::Pass,
+            format!("also holds {listed}: replication carries none of them to the targets"),
+        )
+    }
+}
+
+pub async fn check(
+    plan: &ValidatedPlan,
+    source: &str,
+    freezes: bool,
+) -> Result<Vec<Precheck>, SecretError> {
+    let Some(cluster) = plan.cluster(source) else {
+        return Ok(vec![]);
+    };
+    let Ok(mut session) = Session::connect(&Endpoint::for_cluster(cluster)?).await else {
+        return Ok(vec![]);
+    };
+    let found = others(&mut session, plan).await;
+    session.close().await;
+    let (status, detail) = match found {
+        Ok(others) => judge(&others, plan.databases.is_some(), freezes),
+        Err(error) => (
+            CheckStatus::Warn,
+            format!("cannot list the other databases: {error}"),
+        ),
+    };
+    Ok(vec![Precheck {
+        cluster: source.to_string(),
+        check: "other databases".into(),
+        status,
+        detail,
+        phase: None,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_databases_warn_only_when_the_freeze_stops_them() {
+        let bars = vec![Other {
+            name: "bars".into(),
+            tables: 1,
+            idle_seconds: Some(3),
+        }];
+        assert_eq!(judge(&[], true, true).0, CheckStatus::Pass);
+        let (status, detail) = judge(&bars, true, true);
+        assert_eq!(status, CheckStatus::Warn);
+        assert!(
+            detail.contains("`bars` (1 table(s), last written 3 s ago)"),
+            "{detail}"
+        );
+        assert_eq!(judge(&bars, true, false).0, CheckStatus::Pass);
+        assert!(judge(&bars, false, true).1.contains("every database moves"));
+    }
+}
