@@ -10,6 +10,7 @@
 pub mod compare;
 
 use crate::tables::{canonical, chunk, point, schema};
+mod chunks;
 pub mod decimal;
 mod report;
 mod run;
