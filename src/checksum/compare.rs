@@ -630,6 +630,19 @@ async fn walk_keys(
             }
             continue;
         }
+        // An evenly spread integer key is cut by arithmetic: no query reads
+        // the source's index to find each boundary.
+        let asked = Instant::now();
+        let rows = shared.sizers.lock().expect("not poisoned")[index].rows();
+        let span = chunk::span_walker(&mut session, table, rows).await;
+        *walking += asked.elapsed();
+        let mut span = match span {
+            Ok(span) => span,
+            Err(error) => {
+                shared.fail(source, error.to_string());
+                return session;
+            }
+        };
         let mut walker = chunk::KeyWalker::default();
         loop {
             if shared.failure(source).is_some() {
@@ -637,7 +650,10 @@ async fn walk_keys(
             }
             let rows = shared.sizers.lock().expect("not poisoned")[index].rows();
             let asked = Instant::now();
-            let next = walker.next(&mut session, table, rows).await;
+            let next = match &mut span {
+                Some(span) => Ok(span.next(rows)),
+                None => walker.next(&mut session, table, rows).await,
+            };
             *walking += asked.elapsed();
             match next {
                 Ok(Some(range)) => {

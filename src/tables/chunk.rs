@@ -238,6 +238,136 @@ impl KeyWalker {
     }
 }
 
+/// Chunks of a single integer key cut by arithmetic instead of by walking the
+/// key: for a key whose values are spread evenly (what `span_walker` checks
+/// before choosing it) a width of `rows / density` holds about `rows` rows,
+/// and no query reads the index to find the boundary. The ranges still tile
+/// the whole key space (the first is open below, the last above), so an
+/// uneven spread costs only chunk sizes, which the sizer then corrects.
+#[derive(Debug, Clone)]
+pub struct SpanWalker {
+    after: Option<i128>,
+    min: i128,
+    max: i128,
+    /// Rows per key value.
+    density: f64,
+    done: bool,
+}
+
+impl SpanWalker {
+    pub fn new(min: i128, max: i128, density: f64) -> SpanWalker {
+        SpanWalker {
+            after: None,
+            min,
+            max,
+            density: density.clamp(f64::MIN_POSITIVE, 1.0),
+            done: false,
+        }
+    }
+
+    /// Key values holding about `rows` rows.
+    pub fn width(&self, rows: u64) -> i128 {
+        ((rows as f64 / self.density).ceil() as i128).max(1)
+    }
+
+    pub fn next(&mut self, rows: u64) -> Option<Range> {
+        if self.done {
+            return None;
+        }
+        let key = |n: i128| vec![KeyValue::Number(n.to_string())];
+        let from = self.after.unwrap_or(self.min - 1);
+        let up_to = from.saturating_add(self.width(rows));
+        let after = self.after.map(key);
+        if up_to >= self.max {
+            self.done = true;
+            return Some(Range { after, up_to: None });
+        }
+        self.after = Some(up_to);
+        Some(Range {
+            after,
+            up_to: Some(key(up_to)),
+        })
+    }
+}
+
+/// The rows of a single-integer-key table with keys in `(after, after + width]`.
+async fn count_span(
+    session: &mut Session,
+    table: &TableSpec,
+    after: i128,
+    width: i128,
+) -> Result<u64, MysqlError> {
+    let range = Range {
+        after: Some(vec![KeyValue::Number(after.to_string())]),
+        up_to: Some(vec![KeyValue::Number(
+            after.saturating_add(width).to_string(),
+        )]),
+    };
+    let count: Option<u64> = session
+        .query_first(
+            "count a key span",
+            &format!(
+                "SELECT COUNT(*) FROM {}{} WHERE {}",
+                super::canonical::table_name(table),
+                index_hint(table),
+                predicate(table, &range)
+            ),
+        )
+        .await?;
+    Ok(count.unwrap_or(0))
+}
+
+/// A [`SpanWalker`] for `table` when its key is one integer column whose
+/// values are spread evenly: a span meant to hold `rows` rows, counted at the
+/// start and in the middle of the key range, holds between a quarter and four
+/// times that. `None`: walk the key instead.
+pub async fn span_walker(
+    session: &mut Session,
+    table: &TableSpec,
+    rows: u64,
+) -> Result<Option<SpanWalker>, MysqlError> {
+    let columns = table.key_columns();
+    let [column] = columns.as_slice() else {
+        return Ok(None);
+    };
+    if column.class != ColumnClass::Integer || table.estimated_rows == 0 {
+        return Ok(None);
+    }
+    let name = ident(&column.name);
+    let bounds: Option<(Option<String>, Option<String>)> = session
+        .query_first(
+            "read a key's bounds",
+            &format!(
+                "SELECT CAST(MIN({name}) AS CHAR), CAST(MAX({name}) AS CHAR) FROM {}",
+                super::canonical::table_name(table)
+            ),
+        )
+        .await?;
+    let Some((Some(min), Some(max))) = bounds else {
+        return Ok(None);
+    };
+    let (Ok(min), Ok(max)) = (min.parse::<i128>(), max.parse::<i128>()) else {
+        return Ok(None);
+    };
+    let values = (max - min + 1) as f64;
+    let walker = SpanWalker::new(min, max, table.estimated_rows as f64 / values);
+    let width = walker.width(rows);
+    if width >= max - min {
+        // One chunk covers it all anyway.
+        return Ok(Some(walker));
+    }
+    let even = |found: u64| found >= rows / 4 && found <= rows.saturating_mul(4);
+    let at_start = count_span(session, table, min - 1, width).await?;
+    let middle = min + (max - min) / 2;
+    let in_middle = count_span(session, table, middle, width).await?;
+    if !(even(at_start) && even(in_middle)) {
+        return Ok(None);
+    }
+    // The counted density is better than the server's row estimate.
+    let counted = (at_start + in_middle) as f64 / (2 * width) as f64;
+    Ok(Some(SpanWalker::new(min, max, counted)))
+}
+
 /// Rows per chunk, steered toward a target time per chunk.
 #[derive(Debug, Clone)]
 pub struct ChunkSizer {
@@ -277,6 +407,33 @@ impl ChunkSizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_tile_the_whole_key_space() {
+        let mut walker = SpanWalker::new(1, 1_000, 0.5);
+        assert_eq!(walker.width(100), 200);
+        let first = walker.next(100).unwrap();
+        assert_eq!(first.after, None);
+        assert_eq!(first.up_to, Some(vec![KeyValue::Number("200".into())]));
+        let mut previous = first.up_to.clone();
+        let mut ranges = 1;
+        while let Some(range) = walker.next(100) {
+            assert_eq!(
+                range.after, previous,
+                "each range starts where the last ended"
+            );
+            previous = range.up_to.clone();
+            ranges += 1;
+        }
+        assert_eq!(previous, None, "the last range is open above");
+        assert_eq!(ranges, 5);
+        // A single key value, and keys at the ends of the integer range.
+        let mut one = SpanWalker::new(7, 7, 1.0);
+        assert_eq!(one.next(10), Some(Range::all()));
+        assert_eq!(one.next(10), None);
+        let mut wide = SpanWalker::new(i64::MIN as i128, u64::MAX as i128, 1e-15);
+        assert!(wide.next(1_000).is_some());
+    }
     use crate::tables::schema::{ChunkKey, Column};
 
     fn table(key: &[&str]) -> TableSpec {
