@@ -257,6 +257,10 @@ pub struct Objects {
     /// or `DISABLE ON REPLICA` (MySQL): a replica must not run it as well;
     /// the cutover's promote enables it on the new primary.
     pub events: Vec<StoredObject>,
+    /// `kind schema.name` of each object whose definition the source would not
+    /// show the reading account (so it is not copied).
+    #[serde(default)]
+    pub unreadable: Vec<String>,
 }
 
 impl Objects {
@@ -296,6 +300,32 @@ fn cell(cells: &[Option<String>], i: usize) -> Option<String> {
     cells.get(i).cloned().flatten()
 }
 
+/// A stored object from its `SHOW CREATE` cells: the statement at
+/// `statement`, the character set and collation right after it (events and
+/// routines also have their sql_mode at 1; events their time zone at 2).
+fn stored(
+    kind: ObjectKind,
+    name: String,
+    cells: &[Option<String>],
+    statement: usize,
+) -> Option<StoredObject> {
+    let create = cell(cells, statement)?;
+    Some(StoredObject {
+        kind,
+        name,
+        create,
+        sql_mode: (kind != ObjectKind::View).then(|| cell(cells, 1).unwrap_or_default()),
+        time_zone: if kind == ObjectKind::Event {
+            cell(cells, 2)
+        } else {
+            None
+        },
+        character_set_client: cell(cells, statement + 1).unwrap_or_else(|| "utf8mb4".into()),
+        collation_connection: cell(cells, statement + 2)
+            .unwrap_or_else(|| "utf8mb4_general_ci".into()),
+    })
+}
+
 /// The status word an enabled event is created with on a replica.
 pub fn replica_side_disabled(flavor: Flavor) -> &'static str {
     match flavor {
@@ -323,23 +353,19 @@ pub async fn objects(
         .await?;
     for (name, kind) in routines {
         let sql = format!("SHOW CREATE {kind} {}.{}", ident(schema), ident(&name));
+        let kind = if kind.eq_ignore_ascii_case("FUNCTION") {
+            ObjectKind::Function
+        } else {
+            ObjectKind::Procedure
+        };
         // Name, sql_mode, statement, character_set_client, collation_connection, …
-        if let Some(c) = show_create(session, "read a routine", &sql).await?
-            && let Some(create) = cell(&c, 2)
+        let what = format!("{} `{schema}`.`{name}`", kind.word());
+        match show_create(session, "read a routine", &sql)
+            .await?
+            .and_then(|c| stored(kind, name, &c, 2))
         {
-            objects.routines.push(StoredObject {
-                kind: if kind.eq_ignore_ascii_case("FUNCTION") {
-                    ObjectKind::Function
-                } else {
-                    ObjectKind::Procedure
-                },
-                name,
-                create,
-                sql_mode: Some(cell(&c, 1).unwrap_or_default()),
-                time_zone: None,
-                character_set_client: cell(&c, 3).unwrap_or_else(|| "utf8mb4".into()),
-                collation_connection: cell(&c, 4).unwrap_or_else(|| "utf8mb4_general_ci".into()),
-            });
+            Some(routine) => objects.routines.push(routine),
+            None => objects.unreadable.push(what),
         }
     }
     let triggers: Vec<String> = session
@@ -355,18 +381,10 @@ pub async fn objects(
     for name in triggers {
         let sql = format!("SHOW CREATE TRIGGER {}.{}", ident(schema), ident(&name));
         // Trigger, sql_mode, statement, character_set_client, collation_connection, …
-        if let Some(c) = show_create(session, "read a trigger", &sql).await?
-            && let Some(create) = cell(&c, 2)
-        {
-            objects.triggers.push(StoredObject {
-                kind: ObjectKind::Trigger,
-                name,
-                create,
-                sql_mode: Some(cell(&c, 1).unwrap_or_default()),
-                time_zone: None,
-                character_set_client: cell(&c, 3).unwrap_or_else(|| "utf8mb4".into()),
-                collation_connection: cell(&c, 4).unwrap_or_else(|| "utf8mb4_general_ci".into()),
-            });
+        if let Some(c) = show_create(session, "read a trigger", &sql).await? {
+            objects
+                .triggers
+                .extend(stored(ObjectKind::Trigger, name, &c, 2));
         }
     }
     let views: Vec<String> = session
@@ -381,18 +399,13 @@ pub async fn objects(
     for name in views {
         let sql = format!("SHOW CREATE VIEW {}.{}", ident(schema), ident(&name));
         // View, statement, character_set_client, collation_connection.
-        if let Some(c) = show_create(session, "read a view", &sql).await?
-            && let Some(create) = cell(&c, 1)
+        let what = format!("view `{schema}`.`{name}`");
+        match show_create(session, "read a view", &sql)
+            .await?
+            .and_then(|c| stored(ObjectKind::View, name, &c, 1))
         {
-            objects.views.push(StoredObject {
-                kind: ObjectKind::View,
-                name,
-                create,
-                sql_mode: None,
-                time_zone: None,
-                character_set_client: cell(&c, 2).unwrap_or_else(|| "utf8mb4".into()),
-                collation_connection: cell(&c, 3).unwrap_or_else(|| "utf8mb4_general_ci".into()),
-            });
+            Some(view) => objects.views.push(view),
+            None => objects.unreadable.push(what),
         }
     }
     let events: Vec<(String, String)> = session
@@ -407,26 +420,22 @@ pub async fn objects(
     for (name, status) in events {
         let sql = format!("SHOW CREATE EVENT {}.{}", ident(schema), ident(&name));
         // Event, sql_mode, time_zone, statement, character_set_client, collation_connection, …
-        if let Some(c) = show_create(session, "read an event", &sql).await?
-            && let Some(mut create) = cell(&c, 3)
-        {
-            if status == "ENABLED" {
-                create = create.replacen(
-                    "PRESERVE ENABLE",
-                    &format!("PRESERVE {}", replica_side_disabled(flavor)),
-                    1,
-                );
-            }
-            objects.events.push(StoredObject {
-                kind: ObjectKind::Event,
-                name,
-                create,
-                sql_mode: Some(cell(&c, 1).unwrap_or_default()),
-                time_zone: cell(&c, 2),
-                character_set_client: cell(&c, 4).unwrap_or_else(|| "utf8mb4".into()),
-                collation_connection: cell(&c, 5).unwrap_or_else(|| "utf8mb4_general_ci".into()),
-            });
+        let what = format!("event `{schema}`.`{name}`");
+        let Some(mut event) = show_create(session, "read an event", &sql)
+            .await?
+            .and_then(|c| stored(ObjectKind::Event, name, &c, 3))
+        else {
+            objects.unreadable.push(what);
+            continue;
+        };
+        if status == "ENABLED" {
+            event.create = event.create.replacen(
+                "PRESERVE ENABLE",
+                &format!("PRESERVE {}", replica_side_disabled(flavor)),
+                1,
+            );
         }
+        objects.events.push(event);
     }
     Ok(objects)
 }
@@ -603,6 +612,43 @@ SUBPARTITIONS 2
         };
         assert!(!latin1.sendable_as_is());
         assert_eq!(latin1.definer(), None);
+    }
+
+    #[test]
+    fn show_create_cells_become_objects() {
+        let cells = |list: &[&str]| list.iter().map(|c| Some(c.to_string())).collect::<Vec<_>>();
+        let event = stored(
+            ObjectKind::Event,
+            "tick".into(),
+            &cells(&[
+                "tick",
+                "ANSI_QUOTES",
+                "+00:00",
+                "CREATE EVENT …",
+                "utf8mb3",
+                "utf8mb3_general_ci",
+                "x",
+            ]),
+            3,
+        )
+        .unwrap();
+        assert_eq!(event.create, "CREATE EVENT …");
+        assert_eq!(event.sql_mode.as_deref(), Some("ANSI_QUOTES"));
+        assert_eq!(event.time_zone.as_deref(), Some("+00:00"));
+        assert_eq!(event.character_set_client, "utf8mb3");
+        assert_eq!(event.collation_connection, "utf8mb3_general_ci");
+        let view = stored(
+            ObjectKind::View,
+            "v".into(),
+            &cells(&["v", "CREATE VIEW …", "latin1", "latin1_swedish_ci"]),
+            1,
+        )
+        .unwrap();
+        assert_eq!((view.sql_mode, view.time_zone), (None, None));
+        assert_eq!(view.character_set_client, "latin1");
+        // A body the account may not see comes back NULL: nothing to create.
+        let hidden = vec![Some("f".to_string()), Some(String::new()), None];
+        assert!(stored(ObjectKind::Function, "f".into(), &hidden, 2).is_none());
     }
 
     #[test]

@@ -400,6 +400,16 @@ pub async fn run(
     read_counters(&mut control, facts.flavor, &databases, &mut schema)
         .await
         .map_err(SnapshotError::Source)?;
+    for (_, objects) in &schema.objects {
+        for what in &objects.unreadable {
+            let warning = format!(
+                "{what} is not copied: the source does not show its definition to this account \
+                 (MySQL: SHOW_ROUTINE; MariaDB: SELECT on mysql.proc, or its definer's rights)"
+            );
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
+    }
     tracing::info!(
         position = %point.position,
         lock_ms = point.locked_for.as_millis() as u64,
