@@ -413,6 +413,9 @@ pub(super) async fn copy(
 ) -> Result<Copied, MysqlError> {
     let table = &shared.tables[job.table];
     let columns = select_list(table);
+    let name = table.display_name();
+    // A target holds the chunk when it is still loading and took this table.
+    let holds = |t: usize| !shared.failures.failed(t) && !shared.failures.skips(t, &name);
     let mut copied = Copied {
         table: job.table,
         seq: job.seq,
@@ -428,9 +431,7 @@ pub(super) async fn copy(
             .all(|t| kept[t] || shared.failures.failed(t) || slot.loaders[t].is_none());
         if everyone_kept && shared.directory.is_none() {
             copied.rows = rows;
-            copied.done = (0..kept.len())
-                .map(|t| !shared.failures.failed(t))
-                .collect();
+            copied.done = (0..kept.len()).map(holds).collect();
             return Ok(copied);
         }
     }
@@ -447,9 +448,7 @@ pub(super) async fn copy(
         slot.loaders[t] = Some(session);
     }
     result?;
-    copied.done = (0..kept.len())
-        .map(|t| !shared.failures.failed(t))
-        .collect();
+    copied.done = (0..kept.len()).map(holds).collect();
     Ok(copied)
 }
 
