@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod bind;
 pub mod dataset;
+mod error;
 pub mod hot_rows;
 pub mod mariadb;
 pub mod mysql;
@@ -17,9 +18,9 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
-use crate::mysql::{MysqlError, Session, quote};
-use crate::outcome::ErrorKind;
+use crate::mysql::{Session, quote};
 pub use bind::{NAMESERVERS, NameServer, RECORD, TSIG_KEY_NAME, ZONE};
+pub use error::LabError;
 pub use mariadb::{LabServer, StartOptions};
 
 pub const MYSQL_PORT: u16 = 13306;
@@ -55,92 +56,6 @@ pub const SERVERS: &[LabServer] = &[
 
 pub const DEFAULT_ROWS: u64 = 10_000;
 const STATE_FILE: &str = "lab.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error(
-        "`{program}` not found: install the Debian package `{package}` (apt-get install {package})"
-    )]
-    MissingProgram {
-        program: &'static str,
-        package: &'static str,
-    },
-    #[error("lab server `{server}` did not start: {reason}")]
-    StartFailed { server: String, reason: String },
-    #[error("lab server `{server}`: {source}")]
-    Server {
-        server: String,
-        #[source]
-        source: MysqlError,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the lab in {dir} is not set up: run `cutover lab up` first")]
-    NotUp { dir: PathBuf },
-    #[error(
-        "the lab in {dir} is already up {existing}; run `cutover lab down` first to change that"
-    )]
-    Conflict { dir: PathBuf, existing: String },
-    #[error("refusing to remove {dir}: it does not look like a lab directory (no {STATE_FILE})")]
-    NotALabDir { dir: PathBuf },
-    #[error("lab replication: {0}")]
-    Replication(String),
-    #[error("could not stop {0} within the time allowed")]
-    StopFailed(String),
-    #[error("there is no lab server `{0}`: the lab has legacy, c1, c2, c3 and c6")]
-    UnknownServer(String),
-    #[error("lab server `{0}` is not running: `cutover lab restart {0}` starts it")]
-    NotRunning(String),
-    #[error(
-        "no MySQL root at {dir}: run scripts/mysql-root (scripts/install-deps runs it), or set CUTOVER_MYSQL_ROOT"
-    )]
-    MissingMysqlRoot { dir: PathBuf },
-}
-
-impl LabError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
-        LabError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    fn server(server: &str, source: MysqlError) -> Self {
-        LabError::Server {
-            server: server.to_string(),
-            source,
-        }
-    }
-
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            LabError::MissingProgram { .. }
-            | LabError::MissingMysqlRoot { .. }
-            | LabError::NotUp { .. }
-            | LabError::Conflict { .. }
-            | LabError::UnknownServer(_) => ErrorKind::InvalidInput,
-            LabError::StartFailed { .. }
-            | LabError::Server { .. }
-            | LabError::Io { .. }
-            | LabError::NotALabDir { .. }
-            | LabError::Replication(_)
-            | LabError::StopFailed(_)
-            | LabError::NotRunning(_) => ErrorKind::Failed,
-        }
-    }
-
-    pub fn cluster(&self) -> Option<&str> {
-        match self {
-            LabError::StartFailed { server, .. } | LabError::Server { server, .. } => Some(server),
-            LabError::UnknownServer(server) | LabError::NotRunning(server) => Some(server),
-            _ => None,
-        }
-    }
-}
 
 /// Generated once per lab; `lab env` prints them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -807,6 +722,7 @@ pub fn shell_quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::ErrorKind;
 
     #[test]
     fn a_missing_server_program_names_its_debian_package() {
