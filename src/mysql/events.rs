@@ -127,6 +127,24 @@ async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, Mysql
         .collect())
 }
 
+/// Whether the server holds any event a replica keeps disabled (`replica`)
+/// or any enabled event (`!replica`): one cheap query on any session, so the
+/// work below, which needs a session of its own, is skipped when there is none.
+pub async fn any(session: &mut Session, replica: bool) -> Result<bool, MysqlError> {
+    let filter = if replica {
+        format!("STATUS IN {REPLICA_DISABLED}")
+    } else {
+        "STATUS = 'ENABLED'".to_string()
+    };
+    let found: Option<u64> = session
+        .query_first(
+            "look for scheduled events",
+            &format!("SELECT COUNT(*) FROM information_schema.EVENTS WHERE {filter}"),
+        )
+        .await?;
+    Ok(found.unwrap_or(0) > 0)
+}
+
 /// On a server becoming primary (a session of its own, closed by the
 /// caller): enable every event it held disabled as a replica. Returns
 /// `schema.event` of each one enabled.

@@ -110,6 +110,11 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
 /// the promotion: it is logged and audited for the operator to finish by hand.
 async fn enable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
     let enabled = async {
+        // Inside the freeze: no new connection unless there is work.
+        let (session, _) = ctx.session_and_flavor(cluster).await?;
+        if !events::any(session, true).await? {
+            return Ok(events::Changed::default());
+        }
         let endpoint = ctx.endpoint(cluster)?.clone();
         let mut session = Session::connect(&endpoint).await?;
         let enabled = events::enable_on_new_primary(&mut session).await;

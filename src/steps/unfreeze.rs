@@ -87,7 +87,10 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
 /// A failure does not undo the switchover: it is logged and audited.
 async fn disable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
     let disabled = async {
-        let flavor = ctx.flavor(cluster).await?;
+        let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+        if !events::any(session, false).await? {
+            return Ok(events::Changed::default());
+        }
         let endpoint = ctx.endpoint(cluster)?.clone();
         let mut session = Session::connect(&endpoint).await?;
         let disabled = events::disable_on_replica(&mut session, flavor, None).await;
