@@ -785,3 +785,70 @@ fn one_flipped_bit_per_type_is_found(fx: &LabFixture, plan: &Path) {
         assert_eq!(&found, rows, "{name}: exactly the rows and columns changed");
     }
 }
+
+/// A table one target cannot hold (its storage engine is not installed
+/// there): the dry run fails on it before the window; a snapshot taken anyway
+/// names it with the server's error on every target and loads the rest.
+#[test]
+fn lab_a_table_no_target_can_hold_is_named_and_the_rest_still_loads() {
+    let fx = LabFixture::up_empty_as(Flavor::MariaDb, 300);
+    fx.admin_exec(
+        LEGACY,
+        &[
+            "INSTALL SONAME 'ha_archive'",
+            "CREATE TABLE refunds.archived (id INT NOT NULL, note VARCHAR(20)) ENGINE=ARCHIVE",
+            "INSERT INTO refunds.archived VALUES (1, 'kept for years'), (2, 'and years')",
+        ],
+    );
+    let plan = migration_plan(&fx);
+
+    let (code, dry) = json_run(&fx, &["run", "--dry-run"], &plan);
+    assert_eq!(code, Some(3), "{dry}");
+    for (name, _) in TARGETS {
+        let engines = dry["prechecks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name && c["check"] == "storage engines")
+            .unwrap_or_else(|| panic!("a storage engines check on {name}: {dry}"));
+        assert_eq!(engines["status"], "fail", "{engines}");
+        let detail = engines["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("ARCHIVE") && detail.contains("refunds.archived"),
+            "{detail}"
+        );
+    }
+
+    let (code, report) = json_run(&fx, &["snapshot", "--skip-binlog"], &plan);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["status"], "partial", "{report}");
+    for (name, ip) in TARGETS {
+        let outcome = report["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name)
+            .unwrap();
+        assert_eq!(outcome["status"], "incomplete", "{outcome}");
+        let missing = outcome["missing"].to_string();
+        assert!(
+            missing.contains("table `refunds.archived`") && missing.contains("1286"),
+            "{missing}"
+        );
+        // Everything else is there.
+        let rows = fx.admin_value(
+            ip,
+            "SELECT CAST(COUNT(*) AS CHAR) FROM refunds.transactions",
+        );
+        assert_eq!(rows, "300", "{name}");
+        let view = fx.admin_value(
+            ip,
+            "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'refunds'",
+        );
+        assert_ne!(view, "0", "{name}: the views came along");
+    }
+    assert!(
+        report["targets"].as_array().unwrap().is_empty(),
+        "an incomplete target is not offered for replication: {report}"
+    );
+}
