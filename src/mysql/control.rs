@@ -248,6 +248,23 @@ pub fn replicated_tables(databases: Option<&[String]>) -> Vec<String> {
     patterns
 }
 
+/// The runbook's line for the filter a plan's links get.
+pub fn describe_filter(databases: Option<&[String]>) -> String {
+    let patterns = replicated_tables(databases);
+    if patterns.is_empty() {
+        return "SET GLOBAL replicate_wild_do_table = ''   -- every database; MySQL: CHANGE REPLICATION FILTER REPLICATE_WILD_DO_TABLE = () FOR CHANNEL ''".into();
+    }
+    format!(
+        "SET GLOBAL replicate_wild_do_table = '{}'   -- the plan's databases only; MySQL: CHANGE REPLICATION FILTER REPLICATE_WILD_DO_TABLE = ({}) FOR CHANNEL ''",
+        patterns.join(","),
+        patterns
+            .iter()
+            .map(|p| format!("'{p}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Set what the (default) link carries. Its applier must be stopped. Neither
 /// server keeps a filter set this way across a restart: prechecks compare what
 /// each target has with what the plan needs, and every link the orchestrator

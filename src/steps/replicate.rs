@@ -77,6 +77,7 @@ pub fn describe(plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> 
         commands: vec![
             "STOP ALL SLAVES; RESET SLAVE ALL".into(),
             "SET GLOBAL gtid_slave_pos = '<snapshot position>'  (MySQL: the position is in gtid_executed)".into(),
+            control::describe_filter(plan.databases.as_deref()),
             format!(
                 "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USE_GTID=slave_pos, …; START SLAVE",
                 source.host, source.port

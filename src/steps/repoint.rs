@@ -135,13 +135,14 @@ pub async fn undo(
     Ok(())
 }
 
-pub fn describe(_plan: &ValidatedPlan, to: &str, clusters: &[String]) -> Description {
+pub fn describe(plan: &ValidatedPlan, to: &str, clusters: &[String]) -> Description {
     Description {
         cluster: clusters.join(", "),
         action: format!("re-point {} to replicate from `{to}`", clusters.join(", ")),
         commands: vec![
             "STOP ALL SLAVES".into(),
             format!("CHANGE MASTER TO MASTER_HOST='<{to} host>', MASTER_PORT=<port>, MASTER_USER='<replication user>', MASTER_PASSWORD='…', MASTER_USE_GTID=slave_pos"),
+            control::describe_filter(plan.databases.as_deref()),
             "START SLAVE   -- MySQL: CHANGE REPLICATION SOURCE … SOURCE_AUTO_POSITION=1; START REPLICA".into(),
         ],
         verify: vec![format!(

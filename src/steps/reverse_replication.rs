@@ -83,6 +83,7 @@ pub fn describe(plan: &ValidatedPlan, from: &str, cluster: &str) -> Description 
         commands: vec![
             "SET GLOBAL read_only = 1".into(),
             "SET GLOBAL gtid_slave_pos = '<frozen position>'   -- MySQL: not needed (auto-position)".into(),
+            control::describe_filter(plan.databases.as_deref()),
             format!(
                 "CHANGE MASTER TO MASTER_HOST='<{from} host>', …, MASTER_USE_GTID=slave_pos, MASTER_SSL={}; START SLAVE   \
                  -- MySQL: CHANGE REPLICATION SOURCE TO …, SOURCE_AUTO_POSITION=1, {}; START REPLICA",
