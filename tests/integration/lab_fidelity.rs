@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Flavor, LabFixture, repo_root, runtime, stdout_json};
-use crate::lab_snapshot::migration_plan;
+use crate::harness::{Flavor, LabFixture, repo_root, runtime};
+use crate::lab_snapshot::{json_of, migration_plan};
 
 const LEGACY: &str = "127.0.0.10";
 const TARGETS: [(&str, &str); 4] = [
@@ -288,23 +288,6 @@ fn assert_same_zoo(fx: &LabFixture, when: &str) {
     }
 }
 
-fn json_run(fx: &LabFixture, args: &[&str], plan: &Path) -> (Option<i32>, serde_json::Value) {
-    let output = fx
-        .cutover()
-        .args(args)
-        .args(["--output", "json"])
-        .arg(plan)
-        .output()
-        .unwrap();
-    if output.stdout.is_empty() {
-        panic!(
-            "{args:?}: no report: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    (output.status.code(), stdout_json(&output))
-}
-
 /// The zoo's owner exists everywhere, as a bank's accounts would; every
 /// server runs its event scheduler, so an event a replica wrongly ran would
 /// show as rows the source never wrote.
@@ -345,7 +328,7 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
         .replace("databases: [refunds]", "databases: [refunds, zoo]");
     let plan = fx.sandbox.write("zoo.yaml", text);
     // The dry run says, before the window, which definers would be lost.
-    let (code, dry) = json_run(&fx, &["run", "--dry-run"], &plan);
+    let (code, dry) = json_of(&fx, &["run", "--dry-run"], &plan);
     assert_eq!(code, Some(0), "{dry}");
     let definers = dry["prechecks"]
         .as_array()
@@ -378,7 +361,7 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     let directory_arg = directory.display().to_string();
 
     // c1 straight from legacy (and into a directory), the others from that directory.
-    let (code, snapshot) = json_run(
+    let (code, snapshot) = json_of(
         &fx,
         &[
             "snapshot",
@@ -392,7 +375,7 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
         &plan,
     );
     assert_eq!(code, Some(0), "{snapshot}");
-    let (code, restore) = json_run(
+    let (code, restore) = json_of(
         &fx,
         &[
             "restore",
@@ -462,7 +445,7 @@ fn snapshot_and_restore_reproduce_the_zoo_exactly(flavor: Flavor) {
     );
 
     // The checksum sees every type without a false difference …
-    let (code, checksum) = json_run(&fx, &["checksum", "--tables", "zoo.*"], &plan);
+    let (code, checksum) = json_of(&fx, &["checksum", "--tables", "zoo.*"], &plan);
     assert_eq!(code, Some(0), "{checksum}");
     assert_eq!(checksum["status"], "match", "{checksum}");
     events_follow_the_primary(&fx, &plan);
@@ -493,7 +476,7 @@ fn events_follow_the_primary(fx: &LabFixture, plan: &Path) {
         "zoo-cutover.yaml",
         format!("{}\nphases:\n{}", &text[..phases], &text[cutover..]),
     );
-    let (code, run) = json_run(fx, &["run", "--yes"], plan);
+    let (code, run) = json_of(fx, &["run", "--yes"], plan);
     assert_eq!(code, Some(0), "{run}");
     assert_eq!(status("127.0.0.11", "tick"), "ENABLED");
     assert_eq!(status("127.0.0.11", "monthly_close"), "DISABLED");
@@ -740,7 +723,7 @@ fn one_flipped_bit_per_type_is_found(fx: &LabFixture, plan: &Path) {
     fx.plant("127.0.0.12", &statements);
     // 17 digits: FLOAT and DOUBLE compared to the last bit (the default, 12,
     // forgives the last bits of a DOUBLE by design).
-    let (code, report) = json_run(
+    let (code, report) = json_of(
         fx,
         &["checksum", "--tables", "zoo.*", "--float-precision", "17"],
         plan,
@@ -802,7 +785,7 @@ fn lab_a_table_no_target_can_hold_is_named_and_the_rest_still_loads() {
     );
     let plan = migration_plan(&fx);
 
-    let (code, dry) = json_run(&fx, &["run", "--dry-run"], &plan);
+    let (code, dry) = json_of(&fx, &["run", "--dry-run"], &plan);
     assert_eq!(code, Some(3), "{dry}");
     for (name, _) in TARGETS {
         let engines = dry["prechecks"]
@@ -819,7 +802,7 @@ fn lab_a_table_no_target_can_hold_is_named_and_the_rest_still_loads() {
         );
     }
 
-    let (code, report) = json_run(&fx, &["snapshot", "--skip-binlog"], &plan);
+    let (code, report) = json_of(&fx, &["snapshot", "--skip-binlog"], &plan);
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["status"], "partial", "{report}");
     for (name, ip) in TARGETS {

@@ -16,7 +16,12 @@ pub(crate) fn migration_plan(fx: &LabFixture) -> std::path::PathBuf {
     fx.sandbox.write("migration.yaml", text)
 }
 
-fn json_of(fx: &LabFixture, args: &[&str], plan: &Path) -> (Option<i32>, serde_json::Value) {
+/// `cutover ARGS --output json PLAN`: its exit code and its report.
+pub(crate) fn json_of(
+    fx: &LabFixture,
+    args: &[&str],
+    plan: &Path,
+) -> (Option<i32>, serde_json::Value) {
     let output = fx
         .cutover()
         .args(args)
@@ -25,7 +30,10 @@ fn json_of(fx: &LabFixture, args: &[&str], plan: &Path) -> (Option<i32>, serde_j
         .output()
         .unwrap();
     if output.stdout.is_empty() {
-        panic!("no report: {}", String::from_utf8_lossy(&output.stderr));
+        panic!(
+            "{args:?}: no report: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     (output.status.code(), stdout_json(&output))
 }
