@@ -11,6 +11,13 @@ pub const ORCHESTRATOR_USER: &str = "cutover";
 pub const REPLICATION_USER: &str = "cutover_repl";
 /// The application: plain DML on its schema, fenced by `read_only`.
 pub const APPLICATION_USER: &str = "refunds_app";
+/// Another business's application sharing legacy: its own database,
+/// `loyalty`, which no plan moves (created by whoever loads it).
+pub const OTHER_APPLICATION_USER: &str = "loyalty_app";
+/// What the other application may do on its database (sysbench prepares
+/// its own tables).
+pub const OTHER_APPLICATION_GRANT: &str =
+    "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER ON loyalty.* TO {}";
 
 const HOSTS: &str = "127.%";
 
@@ -35,6 +42,10 @@ pub fn statements(secrets: &LabSecrets) -> Vec<(String, String)> {
                  CREATE TEMPORARY TABLES, DELETE HISTORY, RELOAD, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, \
                  REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, BINLOG ADMIN, SLAVE MONITOR, \
                  CONNECTION ADMIN, READ_ONLY ADMIN ON *.* TO {}",
+                // A fence scoped to the migrated databases revokes the
+                // application's write privileges there and grants them back.
+                "GRANT SELECT ON refunds.* TO {} WITH GRANT OPTION",
+                "GRANT SELECT ON cutover_probe.* TO {} WITH GRANT OPTION",
             ],
         ),
         (
@@ -49,6 +60,11 @@ pub fn statements(secrets: &LabSecrets) -> Vec<(String, String)> {
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON refunds.* TO {}",
                 "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON cutover_probe.* TO {}",
             ],
+        ),
+        (
+            OTHER_APPLICATION_USER,
+            &secrets.other_application,
+            vec![OTHER_APPLICATION_GRANT],
         ),
     ];
     out.extend(create_and_grant(&accounts, |account, password| {

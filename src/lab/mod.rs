@@ -64,6 +64,9 @@ pub struct LabSecrets {
     pub orchestrator: String,
     pub replication: String,
     pub application: String,
+    /// Another business's application on legacy (`loyalty`), never migrated.
+    #[serde(default)]
+    pub other_application: String,
     /// base64, as BIND wants it.
     pub tsig: String,
 }
@@ -85,6 +88,7 @@ impl LabSecrets {
             orchestrator: password(),
             replication: password(),
             application: password(),
+            other_application: password(),
             tsig: base64::engine::general_purpose::STANDARD.encode(key),
         }
     }
@@ -704,6 +708,11 @@ impl Lab {
                 accounts::APPLICATION_USER.to_string(),
             ),
             ("CUTOVER_LAB_APP_PASSWORD", secrets.application),
+            (
+                "CUTOVER_LAB_OTHER_APP_USER",
+                accounts::OTHER_APPLICATION_USER.to_string(),
+            ),
+            ("CUTOVER_LAB_OTHER_APP_PASSWORD", secrets.other_application),
             ("CUTOVER_LAB_TSIG_KEY", TSIG_KEY_NAME.to_string()),
             ("CUTOVER_LAB_TSIG_SECRET", secrets.tsig),
             (

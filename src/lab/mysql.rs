@@ -165,6 +165,11 @@ pub fn account_statements(secrets: &LabSecrets) -> Vec<(String, String)> {
                 "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON cutover_probe.* TO {}",
             ],
         ),
+        (
+            accounts::OTHER_APPLICATION_USER,
+            &secrets.other_application,
+            vec![accounts::OTHER_APPLICATION_GRANT],
+        ),
     ];
     // MySQL has no CREATE OR REPLACE USER.
     out.extend(accounts::create_and_grant(
