@@ -454,9 +454,13 @@ pub fn unavailability(
 /// Whether a polled cluster takes writes of the application's data: writable
 /// and holding the application's database. An empty cluster that is writable
 /// (a target before its snapshot) is no second primary: it has nothing to diverge.
+///
+/// `scoped`: the plan fences only its databases (`scope: databases`), so a
+/// writable server whose copy of the database is fenced does not count.
 async fn writable_with_data(
     session: &mut Session,
     database: Option<&str>,
+    scoped: bool,
 ) -> Result<bool, MysqlError> {
     if control::read_only(session).await? {
         return Ok(false);
@@ -464,6 +468,15 @@ async fn writable_with_data(
     let Some(database) = database else {
         return Ok(true);
     };
+    if scoped {
+        let version: Option<String> = session
+            .query_first("read the server version", "SELECT VERSION()")
+            .await?;
+        let flavor = crate::mysql::Flavor::from_version(&version.unwrap_or_default());
+        if crate::mysql::scope::is_fenced(session, flavor, database).await? {
+            return Ok(false);
+        }
+    }
     let holds: Option<u64> = session
         .query_first(
             "look for the application's database",
@@ -499,6 +512,7 @@ async fn watch_primaries(
     };
     let database = plan.application.as_ref().map(|app| app.database.clone());
     let database = database.as_deref();
+    let scoped = plan.scope == crate::plan::Scope::Databases;
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     while started.elapsed() < limit && !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -513,7 +527,7 @@ async fn watch_primaries(
                         Err(_) => return (endpoint.name.clone(), None, None),
                     },
                 };
-                match writable_with_data(&mut session, database).await {
+                match writable_with_data(&mut session, database, scoped).await {
                     Ok(writable) => (endpoint.name.clone(), Some(!writable), Some(session)),
                     Err(_) => (endpoint.name.clone(), None, None),
                 }

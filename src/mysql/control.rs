@@ -226,6 +226,104 @@ pub async fn change_source(
     set_replication_filter(session, flavor, source.filter).await
 }
 
+/// MariaDB, under a scoped fence: where a replica should start on a new
+/// source in `domain` (the shared source's GTID domain), or `None` to keep its
+/// position. The source's binary log lacks the transactions its link filtered
+/// out (the shared source's other databases), so a replica that saw later ones
+/// asks for a GTID the source cannot serve (error 1236). Such a replica already
+/// holds every transaction of that domain the source has: it starts from the
+/// source's own position there, which the source always accepts. Positions are
+/// MariaDB's (`domain-server-seq`, one per domain); `replica` is its current one.
+pub fn aligned_start(
+    replica: &str,
+    source_binlog: &str,
+    source_current: &str,
+    domain: u32,
+) -> Option<String> {
+    fn parse(position: &str) -> Vec<(u32, u32, u64)> {
+        position
+            .split(',')
+            .filter_map(|gtid| {
+                let mut parts = gtid.trim().splitn(3, '-');
+                Some((
+                    parts.next()?.parse().ok()?,
+                    parts.next()?.parse().ok()?,
+                    parts.next()?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+    let seq_in = |position: &[(u32, u32, u64)]| {
+        position
+            .iter()
+            .find(|(d, _, _)| *d == domain)
+            .map(|&(_, _, seq)| seq)
+    };
+    let mut start = parse(replica);
+    let ahead = seq_in(&start)? > seq_in(&parse(source_binlog)).unwrap_or(0);
+    let source_gtid = parse(source_current)
+        .into_iter()
+        .find(|(d, _, _)| *d == domain)?;
+    if !ahead || seq_in(&start) == Some(source_gtid.2) {
+        return None;
+    }
+    for gtid in &mut start {
+        if gtid.0 == domain {
+            *gtid = source_gtid;
+        }
+    }
+    Some(
+        start
+            .iter()
+            .map(|(d, s, n)| format!("{d}-{s}-{n}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+/// MariaDB: start the (stopped) link of `replica` at [`aligned_start`]
+/// against `source`. Strict mode refuses a replica position behind its own
+/// binary log, which is what this sets on purpose, so it is off for the
+/// statement. Returns the new position when it moved.
+pub async fn align_start(
+    replica: &mut Session,
+    source: &mut Session,
+    domain: u32,
+) -> Result<Option<String>, MysqlError> {
+    let current: Option<String> = replica
+        .query_first(
+            "read the replica's position",
+            "SELECT @@GLOBAL.gtid_current_pos",
+        )
+        .await?;
+    let positions: Option<(String, String)> = source
+        .query_first(
+            "read the new source's positions",
+            "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_current_pos",
+        )
+        .await?;
+    let (binlog, source_current) = positions.unwrap_or_default();
+    let Some(start) = aligned_start(
+        &current.unwrap_or_default(),
+        &binlog,
+        &source_current,
+        domain,
+    ) else {
+        return Ok(None);
+    };
+    replica
+        .exec(
+            "start the replica at the new source's position in the shared domain",
+            &format!(
+                "SET @strict = @@GLOBAL.gtid_strict_mode; SET GLOBAL gtid_strict_mode = 0; \
+                 SET GLOBAL gtid_slave_pos = {}; SET GLOBAL gtid_strict_mode = @strict",
+                quote(&start)
+            ),
+        )
+        .await?;
+    Ok(Some(start))
+}
+
 /// The orchestrator's own schemas, which every link carries (heartbeat, probe).
 const OWN_SCHEMAS: [&str; 2] = ["cutover", "cutover_probe"];
 
@@ -418,6 +516,8 @@ pub struct ClientSession {
     pub user: String,
     pub command: String,
     pub busy: bool,
+    /// The session's current database, if any.
+    pub db: Option<String>,
 }
 
 /// Client sessions other than `exclude_users` and this connection.
@@ -425,10 +525,12 @@ pub async fn client_sessions(
     session: &mut Session,
     exclude_users: &[&str],
 ) -> Result<Vec<ClientSession>, MysqlError> {
-    let rows: Vec<(u64, String, String, Option<String>)> = session
+    /// ID, USER, COMMAND, INFO, DB.
+    type Row = (u64, String, String, Option<String>, Option<String>);
+    let rows: Vec<Row> = session
         .query(
             "list client sessions",
-            "SELECT ID, USER, COMMAND, INFO FROM information_schema.PROCESSLIST \
+            "SELECT ID, USER, COMMAND, INFO, DB FROM information_schema.PROCESSLIST \
              WHERE ID <> CONNECTION_ID()",
         )
         .await?;
@@ -444,17 +546,18 @@ pub async fn client_sessions(
     ];
     Ok(rows
         .into_iter()
-        .filter(|(_, user, command, _)| {
+        .filter(|(_, user, command, _, _)| {
             !SERVER_COMMANDS.contains(&command.as_str())
                 && user != "system user"
                 && user != "event_scheduler"
                 && !exclude_users.contains(&user.as_str())
         })
-        .map(|(id, user, command, info)| ClientSession {
+        .map(|(id, user, command, info, db)| ClientSession {
             id,
             user,
             busy: command != "Sleep" || info.is_some(),
             command,
+            db,
         })
         .collect())
 }
@@ -513,6 +616,22 @@ pub fn parse_global_privileges(grants: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_past_the_sources_binlog_in_the_shared_domain_starts_at_the_sources_position() {
+        // Saw the shared source's 0-10-55 (filtered); the new source logged
+        // up to 0-10-47 and knows 0-10-51.
+        assert_eq!(
+            aligned_start("0-10-55,11-11-4", "0-10-47,11-11-4", "0-10-51,11-11-4", 0),
+            Some("0-10-51,11-11-4".into())
+        );
+        // Behind or level with what the source logged: its own position.
+        assert_eq!(aligned_start("0-10-40", "0-10-47", "0-10-51", 0), None);
+        assert_eq!(aligned_start("0-10-47", "0-10-47", "0-10-51", 0), None);
+        // Exactly the source's position already, or no such domain.
+        assert_eq!(aligned_start("0-10-51", "0-10-47", "0-10-51", 0), None);
+        assert_eq!(aligned_start("11-11-4", "0-10-47", "0-10-51", 0), None);
+    }
 
     #[test]
     fn a_link_carries_the_plans_databases_and_the_orchestrators() {

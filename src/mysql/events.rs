@@ -90,6 +90,22 @@ async fn set_status(
     Ok(changed)
 }
 
+/// `filter`, narrowed to `schemas` when given (a scoped fence leaves the
+/// other databases' events alone).
+fn in_schemas(filter: String, schemas: Option<&[String]>) -> String {
+    match schemas {
+        None => filter,
+        Some(schemas) => format!(
+            "{filter} AND EVENT_SCHEMA IN ({})",
+            schemas
+                .iter()
+                .map(|s| quote(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, MysqlError> {
     let rows: Vec<(String, String, String, String, String, String, String)> = session
         .query(
@@ -130,12 +146,17 @@ async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, Mysql
 /// Whether the server holds any event a replica keeps disabled (`replica`)
 /// or any enabled event (`!replica`): one cheap query on any session, so the
 /// work below, which needs a session of its own, is skipped when there is none.
-pub async fn any(session: &mut Session, replica: bool) -> Result<bool, MysqlError> {
+pub async fn any(
+    session: &mut Session,
+    replica: bool,
+    schemas: Option<&[String]>,
+) -> Result<bool, MysqlError> {
     let filter = if replica {
         format!("STATUS IN {REPLICA_DISABLED}")
     } else {
         "STATUS = 'ENABLED'".to_string()
     };
+    let filter = in_schemas(filter, schemas);
     let found: Option<u64> = session
         .query_first(
             "look for scheduled events",
@@ -148,8 +169,12 @@ pub async fn any(session: &mut Session, replica: bool) -> Result<bool, MysqlErro
 /// On a server becoming primary (a session of its own, closed by the
 /// caller): enable every event it held disabled as a replica. Returns
 /// `schema.event` of each one enabled.
-pub async fn enable_on_new_primary(session: &mut Session) -> Result<Changed, MysqlError> {
-    let chosen = events(session, &format!("STATUS IN {REPLICA_DISABLED}")).await?;
+pub async fn enable_on_new_primary(
+    session: &mut Session,
+    schemas: Option<&[String]>,
+) -> Result<Changed, MysqlError> {
+    let filter = in_schemas(format!("STATUS IN {REPLICA_DISABLED}"), schemas);
+    let chosen = events(session, &filter).await?;
     set_status(session, &chosen, "ENABLE").await
 }
 
@@ -162,12 +187,13 @@ pub async fn disable_on_replica(
     session: &mut Session,
     flavor: Flavor,
     only: Option<&[String]>,
+    schemas: Option<&[String]>,
 ) -> Result<Changed, MysqlError> {
     let status = match flavor {
         Flavor::Mariadb => "DISABLE ON SLAVE",
         Flavor::Mysql => "DISABLE ON REPLICA",
     };
-    let chosen: Vec<Event> = events(session, "STATUS = 'ENABLED'")
+    let chosen: Vec<Event> = events(session, &in_schemas("STATUS = 'ENABLED'".into(), schemas))
         .await?
         .into_iter()
         .filter(|e| only.is_none_or(|names| names.contains(&e.name())))

@@ -220,6 +220,18 @@ impl GtidSet {
         out
     }
 
+    /// The transactions whose origin `keep` accepts.
+    pub fn filter_origins(&self, keep: impl Fn(&Origin) -> bool) -> GtidSet {
+        GtidSet {
+            origins: self
+                .origins
+                .iter()
+                .filter(|(origin, _)| keep(origin))
+                .map(|(origin, intervals)| (origin.clone(), intervals.clone()))
+                .collect(),
+        }
+    }
+
     pub fn intersect(&self, other: &GtidSet) -> GtidSet {
         self.subtract(&self.subtract(other))
     }

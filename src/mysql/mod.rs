@@ -7,6 +7,7 @@ pub mod control;
 pub mod events;
 pub mod gtid;
 pub mod link;
+pub mod scope;
 pub mod server;
 
 use std::path::PathBuf;

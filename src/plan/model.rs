@@ -30,6 +30,10 @@ pub struct RawPlan {
     /// Databases to snapshot and compare; default: every non-system database.
     #[serde(default)]
     pub databases: Option<Vec<Located<String>>>,
+    /// What a switchover away from the source fences: the whole server
+    /// (default) or only `databases`, so its other databases keep writing.
+    #[serde(default)]
+    pub scope: Option<Located<Scope>>,
     #[serde(default)]
     pub dns: Option<RawDns>,
     #[serde(default)]
@@ -298,6 +302,18 @@ pub struct RawGates {
     /// is cancelled and tried again.
     #[serde(default)]
     pub max_source_stall_ms: Option<Located<i64>>,
+}
+
+/// What a switchover fences on the source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The whole server: a global read lock, then `read_only`.
+    #[default]
+    Server,
+    /// Only the plan's databases: their tables locked, then MySQL's schema
+    /// `READ ONLY` or, on MariaDB, the applications' write privileges revoked.
+    Databases,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]

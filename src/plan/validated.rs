@@ -8,7 +8,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub use super::model::{ClusterRole, DnsRecordType, DrillFailure, RollbackMode, TsigAlgorithmName};
+pub use super::model::{
+    ClusterRole, DnsRecordType, DrillFailure, RollbackMode, Scope, TsigAlgorithmName,
+};
 
 /// Where a secret comes from. The secret itself is read only when needed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +31,7 @@ pub struct ValidatedPlan {
     pub replication: Option<Credentials>,
     pub application: Option<Application>,
     pub databases: Option<Vec<String>>,
+    pub scope: Scope,
     pub dns: Option<DnsConfig>,
     pub gates: Gates,
     pub drill: Option<Drill>,
@@ -59,6 +62,22 @@ pub struct Drill {
 impl ValidatedPlan {
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
         self.clusters.iter().find(|cluster| cluster.name == name)
+    }
+
+    /// The databases a fence on `cluster` covers: `None` fences the whole
+    /// server. Only the source is scoped: the targets hold nothing else.
+    pub fn fence_scope(&self, cluster: &str) -> Option<Vec<String>> {
+        match (&self.scope, &self.databases) {
+            (Scope::Databases, Some(databases)) if self.source().name == cluster => {
+                let mut fenced = databases.clone();
+                // The probe writes as the application does: fenced with it.
+                fenced.push("cutover_probe".to_string());
+                fenced.sort();
+                fenced.dedup();
+                Some(fenced)
+            }
+            _ => None,
+        }
     }
 
     pub fn source(&self) -> &Cluster {

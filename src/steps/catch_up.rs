@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Description, StepError, millis};
+use crate::mysql::gtid::Origin;
 use crate::mysql::server::{self, ThreadState};
-use crate::mysql::{GtidSet, control, gtid};
+use crate::mysql::{Flavor, GtidSet, Session, control, gtid};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, Frozen};
 
@@ -80,7 +81,7 @@ pub async fn wait_one(
         }
     }
     let executed = server::executed(session, flavor).await?;
-    let errant = gtid::errant(&executed, &frozen_set);
+    let errant = errant(ctx, target, &executed, frozen).await?;
     if !errant.is_empty() {
         return Err(StepError::Refused(format!(
             "cluster `{target}` has transactions the frozen source never had (errant GTIDs {errant}); \
@@ -88,6 +89,68 @@ pub async fn wait_one(
         )));
     }
     Ok(executed.to_string())
+}
+
+/// What `target` executed that the frozen source never had. Under a scoped
+/// fence the source's other databases kept writing past the frozen position
+/// (the target replicated them, filtered out), so the reference is what the
+/// source has executed by now; and a scoped source becoming primary again
+/// kept writing its other databases meanwhile: its own transactions are
+/// those, not errant ones.
+pub(super) async fn errant(
+    ctx: &mut Context,
+    target: &str,
+    executed: &GtidSet,
+    frozen: &Frozen,
+) -> Result<GtidSet, StepError> {
+    let target_scoped = ctx.plan.fence_scope(target).is_some();
+    let (session, flavor) = ctx.session_and_flavor(target).await?;
+    let frozen_set = GtidSet::parse(flavor, &frozen.executed)
+        .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
+    let mut errant = gtid::errant(executed, &frozen_set);
+    if target_scoped && !errant.is_empty() {
+        let own = own_origin(session, flavor).await?;
+        errant = errant.filter_origins(|origin| !own.matches(origin));
+    }
+    if frozen.scope.is_some() && !errant.is_empty() {
+        let (session, source_flavor) = ctx.session_and_flavor(&frozen.cluster).await?;
+        let since = server::executed(session, source_flavor).await?;
+        errant = gtid::errant(&errant, &since);
+    }
+    Ok(errant)
+}
+
+/// Which transactions a server wrote itself.
+enum OwnOrigin {
+    Uuid(String),
+    ServerId(u32),
+}
+
+impl OwnOrigin {
+    fn matches(&self, origin: &Origin) -> bool {
+        match (self, origin) {
+            (OwnOrigin::Uuid(own), Origin::Mysql { uuid, .. }) => own == uuid,
+            (OwnOrigin::ServerId(own), Origin::Mariadb { server, .. }) => own == server,
+            _ => false,
+        }
+    }
+}
+
+async fn own_origin(session: &mut Session, flavor: Flavor) -> Result<OwnOrigin, StepError> {
+    Ok(match flavor {
+        Flavor::Mysql => {
+            let uuid: Option<String> = session
+                .query_first("read the server's uuid", "SELECT @@GLOBAL.server_uuid")
+                .await?;
+            OwnOrigin::Uuid(uuid.unwrap_or_default().to_lowercase())
+        }
+        Flavor::Mariadb => {
+            let id: Option<u32> = session
+                .query_first("read the server's id", "SELECT @@GLOBAL.server_id")
+                .await?;
+            OwnOrigin::ServerId(id.unwrap_or(0))
+        }
+    })
 }
 
 pub fn describe(_plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> Description {

@@ -67,6 +67,28 @@ pub struct Frozen {
     pub position: String,
     /// Every executed transaction, for errant and reached checks.
     pub executed: String,
+    /// Set when only some databases were fenced (`scope: databases`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<FenceScope>,
+}
+
+/// What a scoped fence covers: the databases, and the accounts of the
+/// applications writing them (whose sessions it may end).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FenceScope {
+    pub databases: Vec<String>,
+    pub accounts: Vec<String>,
+}
+
+impl FenceScope {
+    /// A session of one of the fenced applications, or one using a fenced database.
+    pub fn covers(&self, client: &control::ClientSession) -> bool {
+        self.accounts.contains(&client.user)
+            || client
+                .db
+                .as_ref()
+                .is_some_and(|db| self.databases.contains(db))
+    }
 }
 
 /// The write fence: a global read lock held on one connection. Losing the

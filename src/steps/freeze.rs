@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::mysql::control;
 use crate::mysql::server;
 use crate::mysql::{MysqlError, Session};
+use crate::mysql::{control, scope};
 use crate::plan::ValidatedPlan;
-use crate::steps::context::{Context, Fence, Frozen};
+use crate::steps::context::{Context, Fence, FenceScope, Frozen};
 
 pub async fn act(
     ctx: &mut Context,
@@ -41,6 +41,28 @@ pub async fn act(
         .await?;
 
     let own_users = own_users(ctx, cluster);
+    let (lock, scope) = match ctx.plan.fence_scope(cluster) {
+        None => ("FLUSH TABLES WITH READ LOCK".to_string(), None),
+        Some(databases) => {
+            let tables = scope::tables(&mut fence_session, &databases).await?;
+            if tables.is_empty() {
+                fence_session.close().await;
+                return Err(StepError::Refused(format!(
+                    "cluster `{cluster}`: `scope: databases` found no table in {} to fence",
+                    databases.join(", ")
+                )));
+            }
+            let accounts = scope::accounts(&mut fence_session, &databases, &own_users).await?;
+            scope::prepare(&mut fence_session, flavor).await?;
+            (
+                scope::lock_statement(&tables),
+                Some(FenceScope {
+                    databases,
+                    accounts,
+                }),
+            )
+        }
+    };
     // Writers queue from the moment the lock is requested, not from when it
     // is granted: the freeze, its budget and `write_freeze_ms` count from here.
     let requested = Instant::now();
@@ -51,15 +73,18 @@ pub async fn act(
         connection_id,
         drain_timeout,
         &own_users,
+        (&lock, scope.as_ref()),
     )
     .await?;
     let drain = requested.elapsed();
-    ctx.audit(
-        cluster,
-        "FLUSH TABLES WITH READ LOCK (session-held fence)",
-        "ok",
-    )
-    .await;
+    let audited = match &scope {
+        None => "FLUSH TABLES WITH READ LOCK (session-held fence)".to_string(),
+        Some(scope) => format!(
+            "FLUSH TABLES … WITH READ LOCK on {} (session-held fence)",
+            scope.databases.join(", ")
+        ),
+    };
+    ctx.audit(cluster, &audited, "ok").await;
 
     let mut fence = Fence::new(
         cluster.to_string(),
@@ -70,9 +95,10 @@ pub async fn act(
     );
     let position = control::binlog_position(&mut fence.session, flavor).await?;
     let executed = server::executed(&mut fence.session, flavor).await?;
-    // Nothing may commit under the fence; a moving position means something bypasses it.
+    // Nothing may commit under the fence; a moving position means something
+    // bypasses it. A scoped fence leaves the other databases writing.
     let again = control::binlog_position(&mut fence.session, flavor).await?;
-    if again != position {
+    if again != position && scope.is_none() {
         fence.release().await;
         return Err(StepError::Refused(format!(
             "cluster `{cluster}`: the GTID position moved under the write fence ({position} → {again}); \
@@ -84,6 +110,7 @@ pub async fn act(
         cluster: cluster.to_string(),
         position: position.clone(),
         executed: executed.to_string(),
+        scope: scope.clone(),
     });
     ctx.fence = Some(fence);
     tracing::info!(
@@ -99,6 +126,7 @@ pub async fn act(
         "drain_ms": millis(drain),
         "killed_sessions": killed,
         "budget_ms": millis(budget),
+        "scope": scope,
     }))
 }
 
@@ -115,9 +143,10 @@ fn own_users(ctx: &Context, cluster: &str) -> Vec<String> {
     users
 }
 
-/// Take the global read lock. Busy client sessions get `drain_timeout` to
-/// finish; then they are killed, and after a second `drain_timeout` the lock
-/// attempt is abandoned.
+/// Take the global read lock (or, scoped, the fenced tables' locks). Busy
+/// client sessions (scoped: those of the fenced applications) get
+/// `drain_timeout` to finish; then they are killed, and after a second
+/// `drain_timeout` the lock attempt is abandoned.
 async fn lock_with_drain(
     ctx: &Context,
     cluster: &str,
@@ -125,16 +154,19 @@ async fn lock_with_drain(
     connection_id: u64,
     drain_timeout: Duration,
     own_users: &[String],
+    (lock, scope): (&str, Option<&FenceScope>),
 ) -> Result<(usize, Session), StepError> {
     let endpoint = ctx.endpoint(cluster)?.clone();
     let excluded: Vec<String> = own_users.to_vec();
+    let scope = scope.cloned();
     let killer = tokio::spawn(async move {
         tokio::time::sleep(drain_timeout).await;
         let mut session = Session::connect(&endpoint).await?;
         let users: Vec<&str> = excluded.iter().map(String::as_str).collect();
         let mut killed = 0usize;
         for client in control::client_sessions(&mut session, &users).await? {
-            if client.busy && client.id != connection_id {
+            let in_scope = scope.as_ref().is_none_or(|scope| scope.covers(&client));
+            if client.busy && client.id != connection_id && in_scope {
                 control::kill_connection(&mut session, client.id).await?;
                 killed += 1;
             }
@@ -152,11 +184,7 @@ async fn lock_with_drain(
     });
     let limit = drain_timeout * 2 + Duration::from_secs(5);
     let locked = fence_session
-        .exec_within(
-            limit,
-            "take the global read lock",
-            "FLUSH TABLES WITH READ LOCK",
-        )
+        .exec_within(limit, "take the write lock", lock)
         .await;
     let killed = if killer.is_finished() {
         killer.await.ok().and_then(Result::ok).unwrap_or(0)

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::{Description, StepError};
 use super::{catch_up, repoint};
 use crate::mysql::server;
-use crate::mysql::{GtidSet, Session, control, events, gtid};
-use crate::steps::context::{Context, Frozen};
+use crate::mysql::{Flavor, GtidSet, Session, control, events, gtid, scope};
+use crate::steps::context::{Context, FenceScope, Frozen};
 
 pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
     let old_primary = ctx.state.primary.clone();
@@ -21,10 +21,14 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
             control::reset_replication(session, flavor).await?;
         }
         control::set_read_only(session, flavor, false).await?;
+        let lifted = lift_scoped_fence(ctx, candidate).await?;
         let events = enable_events(ctx, candidate).await;
-        return Ok(
-            json!({ "cluster": candidate, "already_primary": true, "events_enabled": events }),
-        );
+        return Ok(json!({
+            "cluster": candidate,
+            "already_primary": true,
+            "events_enabled": events,
+            "scoped_fence_lifted": lifted,
+        }));
     }
     let mut frozen = ctx.state.frozen.clone().ok_or_else(|| {
         StepError::Failed("promote needs a frozen position: put a `freeze` step before it".into())
@@ -36,13 +40,15 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
             .await?
             .map(|channel| format!("{}:{}", channel.source_host, channel.source_port))
     };
+    let scope = frozen.scope.clone();
     // Checks that still allow a clean refusal.
     check_candidate(ctx, candidate, &frozen).await?;
     let old_flavor = ctx.flavor(&old_primary).await?;
     if let Some(fence) = &mut ctx.fence {
         let flavor = old_flavor;
         let now = control::binlog_position(&mut fence.session, flavor).await?;
-        if now != frozen.position {
+        // A scoped fence leaves the other databases writing: the position moves.
+        if now != frozen.position && scope.is_none() {
             return Err(StepError::Refused(format!(
                 "cluster `{old_primary}`: the position moved under the fence ({} → {now})",
                 frozen.position
@@ -61,9 +67,16 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         "point of no return: fencing the old primary persistently",
     )
     .await;
-    fence_old_primary(ctx, &old_primary).await?;
-    // Without a live fence (a resumed run) writes may have landed before the
-    // persistent fence: the candidate must have them too.
+    let scoped_fence = match &scope {
+        None => {
+            fence_old_primary(ctx, &old_primary).await?;
+            None
+        }
+        Some(scope) => Some(fence_old_primary_scoped(ctx, &old_primary, scope).await?),
+    };
+    // Without a live fence (a resumed run), or when a scoped fence let go of
+    // its tables (MySQL) or never stopped other databases, writes may have
+    // landed before the persistent fence: the candidate must have them too.
     let (session, _) = ctx.session_and_flavor(&old_primary).await?;
     let position = control::binlog_position(session, old_flavor).await?;
     if position != frozen.position {
@@ -72,6 +85,7 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
             cluster: old_primary.clone(),
             position,
             executed: executed.to_string(),
+            scope: scope.clone(),
         };
         ctx.state.frozen = Some(frozen.clone());
         let limit = ctx.plan.gates.freeze_budget.max(Duration::from_secs(5));
@@ -90,6 +104,7 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         "ok",
     )
     .await;
+    let lifted = lift_scoped_fence(ctx, candidate).await?;
     let events = enable_events(ctx, candidate).await;
     ctx.state.previous_primary = Some(old_primary.clone());
     ctx.state.primary = candidate.to_string();
@@ -102,7 +117,122 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         "frozen_executed": frozen.executed,
         "candidate_position": position,
         "candidate_previous_source": previous_source,
+        "scoped_fence": scoped_fence,
+        "scoped_fence_lifted": lifted,
     }))
+}
+
+/// The lasting fence of `scope: databases` on the old primary (the plan's
+/// source): its other databases keep writing. The fenced applications'
+/// sessions end first: they wait on the freeze's locks, and on MariaDB a
+/// revoked privilege reaches a session only when it reconnects. MySQL's
+/// `ALTER SCHEMA … READ ONLY` waits for the freeze's own table locks, so
+/// those go first; whatever slips in meanwhile reaches the candidate by the
+/// catch-up that follows.
+async fn fence_old_primary_scoped(
+    ctx: &mut Context,
+    old_primary: &str,
+    scope: &FenceScope,
+) -> Result<Vec<String>, StepError> {
+    let flavor = ctx.flavor(old_primary).await?;
+    let kept = own_accounts(ctx, old_primary);
+    let ended = end_sessions_in_scope(ctx, old_primary, scope, &kept).await?;
+    if flavor == Flavor::Mysql
+        && let Some(fence) = ctx.fence.as_mut().filter(|f| f.cluster == old_primary)
+    {
+        fence
+            .session
+            .exec("release the fenced tables", "UNLOCK TABLES")
+            .await?;
+    }
+    let endpoint = ctx.endpoint(old_primary)?.clone();
+    let mut session = Session::connect(&endpoint).await?;
+    let wait = ctx.plan.gates.freeze_budget.as_secs().max(1);
+    let fenced = async {
+        session
+            .exec(
+                "bound the wait for the fenced databases",
+                &format!("SET SESSION lock_wait_timeout = {wait}"),
+            )
+            .await?;
+        scope::fence(&mut session, flavor, &scope.databases, &kept).await
+    }
+    .await;
+    session.close().await;
+    let done = fenced?;
+    ctx.audit(
+        old_primary,
+        &format!(
+            "scoped fence on {} ({ended} session(s) ended): {}",
+            scope.databases.join(", "),
+            done.join("; ")
+        ),
+        "ok",
+    )
+    .await;
+    Ok(done)
+}
+
+/// The orchestrator's and replication's accounts: never fenced, never ended.
+fn own_accounts(ctx: &Context, cluster: &str) -> Vec<String> {
+    let mut users: Vec<String> = ctx
+        .plan
+        .cluster(cluster)
+        .map(|c| c.user.clone())
+        .into_iter()
+        .collect();
+    users.extend(ctx.plan.replication.as_ref().map(|r| r.user.clone()));
+    users
+}
+
+/// Kill the sessions of the fenced applications (or in the fenced databases)
+/// on `cluster`, but the fence's own connection and `kept` accounts'.
+pub(super) async fn end_sessions_in_scope(
+    ctx: &mut Context,
+    cluster: &str,
+    scope: &FenceScope,
+    kept: &[String],
+) -> Result<usize, StepError> {
+    let fence_id = ctx
+        .fence
+        .as_ref()
+        .filter(|f| f.cluster == cluster)
+        .map(|f| f.connection_id);
+    let session = ctx.session(cluster).await?;
+    let users: Vec<&str> = kept.iter().map(String::as_str).collect();
+    let mut ended = 0;
+    for client in control::client_sessions(session, &users).await? {
+        if Some(client.id) != fence_id
+            && scope.covers(&client)
+            && control::kill_connection(session, client.id).await.is_ok()
+        {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+/// On the plan's source under `scope: databases`, becoming primary again:
+/// its databases take writes again (MySQL `READ ONLY = 0`, MariaDB the
+/// recorded privileges granted back). Says what it did.
+pub(super) async fn lift_scoped_fence(
+    ctx: &mut Context,
+    cluster: &str,
+) -> Result<Vec<String>, StepError> {
+    let Some(databases) = ctx.plan.fence_scope(cluster) else {
+        return Ok(Vec::new());
+    };
+    let (session, flavor) = ctx.session_and_flavor(cluster).await?;
+    let done = scope::lift(session, flavor, &databases).await?;
+    if !done.is_empty() {
+        ctx.audit(
+            cluster,
+            &format!("lift the scoped fence: {}", done.join("; ")),
+            "ok",
+        )
+        .await;
+    }
+    Ok(done)
 }
 
 /// The new primary's scheduled events run from now on (as a replica it held
@@ -111,13 +241,14 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
 async fn enable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
     let enabled = async {
         // Inside the freeze: no new connection unless there is work.
+        let schemas = ctx.plan.fence_scope(cluster);
         let (session, _) = ctx.session_and_flavor(cluster).await?;
-        if !events::any(session, true).await? {
+        if !events::any(session, true, schemas.as_deref()).await? {
             return Ok(events::Changed::default());
         }
         let endpoint = ctx.endpoint(cluster)?.clone();
         let mut session = Session::connect(&endpoint).await?;
-        let enabled = events::enable_on_new_primary(&mut session).await;
+        let enabled = events::enable_on_new_primary(&mut session, schemas.as_deref()).await;
         session.close().await;
         enabled
     }
@@ -176,7 +307,7 @@ async fn check_candidate(
     let frozen_set = GtidSet::parse(flavor, &frozen.executed)
         .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
     let executed = server::executed(session, flavor).await?;
-    let errant = gtid::errant(&executed, &frozen_set);
+    let errant = catch_up::errant(ctx, candidate, &executed, frozen).await?;
     if !errant.is_empty() {
         return Err(StepError::Refused(format!(
             "refusing to promote `{candidate}`: it has errant GTIDs {errant} that `{}` never had",
@@ -254,7 +385,7 @@ pub async fn undo(
         // session of its own (each ALTER sets the event's session settings).
         let endpoint = ctx.endpoint(candidate)?.clone();
         let mut own = Session::connect(&endpoint).await?;
-        let disabled = events::disable_on_replica(&mut own, flavor, Some(&enabled)).await;
+        let disabled = events::disable_on_replica(&mut own, flavor, Some(&enabled), None).await;
         own.close().await;
         disabled?;
     }
@@ -281,6 +412,12 @@ pub async fn undo(
     )
     .await;
     let old_flavor = ctx.flavor(&old_primary).await?;
+    if ctx.plan.fence_scope(&old_primary).is_some() {
+        // Scoped: read_only was never set there; its databases were fenced.
+        lift_scoped_fence(ctx, &old_primary).await?;
+        ctx.state.primary = old_primary;
+        return Ok(());
+    }
     // A live fence still blocks writes until the freeze is undone; a second
     // connection would queue behind its lock, so use the fence's own.
     if let Some(fence) = ctx

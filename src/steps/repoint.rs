@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::{Description, StepError, address_of};
-use crate::mysql::{control, link};
-use crate::plan::ValidatedPlan;
+use crate::mysql::{Flavor, Session, control, link};
+use crate::plan::{Scope, ValidatedPlan};
 use crate::steps::context::Context;
 
 pub async fn act(
@@ -24,6 +24,39 @@ pub async fn act(
         "previous_sources": previous,
         "links": ctx.replication_links[first_link..],
     }))
+}
+
+/// MariaDB under `scope: databases`: the shared source's GTID domain holds
+/// transactions no link carried (its other databases), so `cluster` may have
+/// seen more of it than `source` logged; it starts at `source`'s position there.
+async fn align_shared_domain(
+    ctx: &mut Context,
+    cluster: &str,
+    source: &str,
+) -> Result<(), StepError> {
+    let shared = ctx.plan.source().name.clone();
+    let domain: Option<u32> = ctx
+        .session(&shared)
+        .await?
+        .query_first(
+            "read the shared source's GTID domain",
+            "SELECT @@GLOBAL.gtid_domain_id",
+        )
+        .await?;
+    let endpoint = ctx.endpoint(source)?.clone();
+    let mut source_session = Session::connect(&endpoint).await?;
+    let (replica, _) = ctx.session_and_flavor(cluster).await?;
+    let aligned = control::align_start(replica, &mut source_session, domain.unwrap_or(0)).await;
+    source_session.close().await;
+    if let Some(start) = aligned? {
+        ctx.audit(
+            cluster,
+            &format!("gtid_slave_pos = {start} (the shared source's domain, as `{source}` has it)"),
+            "ok",
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Make `cluster` replicate from `source`, continuing from its own applied
@@ -77,6 +110,10 @@ pub async fn replicate_from(
         },
     )
     .await?;
+    if flavor == Flavor::Mariadb && plan.scope == Scope::Databases {
+        align_shared_domain(ctx, cluster, source).await?;
+    }
+    let (session, flavor) = ctx.session_and_flavor(cluster).await?;
     control::start_replication(session, flavor).await?;
     ctx.audit(
         cluster,

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::repoint;
 use super::{Description, StepError, address_of};
-use crate::mysql::control;
+use crate::mysql::{Flavor, control};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::Context;
 
@@ -16,9 +16,13 @@ pub async fn act(
 ) -> Result<serde_json::Value, StepError> {
     let frozen = ctx.state.frozen.clone();
     let (host, port) = address_of(&ctx.plan, from);
+    let scoped = ctx.plan.fence_scope(cluster).is_some();
     let (session, flavor) = ctx.session_and_flavor(cluster).await?;
-    // Never writable as a replica, whatever happened before.
-    control::set_read_only(session, flavor, true).await?;
+    // Never writable as a replica, whatever happened before; a scoped source
+    // keeps its other databases writable (the moved ones are fenced).
+    if !scoped {
+        control::set_read_only(session, flavor, true).await?;
+    }
     let channel = control::channel(session, flavor).await?;
     let already = channel
         .as_ref()
@@ -34,6 +38,9 @@ pub async fn act(
             ));
         }
     };
+    // A scoped MariaDB source kept writing its other databases past the
+    // frozen position: it starts from its own position, aligned by the link.
+    let start = start.filter(|_| !(scoped && flavor == Flavor::Mariadb));
     if let Some(position) = &start {
         // Any other start would replay or skip writes.
         if channel.is_some() {
@@ -45,7 +52,8 @@ pub async fn act(
     ctx.audit(
         cluster,
         &format!(
-            "read_only = 1; gtid_slave_pos = {}; replicate from `{from}`",
+            "{}gtid_slave_pos = {}; replicate from `{from}`",
+            if scoped { "" } else { "read_only = 1; " },
             start.as_deref().unwrap_or("(its own, unchanged)")
         ),
         "ok",

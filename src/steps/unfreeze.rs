@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{Description, StepError, millis};
-use crate::mysql::{Session, control, events};
+use crate::mysql::{Session, control, events, scope};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, EndedSessions};
 
@@ -62,7 +62,10 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
         .await;
     }
     let events_disabled = match demoted.as_deref() {
-        Some(old) => Some(disable_events(ctx, old).await),
+        Some(old) => {
+            let schemas = ctx.plan.fence_scope(old);
+            Some(disable_events(ctx, old, schemas.as_deref()).await)
+        }
         None => None,
     };
     tracing::info!(
@@ -85,15 +88,20 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
 /// The demoted primary runs no scheduled event from now on: the new primary
 /// runs them. After the fence is gone (its lock would block ALTER EVENT).
 /// A failure does not undo the switchover: it is logged and audited.
-async fn disable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
+/// `schemas`: under a scoped fence, only the fenced databases' events.
+async fn disable_events(
+    ctx: &mut Context,
+    cluster: &str,
+    schemas: Option<&[String]>,
+) -> events::Changed {
     let disabled = async {
         let (session, flavor) = ctx.session_and_flavor(cluster).await?;
-        if !events::any(session, false).await? {
+        if !events::any(session, false, schemas).await? {
             return Ok(events::Changed::default());
         }
         let endpoint = ctx.endpoint(cluster)?.clone();
         let mut session = Session::connect(&endpoint).await?;
-        let disabled = events::disable_on_replica(&mut session, flavor, None).await;
+        let disabled = events::disable_on_replica(&mut session, flavor, None, schemas).await;
         session.close().await;
         disabled
     }
@@ -118,6 +126,25 @@ pub fn kept_users(plan: &ValidatedPlan, cluster: &str) -> Vec<String> {
 /// that ended by itself meanwhile is not an error.
 async fn end_client_sessions(ctx: &mut Context, cluster: &str) -> Result<usize, StepError> {
     let kept = kept_users(&ctx.plan, cluster);
+    // Scoped: only the fenced applications' sessions; the others keep working.
+    let scope = ctx
+        .state
+        .frozen
+        .as_ref()
+        .filter(|frozen| frozen.cluster == cluster)
+        .and_then(|frozen| frozen.scope.clone());
+    if let Some(scope) = scope {
+        let ended = super::promote::end_sessions_in_scope(ctx, cluster, &scope, &kept).await?;
+        if ended > 0 {
+            ctx.audit(
+                cluster,
+                &format!("KILL {ended} fenced client session(s)"),
+                "ok",
+            )
+            .await;
+        }
+        return Ok(ended);
+    }
     let session = ctx.session(cluster).await?;
     let users: Vec<&str> = kept.iter().map(String::as_str).collect();
     let mut ended = 0;
@@ -137,6 +164,24 @@ async fn end_client_sessions(ctx: &mut Context, cluster: &str) -> Result<usize, 
 /// already resumed writes is undone step by step.
 pub async fn undo(ctx: &mut Context) -> Result<(), StepError> {
     let primary = ctx.state.primary.clone();
+    if let Some(databases) = ctx.plan.fence_scope(&primary) {
+        let kept: Vec<String> = ctx
+            .plan
+            .cluster(&primary)
+            .map(|c| c.user.clone())
+            .into_iter()
+            .chain(ctx.plan.replication.as_ref().map(|r| r.user.clone()))
+            .collect();
+        let (session, flavor) = ctx.session_and_flavor(&primary).await?;
+        let done = scope::fence(session, flavor, &databases, &kept).await?;
+        ctx.audit(
+            &primary,
+            &format!("scoped fence: {}", done.join("; ")),
+            "ok",
+        )
+        .await;
+        return Ok(());
+    }
     let (session, flavor) = ctx.session_and_flavor(&primary).await?;
     control::set_read_only(session, flavor, true).await?;
     ctx.audit(&primary, "SET GLOBAL read_only = 1", "ok").await;

@@ -15,6 +15,7 @@ mod lab_hot_rows;
 mod lab_migration;
 mod lab_mysql;
 mod lab_pooled;
+mod lab_scoped_cutover;
 mod lab_shared_source;
 mod lab_snapshot;
 mod lab_topology;

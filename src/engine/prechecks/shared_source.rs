@@ -1,7 +1,8 @@
 //! Precheck: the other databases a source holds besides the plan's. Their
 //! writes never reach a target (every link carries the plan's databases
 //! only), but a freeze of the source stops them too: the cutover fences the
-//! whole server. Said before the window, with when each was last written.
+//! whole server unless the plan says `scope: databases`. Said before the
+//! window, with when each was last written.
 
 use super::check::{CheckStatus, Precheck};
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session, quote, server};
@@ -75,9 +76,15 @@ fn describe(others: &[Other]) -> String {
 }
 
 /// The verdict: nothing else on the source passes; other databases warn when
-/// the plan freezes the source (their writes stop with it), and pass
-/// otherwise (their writes simply never reach a target).
-fn judge(others: &[Other], plan_names_databases: bool, freezes: bool) -> (CheckStatus, String) {
+/// the plan freezes the whole source (their writes stop with it), and pass
+/// otherwise (their writes simply never reach a target, and a scoped fence
+/// leaves them alone).
+fn judge(
+    others: &[Other],
+    plan_names_databases: bool,
+    freezes: bool,
+    scoped: bool,
+) -> (CheckStatus, String) {
     if others.is_empty() {
         return (
             CheckStatus::Pass,
@@ -94,13 +101,23 @@ fn judge(others: &[Other], plan_names_databases: bool, freezes: bool) -> (CheckS
         );
     }
     let listed = describe(others);
-    if freezes {
+    if freezes && scoped {
+        (
+            CheckStatus::Pass,
+            format!(
+                "also holds {listed}: replication carries none of them to the targets, and \
+                 `scope: databases` fences only the plan's databases (their tables locked for the \
+                 freeze, then kept from the applications), so their writes go on"
+            ),
+        )
+    } else if freezes {
         (
             CheckStatus::Warn,
             format!(
                 "also holds {listed}: replication carries none of them to the targets, but the \
-                 switchover's freeze fences the whole server, so their writes stop for the \
-                 freeze and fail against read_only afterwards"
+                 switchover's freeze fences the whole server (`scope: server`), so their writes \
+                 stop for the freeze and fail against read_only afterwards; `scope: databases` \
+                 would fence only the plan's"
             ),
         )
     } else {
@@ -125,7 +142,12 @@ pub async fn check(
     let found = others(&mut session, plan).await;
     session.close().await;
     let (status, detail) = match found {
-        Ok(others) => judge(&others, plan.databases.is_some(), freezes),
+        Ok(others) => judge(
+            &others,
+            plan.databases.is_some(),
+            freezes,
+            plan.fence_scope(source).is_some(),
+        ),
         Err(error) => (
             CheckStatus::Warn,
             format!("cannot list the other databases: {error}"),
@@ -152,14 +174,21 @@ mod tests {
             idle_seconds: Some(3),
             cached: false,
         }];
-        assert_eq!(judge(&[], true, true).0, CheckStatus::Pass);
-        let (status, detail) = judge(&bars, true, true);
+        assert_eq!(judge(&[], true, true, false).0, CheckStatus::Pass);
+        let (status, detail) = judge(&bars, true, true, false);
         assert_eq!(status, CheckStatus::Warn);
         assert!(
             detail.contains("`bars` (1 table(s), last written 3 s ago)"),
             "{detail}"
         );
-        assert_eq!(judge(&bars, true, false).0, CheckStatus::Pass);
-        assert!(judge(&bars, false, true).1.contains("every database moves"));
+        assert_eq!(judge(&bars, true, false, false).0, CheckStatus::Pass);
+        let (status, detail) = judge(&bars, true, true, true);
+        assert_eq!(status, CheckStatus::Pass);
+        assert!(detail.contains("scope: databases"), "{detail}");
+        assert!(
+            judge(&bars, false, true, false)
+                .1
+                .contains("every database moves")
+        );
     }
 }

@@ -84,6 +84,18 @@ impl Checker {
                 })
                 .collect()
         });
+        let scope = match raw.scope {
+            Some(scope) if scope.value == Scope::Databases && databases.is_none() => {
+                self.error_with_help(
+                    scope.position,
+                    "`scope: databases` fences only the plan's databases, but the plan names none",
+                    "list them under `databases:`, or use `scope: server`",
+                );
+                Scope::Databases
+            }
+            Some(scope) => scope.value,
+            None => Scope::Server,
+        };
         let dns = raw.dns.and_then(|dns| self.dns(dns));
         self.has_dns = dns.is_some();
         let gates = self.gates(raw.gates.unwrap_or_default());
@@ -104,6 +116,7 @@ impl Checker {
             replication,
             application,
             databases,
+            scope,
             dns,
             gates,
             drill,
