@@ -223,11 +223,35 @@ pub async fn undo(ctx: &mut Context, cluster: &str) -> Result<(), StepError> {
 }
 
 pub fn describe(
-    _plan: &ValidatedPlan,
+    plan: &ValidatedPlan,
     cluster: &str,
     drain_timeout: Duration,
     budget: Duration,
 ) -> Description {
+    if let Some(databases) = plan.fence_scope(cluster) {
+        return Description {
+            cluster: cluster.to_string(),
+            action: format!(
+                "fence writes to {} only on `{cluster}` (scope: databases): their tables locked on a dedicated connection; \
+                 busy sessions of their applications get {} ms, then are killed; budget {} ms; the other databases keep writing",
+                databases.join(", "),
+                drain_timeout.as_millis(),
+                budget.as_millis()
+            ),
+            commands: vec![
+                format!("SET SESSION wait_timeout = {}", budget.as_secs() + 2),
+                format!(
+                    "FLUSH TABLES <every table of {}> WITH READ LOCK",
+                    databases.join(", ")
+                ),
+                "SELECT @@GLOBAL.gtid_binlog_pos   -- the frozen position (MySQL: @@GLOBAL.gtid_executed)".into(),
+            ],
+            verify: vec![
+                "SHOW PROCESSLIST: the applications' writes to those databases wait on 'Waiting for table metadata lock'; other databases' writes run".into(),
+            ],
+            inverse: "UNLOCK TABLES (or close the fence connection)".into(),
+        };
+    }
     Description {
         cluster: cluster.to_string(),
         action: format!(

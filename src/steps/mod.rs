@@ -170,7 +170,7 @@ pub fn describe(plan: &ValidatedPlan, state: &SwitchState, kind: &StepKind) -> D
             budget,
         } => freeze::describe(plan, cluster, *drain_timeout, *budget),
         StepKind::CatchUp { targets, timeout } => catch_up::describe(plan, targets, *timeout),
-        StepKind::Promote { cluster } => promote::describe(&state.primary, cluster),
+        StepKind::Promote { cluster } => promote::describe(plan, &state.primary, cluster),
         StepKind::Repoint { to, clusters } => repoint::describe(plan, to, clusters),
         StepKind::ReverseReplication { from, cluster } => {
             reverse_replication::describe(plan, from, cluster)

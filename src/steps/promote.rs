@@ -10,6 +10,7 @@ use super::{Description, StepError};
 use super::{catch_up, repoint};
 use crate::mysql::server;
 use crate::mysql::{Flavor, GtidSet, Session, control, events, gtid, scope};
+use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, FenceScope, Frozen};
 
 pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
@@ -438,9 +439,9 @@ pub async fn undo(
 
 /// `old_primary`: the cluster that is primary when the step starts (the
 /// plan's source going forward, the new primary in a reverse switchover).
-pub fn describe(old_primary: &str, candidate: &str) -> Description {
+pub fn describe(plan: &ValidatedPlan, old_primary: &str, candidate: &str) -> Description {
     let source = old_primary;
-    Description {
+    let mut description = Description {
         cluster: candidate.to_string(),
         action: format!(
             "promote `{candidate}` (point of no return): refuse on errant GTIDs or short of the frozen position; \
@@ -463,5 +464,25 @@ pub fn describe(old_primary: &str, candidate: &str) -> Description {
             "while `{candidate}` has no writes of its own: read_only = 1 on it, CHANGE MASTER back to `{source}` from the frozen position, `{source}` read_only = 0; \
              after writes: a reverse switchover (`cutover rollback RUN_ID`)"
         ),
+    };
+    if let Some(databases) = plan.fence_scope(source) {
+        let listed = databases.join(", ");
+        description.action = format!(
+            "promote `{candidate}` (point of no return): refuse on errant GTIDs or short of the frozen position; \
+             on `{source}` only {listed} are fenced for good (scope: databases); `{candidate}` catches up with \
+             `{source}`, leaves replication and becomes writable"
+        );
+        description.commands.splice(
+            0..2,
+            [
+                format!("-- on {source}: KILL the sessions of {listed}'s applications; then, outside the binary log:"),
+                format!("SET SESSION sql_log_bin = 0; ALTER SCHEMA <each of {listed}> READ ONLY = 1   -- MySQL (after UNLOCK TABLES on the fence connection)"),
+                "REVOKE <their write privileges> ON <db>.* FROM <each application account>   -- MariaDB, recorded first in cutover.fenced_grants".into(),
+            ],
+        );
+        description.verify[1] = format!(
+            "on {source}: SELECT * FROM information_schema.SCHEMATA_EXTENSIONS shows READ ONLY=1 (MySQL); SELECT * FROM cutover.fenced_grants (MariaDB)"
+        );
     }
+    description
 }

@@ -189,7 +189,14 @@ pub async fn undo(ctx: &mut Context) -> Result<(), StepError> {
 }
 
 pub fn describe(plan: &ValidatedPlan) -> Description {
-    let sessions = if plan.gates.end_old_sessions {
+    let scoped = plan.fence_scope(&plan.source().name);
+    let sessions = if let (true, Some(databases)) = (plan.gates.end_old_sessions, &scoped) {
+        format!(
+            ", end the sessions of {}'s applications left on the demoted source (scope: databases: \
+             its other applications keep theirs) so pools reconnect through the name",
+            databases.join(", ")
+        )
+    } else if plan.gates.end_old_sessions {
         format!(
             ", end the client sessions left on a demoted primary (all but {}) so pools reconnect through the name",
             kept_users(plan, &plan.source().name)

@@ -167,23 +167,33 @@ fn scoped_switchover_and_rollback(flavor: Flavor) {
     let (code, report) = run(&fx, &["run", "--yes", "--phase", "snapshot"], Some(&scoped));
     assert_eq!(code, Some(0), "{report}");
 
+    if flavor == Flavor::MariaDb {
+        // A candidate writing the source's own GTID domain is refused.
+        fx.admin_exec("127.0.0.11", &["SET GLOBAL gtid_domain_id = 0"]);
+        let (code, dry) = run(
+            &fx,
+            &["run", "--dry-run", "--phase", "cutover"],
+            Some(&scoped),
+        );
+        assert_ne!(code, Some(0), "{dry}");
+        let domain = precheck(&dry, "c1", "GTID domain");
+        assert_eq!(domain["status"], "fail", "{domain}");
+        fx.admin_exec("127.0.0.11", &["SET GLOBAL gtid_domain_id = 11"]);
+    }
     let (code, dry) = run(
         &fx,
         &["run", "--dry-run", "--phase", "cutover"],
         Some(&scoped),
     );
     assert_eq!(code, Some(0), "{dry}");
-    let shared = dry["prechecks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "other databases")
-        .unwrap_or_else(|| panic!("{dry}"));
+    let shared = precheck(&dry, "legacy", "other databases");
     let detail = shared["detail"].as_str().unwrap();
     assert!(
         detail.contains("loyalty") && detail.contains("scope: databases"),
         "{shared}"
     );
+    let fence = precheck(&dry, "legacy", "scoped fence");
+    assert_eq!(fence["status"], "pass", "{fence}");
 
     let other = start_other_application(&fx, 45);
     let probe = Probe::start(&fx, &scoped);
@@ -240,6 +250,15 @@ fn scoped_switchover_and_rollback(flavor: Flavor) {
         "{}",
         loyalty.text
     );
+}
+
+fn precheck<'a>(dry: &'a serde_json::Value, cluster: &str, check: &str) -> &'a serde_json::Value {
+    dry["prechecks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{dry}"))
+        .iter()
+        .find(|c| c["cluster"] == cluster && c["check"] == check)
+        .unwrap_or_else(|| panic!("no `{check}` on {cluster}: {dry}"))
 }
 
 /// Whether `refunds` on legacy is fenced for the application: MySQL marks

@@ -82,6 +82,11 @@ const CORPUS: &[(&str, &str, u64)] = &[
         "`refunds_app@10.0.0.%` is not an account name",
         16,
     ),
+    (
+        "27-scope-without-databases.yaml",
+        "`scope: databases` fences only the plan's databases, but the plan names none",
+        13,
+    ),
 ];
 
 #[test]

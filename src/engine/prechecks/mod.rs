@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod check;
 mod disk_space;
+mod fence_scope;
 mod kept_accounts;
 mod replication_filter;
 mod replication_login;
@@ -429,6 +430,10 @@ pub async fn run(
             .collect();
         checks.extend(replication_filter::checks(plan, &targets).await?);
         checks.extend(shared_source::check(plan, &source, needs.freezes.contains(&source)).await?);
+    }
+    if needs.freezes.contains(&source) {
+        let candidates: Vec<String> = needs.candidates.iter().cloned().collect();
+        checks.extend(fence_scope::checks(plan, &source, &candidates).await?);
     }
     if !needs.candidates.is_empty() {
         checks.extend(kept_accounts::check(plan, &source).await?);
