@@ -469,10 +469,7 @@ async fn writable_with_data(
         return Ok(true);
     };
     if scoped {
-        let version: Option<String> = session
-            .query_first("read the server version", "SELECT VERSION()")
-            .await?;
-        let flavor = crate::mysql::Flavor::from_version(&version.unwrap_or_default());
+        let flavor = crate::mysql::server::flavor(session).await?;
         if crate::mysql::scope::is_fenced(session, flavor, database).await? {
             return Ok(false);
         }

@@ -48,6 +48,11 @@ pub struct ClusterView {
     pub source_address: Option<String>,
     pub read_only: Option<bool>,
     pub super_read_only: Option<bool>,
+    /// The plan's databases are fenced here for good (`scope: databases`, on
+    /// the plan's source only): it takes none of the plan's writes even when
+    /// `read_only` is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scoped_fence: Option<bool>,
     pub gtid_position: Option<String>,
     /// Transactions this replica has that its source never had.
     pub errant_gtids: Option<String>,
@@ -62,6 +67,14 @@ pub struct ClusterView {
 #[derive(Debug, Clone, Serialize)]
 pub struct Topology {
     pub clusters: Vec<ClusterView>,
+}
+
+impl ClusterView {
+    /// Takes the plan's writes now: reachable, writable, and its copy of the
+    /// plan's databases not fenced.
+    pub fn takes_writes(&self) -> bool {
+        self.reachable && self.read_only == Some(false) && self.scoped_fence != Some(true)
+    }
 }
 
 impl Topology {
@@ -93,6 +106,7 @@ struct Probe {
     channel: Option<ReplicationStatus>,
     clock: Option<ClockOffset>,
     source_ips: Vec<IpAddr>,
+    scoped_fence: Option<bool>,
 }
 
 /// Endpoints for every enabled cluster, secrets resolved up front so a missing
@@ -110,7 +124,8 @@ pub async fn discover(plan: &ValidatedPlan) -> Result<Topology, SecretError> {
     for (index, (cluster, endpoint)) in endpoints.iter().enumerate() {
         let endpoint = endpoint.clone();
         let cluster = cluster.clone();
-        probes.spawn(async move { (index, probe(&cluster, &endpoint).await) });
+        let scope = plan.fence_scope(&cluster.name);
+        probes.spawn(async move { (index, probe(&cluster, &endpoint, scope).await) });
     }
     let mut results: Vec<Option<Result<Probe, String>>> = endpoints.iter().map(|_| None).collect();
     while let Some(joined) = probes.join_next().await {
@@ -141,6 +156,7 @@ pub async fn discover(plan: &ValidatedPlan) -> Result<Topology, SecretError> {
                 source_address: None,
                 read_only: None,
                 super_read_only: None,
+                scoped_fence: None,
                 gtid_position: None,
                 errant_gtids: None,
                 replication: None,
@@ -178,6 +194,7 @@ pub async fn discover(plan: &ValidatedPlan) -> Result<Topology, SecretError> {
                         .map(|c| format!("{}:{}", c.source_host, c.source_port)),
                     read_only: Some(probe.facts.read_only),
                     super_read_only: probe.facts.super_read_only,
+                    scoped_fence: probe.scoped_fence,
                     gtid_position: Some(probe.facts.executed.to_string()),
                     errant_gtids: None,
                     replication: probe.channel.clone(),
@@ -200,7 +217,7 @@ pub async fn discover(plan: &ValidatedPlan) -> Result<Topology, SecretError> {
             .any(|other| other.replicating_from.as_deref() == Some(view.name.as_str()));
         view.role = Some(if view.replication.is_some() {
             Role::Replica
-        } else if has_replicas || view.read_only == Some(false) {
+        } else if has_replicas || view.takes_writes() {
             Role::Primary
         } else {
             Role::Standalone
@@ -244,7 +261,11 @@ pub async fn discover(plan: &ValidatedPlan) -> Result<Topology, SecretError> {
     Ok(Topology { clusters: views })
 }
 
-async fn probe(cluster: &Cluster, endpoint: &Endpoint) -> Result<Probe, String> {
+async fn probe(
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+    scope: Option<Vec<String>>,
+) -> Result<Probe, String> {
     let mut session = Session::connect(endpoint)
         .await
         .map_err(|error| error.to_string())?;
@@ -255,11 +276,17 @@ async fn probe(cluster: &Cluster, endpoint: &Endpoint) -> Result<Probe, String> 
             .into_iter()
             .next();
         let clock = server::clock_offset(&mut session).await.ok();
-        Ok::<_, crate::mysql::MysqlError>((facts, channel, clock))
+        let scoped_fence = match &scope {
+            Some(databases) => {
+                Some(crate::mysql::scope::any_fenced(&mut session, facts.flavor, databases).await?)
+            }
+            None => None,
+        };
+        Ok::<_, crate::mysql::MysqlError>((facts, channel, clock, scoped_fence))
     }
     .await;
     session.close().await;
-    let (facts, channel, clock) = result.map_err(|error| error.to_string())?;
+    let (facts, channel, clock, scoped_fence) = result.map_err(|error| error.to_string())?;
     let source_ips = match &channel {
         Some(channel) => resolve(&channel.source_host, cluster.pool.connect_timeout).await,
         None => Vec::new(),
@@ -269,6 +296,7 @@ async fn probe(cluster: &Cluster, endpoint: &Endpoint) -> Result<Probe, String> 
         channel,
         clock,
         source_ips,
+        scoped_fence,
     })
 }
 

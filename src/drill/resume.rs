@@ -86,7 +86,7 @@ async fn writable_now(plan: &ValidatedPlan) -> Result<Vec<String>, DrillError> {
     Ok(topology
         .clusters
         .iter()
-        .filter(|view| view.reachable && view.read_only == Some(false))
+        .filter(|view| view.takes_writes())
         .map(|view| view.name.clone())
         .collect())
 }

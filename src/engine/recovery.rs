@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dns;
-use crate::mysql::{Session, control};
+use crate::mysql::{Session, control, scope, server};
 use crate::steps::context::{Context, SwitchState};
 use crate::store::{Event, EventKind, Store, StoreError};
 
@@ -96,7 +96,19 @@ pub async fn reconcile_with_live(ctx: &mut Context) {
             continue;
         };
         if let Ok(false) = control::read_only(&mut session).await {
-            writable.push(name.clone());
+            // A scoped source stays writable; its fenced databases say.
+            let fenced = match ctx.plan.fence_scope(name) {
+                Some(databases) => match server::flavor(&mut session).await {
+                    Ok(flavor) => scope::any_fenced(&mut session, flavor, &databases)
+                        .await
+                        .unwrap_or(false),
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            if !fenced {
+                writable.push(name.clone());
+            }
         }
         session.close().await;
     }
@@ -178,7 +190,7 @@ pub async fn check_live(
     let writable: Vec<&str> = topology
         .clusters
         .iter()
-        .filter(|view| view.reachable && view.read_only == Some(false))
+        .filter(|view| view.takes_writes())
         .map(|view| view.name.as_str())
         .collect();
     if writable != [journal.primary.as_str()] {

@@ -250,10 +250,18 @@ pub async fn is_fenced(
     flavor: Flavor,
     database: &str,
 ) -> Result<bool, MysqlError> {
-    let databases = [database.to_string()];
+    any_fenced(session, flavor, &[database.to_string()]).await
+}
+
+/// Whether any of `databases` is under a lasting scoped fence here.
+pub async fn any_fenced(
+    session: &mut Session,
+    flavor: Flavor,
+    databases: &[String],
+) -> Result<bool, MysqlError> {
     Ok(match flavor {
-        Flavor::Mysql => !read_only_databases(session, &databases).await?.is_empty(),
-        Flavor::Mariadb => !recorded(session, &databases).await?.is_empty(),
+        Flavor::Mysql => !read_only_databases(session, databases).await?.is_empty(),
+        Flavor::Mariadb => !recorded(session, databases).await?.is_empty(),
     })
 }
 

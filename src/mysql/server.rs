@@ -83,6 +83,14 @@ pub struct ReplicationStatus {
     pub executed_gtids: Option<String>,
 }
 
+/// Which flavor the server is, from its version (one round trip).
+pub async fn flavor(session: &mut Session) -> Result<Flavor, MysqlError> {
+    let version: Option<String> = session
+        .query_first("read the server version", "SELECT VERSION()")
+        .await?;
+    Ok(Flavor::from_version(&version.unwrap_or_default()))
+}
+
 /// Read identity, settings and executed GTIDs in three round trips.
 pub async fn facts(session: &mut Session) -> Result<ServerFacts, MysqlError> {
     let version: String = session

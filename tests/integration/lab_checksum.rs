@@ -353,7 +353,9 @@ fn lab_checksum_reports_a_cluster_lost_midway_and_still_compares_the_others() {
             break;
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The comparison of 180,000 rows takes about 400 ms after the point here:
+    // a kill 50 ms in lands while it runs (300 ms raced it to the end).
+    std::thread::sleep(Duration::from_millis(50));
     let pid_file = fx.lab_dir().join("c2/lab.pid");
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()

@@ -2,8 +2,9 @@
 //! plan's databases. Another business's application on legacy (`loyalty`,
 //! driven by sysbench as its own account) keeps committing through the
 //! switchover and its rollback, while the probe on `refunds` loses nothing
-//! and never sees two writable copies of it. With `scope: server` the same
-//! switchover stops that application, as it always did.
+//! and never sees two writable copies of it, also when the run is killed
+//! inside the freeze or past the promotion and resumed. With `scope: server`
+//! the same switchover stops that application, as it always did.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -195,7 +196,7 @@ fn scoped_switchover_and_rollback(flavor: Flavor) {
     let fence = precheck(&dry, "legacy", "scoped fence");
     assert_eq!(fence["status"], "pass", "{fence}");
 
-    let other = start_other_application(&fx, 45);
+    let other = start_other_application(&fx, 60);
     let probe = Probe::start(&fx, &scoped);
     let (code, forward) = run(&fx, &["run", "--yes", "--phase", "cutover"], Some(&scoped));
     assert_eq!(code, Some(0), "{forward}");
@@ -206,18 +207,46 @@ fn scoped_switchover_and_rollback(flavor: Flavor) {
     let (code, back) = run(&fx, &["rollback", &run_id, "--yes"], None);
     assert_eq!(code, Some(0), "{back}");
     assert_fenced(&fx, false);
+
+    // Killed inside the freeze (before catch_up) the run rolls back; killed
+    // past the promotion (before dns_switch) it finishes. Either way the
+    // fence ends where the run does.
+    for kill_at in [3u32, 5] {
+        let killed = fx
+            .cutover()
+            .env(cutover::engine::KILL_AT_STEP_ENV, kill_at.to_string())
+            .args(["run", "--yes", "--phase", "cutover"])
+            .arg(&scoped)
+            .output()
+            .unwrap();
+        assert_eq!(killed.status.code(), None, "killed before step {kill_at}");
+        let (_, status) = run(&fx, &["status"], None);
+        let run_id = status["runs"][0]["run_id"].as_str().unwrap().to_string();
+        let (code, resumed) = run(&fx, &["resume", &run_id, "--yes"], None);
+        if kill_at == 5 {
+            assert_eq!(code, Some(0), "kill at {kill_at}: {resumed}");
+            assert_eq!(resumed["status"], "completed", "{resumed}");
+            assert_fenced(&fx, true);
+            let (code, back) = run(&fx, &["rollback", &run_id, "--yes"], None);
+            assert_eq!(code, Some(0), "{back}");
+        } else {
+            assert_eq!(code, Some(3), "kill at {kill_at}: {resumed}");
+            assert_eq!(resumed["status"], "rolled_back", "{resumed}");
+        }
+        assert_fenced(&fx, false);
+    }
     std::thread::sleep(Duration::from_secs(2));
     assert_nothing_lost(&probe.finish());
 
     let loyalty = finish_other_application(other);
     eprintln!(
-        "loyalty through a scoped switchover and its rollback: longest statement {} ms, \
+        "loyalty through scoped switchovers, their rollbacks and two crashes: longest statement {} ms, \
          transactions per second {:?}",
         loyalty.max_latency_ms, loyalty.per_second
     );
     assert!(loyalty.succeeded, "{}", loyalty.text);
     assert_eq!(loyalty.ignored_errors, Some(0), "{}", loyalty.text);
-    assert!(loyalty.per_second.len() >= 40, "{}", loyalty.text);
+    assert!(loyalty.per_second.len() >= 55, "{}", loyalty.text);
     assert!(
         loyalty.per_second.iter().all(|tps| *tps > 0.0),
         "it committed in every second: {}",
