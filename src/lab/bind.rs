@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::mariadb::LabServer;
 use super::process::{self, PidFile};
+use super::server::LabServer;
 use super::{LabError, LabSecrets, Programs, SERVERS};
 use crate::dns;
 

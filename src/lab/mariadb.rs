@@ -1,10 +1,11 @@
-//! One lab database server: data directory, configuration, start, accounts.
-//! MariaDB's specifics are here; MySQL's are in `mysql.rs`.
+//! One lab database server's life: data directory, configuration, start,
+//! accounts. MariaDB's specifics are here; MySQL's are in `mysql.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::process::{self, PidFile};
+use super::process;
+use super::server::LabServer;
 use super::{Engine, LabError, LabFlavor, LabSecrets, MYSQL_PORT, Programs, accounts, tls};
 use crate::mysql::{Address, Endpoint, Session, quote};
 use crate::secret::Secret;
@@ -20,59 +21,7 @@ pub struct StartOptions {
     pub read_only: bool,
 }
 
-/// A lab database server.
-#[derive(Debug, Clone, Copy)]
-pub struct LabServer {
-    pub name: &'static str,
-    pub ip: &'static str,
-    pub server_id: u32,
-}
-
 impl LabServer {
-    pub fn dir(&self, lab: &Path) -> PathBuf {
-        lab.join(self.name)
-    }
-
-    pub fn socket(&self, lab: &Path) -> PathBuf {
-        self.dir(lab).join("mysqld.sock")
-    }
-
-    pub fn pid_file(&self, lab: &Path) -> PidFile {
-        PidFile(self.dir(lab).join("lab.pid"))
-    }
-
-    pub fn log(&self, lab: &Path) -> PathBuf {
-        self.dir(lab).join("error.log")
-    }
-
-    fn config_path(&self, lab: &Path) -> PathBuf {
-        self.dir(lab).join("my.cnf")
-    }
-
-    fn data_dir(&self, lab: &Path) -> PathBuf {
-        self.dir(lab).join("data")
-    }
-
-    fn bootstrapped_marker(&self, lab: &Path) -> PathBuf {
-        self.dir(lab).join("bootstrapped")
-    }
-
-    /// The admin endpoint over TCP, as plans and tests reach it.
-    pub fn admin_endpoint(&self, secrets: &LabSecrets) -> Endpoint {
-        Endpoint {
-            name: self.name.to_string(),
-            address: Address::Tcp {
-                host: self.ip.to_string(),
-                port: MYSQL_PORT,
-            },
-            user: accounts::ADMIN_USER.to_string(),
-            password: Some(Secret::new(secrets.admin.clone())),
-            connect_timeout: Duration::from_secs(5),
-            query_timeout: Duration::from_secs(120),
-            tls: None,
-        }
-    }
-
     fn config(&self, lab: &Path) -> String {
         let dir = self.dir(lab);
         let data = self.data_dir(lab);
@@ -308,32 +257,7 @@ fn install_template(template: &Path, programs: &Programs) -> Result<(), LabError
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .arg("--skip-name-resolve");
-    make_template(command, &programs.install_db, "mariadb-install-db")
-}
-
-/// Run a data-directory initializer (as root, `--user=root`); a failure
-/// names `what` and the last lines it printed.
-pub(super) fn make_template(
-    mut command: std::process::Command,
-    program: &Path,
-    what: &str,
-) -> Result<(), LabError> {
-    if nix::unistd::geteuid().is_root() {
-        command.arg("--user=root");
-    }
-    let output = command.output().map_err(|e| LabError::io(program, e))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(LabError::StartFailed {
-            server: "template".to_string(),
-            reason: format!(
-                "{what} failed ({}): {}",
-                output.status,
-                stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
-            ),
-        });
-    }
-    Ok(())
+    process::make_template(command, &programs.install_db, "mariadb-install-db")
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -9,6 +9,7 @@ pub mod hot_rows;
 pub mod mariadb;
 pub mod mysql;
 pub mod process;
+pub mod server;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::mysql::{Session, quote};
 pub use bind::{NAMESERVERS, NameServer, RECORD, TSIG_KEY_NAME, ZONE};
 pub use error::LabError;
-pub use mariadb::{LabServer, StartOptions};
+pub use mariadb::StartOptions;
+pub use server::LabServer;
 
 pub const MYSQL_PORT: u16 = 13306;
 

@@ -71,7 +71,7 @@ impl MysqlRoot {
                 "--lc-messages-dir={}/usr/share/mysql",
                 self.dir.display()
             ));
-        super::mariadb::make_template(command, &self.loader(), "mysqld --initialize-insecure")
+        super::process::make_template(command, &self.loader(), "mysqld --initialize-insecure")
     }
 }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::LabError;
+
 use crate::whoami;
 
 /// A pid file holding `pid start_time`.
@@ -156,4 +158,29 @@ pub fn find_faketime_library() -> Option<PathBuf> {
         }
     }
     candidates.into_iter().find(|path| path.is_file())
+}
+
+/// Run a data-directory initializer (as root, `--user=root`); a failure
+/// names `what` and the last lines it printed.
+pub(super) fn make_template(
+    mut command: std::process::Command,
+    program: &Path,
+    what: &str,
+) -> Result<(), LabError> {
+    if nix::unistd::geteuid().is_root() {
+        command.arg("--user=root");
+    }
+    let output = command.output().map_err(|e| LabError::io(program, e))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(LabError::StartFailed {
+            server: "template".to_string(),
+            reason: format!(
+                "{what} failed ({}): {}",
+                output.status,
+                stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            ),
+        });
+    }
+    Ok(())
 }
