@@ -34,7 +34,8 @@ const WRITE_PRIVILEGES: [(&str, &str); 13] = [
     ("Delete_history_priv", "DELETE HISTORY"),
 ];
 
-fn in_list(databases: &[String]) -> String {
+/// `'a', 'b'`: `databases` as an SQL list of strings.
+pub fn in_list(databases: &[String]) -> String {
     databases
         .iter()
         .map(|db| quote(db))
@@ -119,67 +120,14 @@ pub async fn fence(
     databases: &[String],
     kept: &[String],
 ) -> Result<Vec<String>, MysqlError> {
-    let mut done = Vec::new();
-    session
-        .exec(
-            "keep the fence out of the binary log",
-            "SET SESSION sql_log_bin = 0",
-        )
-        .await?;
-    let fenced = async {
-        match flavor {
-            Flavor::Mysql => {
-                for db in existing(session, databases).await? {
-                    session
-                        .exec(
-                            "mark a database read-only",
-                            &format!("ALTER SCHEMA {} READ ONLY = 1", ident(&db)),
-                        )
-                        .await?;
-                    done.push(format!("ALTER SCHEMA {} READ ONLY = 1", ident(&db)));
-                }
-            }
-            Flavor::Mariadb => {
-                for grant in write_grants(session, databases).await? {
-                    if kept.contains(&grant.user) {
-                        continue;
-                    }
-                    // Recorded before revoked; a record from an earlier
-                    // attempt stays as it was (the privileges may be gone by now).
-                    session
-                        .exec(
-                            "record a grant before revoking it",
-                            &format!(
-                                "INSERT INTO {RECORD} (user, host, db, privileges) VALUES ({}, {}, {}, {}) \
-                                 ON DUPLICATE KEY UPDATE privileges = privileges",
-                                quote(&grant.user),
-                                quote(&grant.host),
-                                quote(&grant.db),
-                                quote(&grant.privileges.join(", "))
-                            ),
-                        )
-                        .await?;
-                    let revoke = format!(
-                        "REVOKE {} ON {}.* FROM {}@{}",
-                        grant.privileges.join(", "),
-                        ident(&grant.db),
-                        quote(&grant.user),
-                        quote(&grant.host)
-                    );
-                    session.exec("revoke a write privilege", &revoke).await?;
-                    done.push(revoke);
-                }
-            }
+    unlogged(session, async |session: &mut Session| match flavor {
+        Flavor::Mysql => {
+            let present = existing(session, databases).await?;
+            schemas_read_only(session, &present, true).await
         }
-        Ok::<(), MysqlError>(())
-    }
-    .await;
-    let restored = session
-        .exec("binary logging back on", "SET SESSION sql_log_bin = 1")
-        .await;
-    fenced?;
-    restored?;
-    Ok(done)
+        Flavor::Mariadb => revoke(session, databases, kept).await,
+    })
+    .await
 }
 
 /// Undo [`fence`] on `databases`: MySQL clears `READ ONLY`; MariaDB grants
@@ -189,58 +137,125 @@ pub async fn lift(
     flavor: Flavor,
     databases: &[String],
 ) -> Result<Vec<String>, MysqlError> {
-    let mut done = Vec::new();
+    unlogged(session, async |session: &mut Session| match flavor {
+        Flavor::Mysql => {
+            let fenced = read_only_databases(session, databases).await?;
+            schemas_read_only(session, &fenced, false).await
+        }
+        Flavor::Mariadb => grant_back(session, databases).await,
+    })
+    .await
+}
+
+/// Run `body` with this session's statements kept out of the binary log,
+/// logging back on whatever it returned.
+async fn unlogged<T>(
+    session: &mut Session,
+    body: impl AsyncFnOnce(&mut Session) -> Result<T, MysqlError>,
+) -> Result<T, MysqlError> {
     session
         .exec(
-            "keep the lift out of the binary log",
+            "keep the fence out of the binary log",
             "SET SESSION sql_log_bin = 0",
         )
         .await?;
-    let lifted = async {
-        match flavor {
-            Flavor::Mysql => {
-                for db in read_only_databases(session, databases).await? {
-                    session
-                        .exec(
-                            "make a database writable again",
-                            &format!("ALTER SCHEMA {} READ ONLY = 0", ident(&db)),
-                        )
-                        .await?;
-                    done.push(format!("ALTER SCHEMA {} READ ONLY = 0", ident(&db)));
-                }
-            }
-            Flavor::Mariadb => {
-                for (user, host, db, privileges) in recorded(session, databases).await? {
-                    let grant = format!(
-                        "GRANT {privileges} ON {}.* TO {}@{}",
-                        ident(&db),
-                        quote(&user),
-                        quote(&host)
-                    );
-                    session.exec("grant a write privilege back", &grant).await?;
-                    session
-                        .exec(
-                            "forget a granted-back record",
-                            &format!(
-                                "DELETE FROM {RECORD} WHERE user = {} AND host = {} AND db = {}",
-                                quote(&user),
-                                quote(&host),
-                                quote(&db)
-                            ),
-                        )
-                        .await?;
-                    done.push(grant);
-                }
-            }
-        }
-        Ok::<(), MysqlError>(())
-    }
-    .await;
+    let result = body(session).await;
     let restored = session
         .exec("binary logging back on", "SET SESSION sql_log_bin = 1")
         .await;
-    lifted?;
+    let value = result?;
     restored?;
+    Ok(value)
+}
+
+/// MySQL: `ALTER SCHEMA … READ ONLY = 1` (or `0`) on each of `databases`.
+async fn schemas_read_only(
+    session: &mut Session,
+    databases: &[String],
+    read_only: bool,
+) -> Result<Vec<String>, MysqlError> {
+    let mut done = Vec::new();
+    for db in databases {
+        let sql = format!(
+            "ALTER SCHEMA {} READ ONLY = {}",
+            ident(db),
+            u8::from(read_only)
+        );
+        session
+            .exec("change a database's read-only option", &sql)
+            .await?;
+        done.push(sql);
+    }
+    Ok(done)
+}
+
+/// MariaDB: revoke each application's database-level write privileges on
+/// `databases`, each recorded first; a record from an earlier attempt stays
+/// as it was (the privileges may be gone by now).
+async fn revoke(
+    session: &mut Session,
+    databases: &[String],
+    kept: &[String],
+) -> Result<Vec<String>, MysqlError> {
+    let mut done = Vec::new();
+    for grant in write_grants(session, databases).await? {
+        if kept.contains(&grant.user) {
+            continue;
+        }
+        let privileges = grant.privileges.join(", ");
+        session
+            .exec(
+                "record a grant before revoking it",
+                &format!(
+                    "INSERT INTO {RECORD} (user, host, db, privileges) VALUES ({}, {}, {}, {}) \
+                     ON DUPLICATE KEY UPDATE privileges = privileges",
+                    quote(&grant.user),
+                    quote(&grant.host),
+                    quote(&grant.db),
+                    quote(&privileges)
+                ),
+            )
+            .await?;
+        let revoke = format!(
+            "REVOKE {privileges} ON {}.* FROM {}@{}",
+            ident(&grant.db),
+            quote(&grant.user),
+            quote(&grant.host)
+        );
+        session.exec("revoke a write privilege", &revoke).await?;
+        done.push(revoke);
+    }
+    Ok(done)
+}
+
+/// MariaDB: grant back what the record holds for `databases`, forgetting each
+/// record once granted.
+async fn grant_back(
+    session: &mut Session,
+    databases: &[String],
+) -> Result<Vec<String>, MysqlError> {
+    let mut done = Vec::new();
+    for (user, host, db, privileges) in recorded(session, databases).await? {
+        let grant = format!(
+            "GRANT {privileges} ON {}.* TO {}@{}",
+            ident(&db),
+            quote(&user),
+            quote(&host)
+        );
+        session.exec("grant a write privilege back", &grant).await?;
+        session
+            .exec(
+                "forget a granted-back record",
+                &format!(
+                    "DELETE FROM {RECORD} WHERE user = {} AND host = {} AND db = {}",
+                    quote(&user),
+                    quote(&host),
+                    quote(&db)
+                ),
+            )
+            .await?;
+        done.push(grant);
+    }
     Ok(done)
 }
 

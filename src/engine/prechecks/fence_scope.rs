@@ -10,9 +10,14 @@
 //! each needs a GTID domain of its own.
 
 use super::check::{CheckStatus, Precheck};
-use crate::mysql::{Endpoint, Flavor, MysqlError, Session, quote, server};
+use crate::mysql::{Endpoint, Flavor, MysqlError, Session, scope, server};
 use crate::plan::ValidatedPlan;
 use crate::secret::SecretError;
+
+/// One `scoped fence` result on the source.
+fn fenced(source: &str, status: CheckStatus, detail: String) -> Precheck {
+    precheck(source, "scoped fence", status, detail)
+}
 
 fn precheck(cluster: &str, check: &str, status: CheckStatus, detail: String) -> Precheck {
     Precheck {
@@ -22,14 +27,6 @@ fn precheck(cluster: &str, check: &str, status: CheckStatus, detail: String) -> 
         detail,
         phase: None,
     }
-}
-
-fn list(databases: &[String]) -> String {
-    databases
-        .iter()
-        .map(|db| quote(db))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Whether `grants` (SHOW GRANTS lines) let the account grant privileges on
@@ -57,9 +54,8 @@ async fn mariadb_checks(
         .filter(|db| !may_grant_on(&grants, db))
         .collect();
     out.push(if missing.is_empty() {
-        precheck(
+        fenced(
             source,
-            "scoped fence",
             CheckStatus::Pass,
             format!(
                 "fences {} by revoking the applications' write privileges there (recorded in \
@@ -68,9 +64,8 @@ async fn mariadb_checks(
             ),
         )
     } else {
-        precheck(
+        fenced(
             source,
-            "scoped fence",
             CheckStatus::Fail,
             format!(
                 "the orchestrator account cannot grant privileges on {}: grant it \
@@ -97,17 +92,17 @@ async fn mariadb_checks(
                 "SELECT User, Db, Table_name FROM mysql.tables_priv WHERE Db IN ({}) \
                  AND (FIND_IN_SET('Insert', Table_priv) OR FIND_IN_SET('Update', Table_priv) \
                  OR FIND_IN_SET('Delete', Table_priv)) ORDER BY User, Db, Table_name",
-                list(databases)
+                scope::in_list(databases)
             ),
         )
         .await?;
     if !table_grants.is_empty() {
-        out.push(precheck(
+        out.push(fenced(
             source,
-            "scoped fence",
             CheckStatus::Fail,
             format!(
-                "table-level write grants would escape the fence: {}; grant them on the database instead",
+                "table-level write grants would escape the fence: {}; \
+                 grant them on the database instead",
                 table_grants
                     .iter()
                     .map(|(user, db, table)| format!("`{user}` on `{db}`.`{table}`"))
@@ -125,9 +120,8 @@ async fn mariadb_checks(
         .await?;
     let global: Vec<String> = global.into_iter().filter(|u| !own.contains(u)).collect();
     if !global.is_empty() {
-        out.push(precheck(
+        out.push(fenced(
             source,
-            "scoped fence",
             CheckStatus::Warn,
             format!(
                 "{} can still write {} after the fence (global privileges, which a database-level \
@@ -184,9 +178,8 @@ pub async fn checks(
                 Ok((
                     flavor,
                     vec![if supported {
-                        precheck(
+                        fenced(
                             source,
-                            "scoped fence",
                             CheckStatus::Pass,
                             format!(
                                 "fences {} with ALTER SCHEMA … READ ONLY = 1 after the promotion",
@@ -194,9 +187,8 @@ pub async fn checks(
                             ),
                         )
                     } else {
-                        precheck(
+                        fenced(
                             source,
-                            "scoped fence",
                             CheckStatus::Fail,
                             "this MySQL has no read-only schema (8.0.22+): use `scope: server`"
                                 .into(),
@@ -216,9 +208,8 @@ pub async fn checks(
     let (flavor, mut out) = match checked {
         Ok(found) => found,
         Err(error) => {
-            return Ok(vec![precheck(
+            return Ok(vec![fenced(
                 source,
-                "scoped fence",
                 CheckStatus::Fail,
                 format!("cannot check the scoped fence: {error}"),
             )]);
