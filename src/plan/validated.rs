@@ -80,6 +80,16 @@ impl ValidatedPlan {
         }
     }
 
+    /// The orchestrator's account on `cluster` and the replication account:
+    /// never fenced, their sessions never ended.
+    pub fn own_accounts(&self, cluster: &str) -> Vec<String> {
+        self.cluster(cluster)
+            .map(|c| c.user.clone())
+            .into_iter()
+            .chain(self.replication.as_ref().map(|r| r.user.clone()))
+            .collect()
+    }
+
     pub fn source(&self) -> &Cluster {
         self.clusters
             .iter()

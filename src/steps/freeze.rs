@@ -40,7 +40,7 @@ pub async fn act(
         )
         .await?;
 
-    let own_users = own_users(ctx, cluster);
+    let own_users = ctx.plan.own_accounts(cluster);
     let (lock, scope) = match ctx.plan.fence_scope(cluster) {
         None => ("FLUSH TABLES WITH READ LOCK".to_string(), None),
         Some(databases) => {
@@ -128,19 +128,6 @@ pub async fn act(
         "budget_ms": millis(budget),
         "scope": scope,
     }))
-}
-
-/// The accounts whose sessions the freeze never touches: this orchestrator's
-/// and replication's.
-fn own_users(ctx: &Context, cluster: &str) -> Vec<String> {
-    let mut users = vec![];
-    if let Some(c) = ctx.plan.cluster(cluster) {
-        users.push(c.user.clone());
-    }
-    if let Some(replication) = &ctx.plan.replication {
-        users.push(replication.user.clone());
-    }
-    users
 }
 
 /// Take the global read lock (or, scoped, the fenced tables' locks). Busy

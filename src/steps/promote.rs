@@ -136,7 +136,7 @@ async fn fence_old_primary_scoped(
     scope: &FenceScope,
 ) -> Result<Vec<String>, StepError> {
     let flavor = ctx.flavor(old_primary).await?;
-    let kept = own_accounts(ctx, old_primary);
+    let kept = ctx.plan.own_accounts(old_primary);
     let ended = end_sessions_in_scope(ctx, old_primary, scope, &kept).await?;
     if flavor == Flavor::Mysql
         && let Some(fence) = ctx.fence.as_mut().filter(|f| f.cluster == old_primary)
@@ -172,18 +172,6 @@ async fn fence_old_primary_scoped(
     )
     .await;
     Ok(done)
-}
-
-/// The orchestrator's and replication's accounts: never fenced, never ended.
-fn own_accounts(ctx: &Context, cluster: &str) -> Vec<String> {
-    let mut users: Vec<String> = ctx
-        .plan
-        .cluster(cluster)
-        .map(|c| c.user.clone())
-        .into_iter()
-        .collect();
-    users.extend(ctx.plan.replication.as_ref().map(|r| r.user.clone()));
-    users
 }
 
 /// Kill the sessions of the fenced applications (or in the fenced databases)

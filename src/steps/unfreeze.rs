@@ -112,12 +112,7 @@ async fn disable_events(
 /// The accounts whose sessions on a demoted primary stay: the orchestrator's,
 /// replication's and the plan's `gates.keep_sessions_of`.
 pub fn kept_users(plan: &ValidatedPlan, cluster: &str) -> Vec<String> {
-    let mut users: Vec<String> = plan
-        .cluster(cluster)
-        .map(|c| c.user.clone())
-        .into_iter()
-        .collect();
-    users.extend(plan.replication.as_ref().map(|r| r.user.clone()));
+    let mut users = plan.own_accounts(cluster);
     users.extend(plan.gates.keep_sessions_of.iter().map(|k| k.user.clone()));
     users
 }
@@ -165,13 +160,7 @@ async fn end_client_sessions(ctx: &mut Context, cluster: &str) -> Result<usize, 
 pub async fn undo(ctx: &mut Context) -> Result<(), StepError> {
     let primary = ctx.state.primary.clone();
     if let Some(databases) = ctx.plan.fence_scope(&primary) {
-        let kept: Vec<String> = ctx
-            .plan
-            .cluster(&primary)
-            .map(|c| c.user.clone())
-            .into_iter()
-            .chain(ctx.plan.replication.as_ref().map(|r| r.user.clone()))
-            .collect();
+        let kept = ctx.plan.own_accounts(&primary);
         let (session, flavor) = ctx.session_and_flavor(&primary).await?;
         let done = scope::fence(session, flavor, &databases, &kept).await?;
         ctx.audit(

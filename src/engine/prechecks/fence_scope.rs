@@ -79,12 +79,7 @@ async fn mariadb_checks(
             ),
         )
     });
-    let own: Vec<String> = plan
-        .cluster(source)
-        .map(|c| c.user.clone())
-        .into_iter()
-        .chain(plan.replication.as_ref().map(|r| r.user.clone()))
-        .collect();
+    let own = plan.own_accounts(source);
     let table_grants: Vec<(String, String, String)> = session
         .query(
             "list table-level write grants",
