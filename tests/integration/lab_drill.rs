@@ -217,7 +217,7 @@ fn planned_and_crash_drills_measure_rto_and_rpo_and_fail_back(flavor: Flavor) {
     let strict = drill_plan(&fx, "strict.yaml", &[("rto: 30s", "rto: 1ms")]);
     let (code, missed) = drill(&fx, &strict, "crash");
     assert_eq!(code, Some(1), "{missed}");
-    assert_eq!(missed["status"], "missed");
+    assert_eq!(missed["status"], "missed", "{missed}");
     assert_eq!(missed["rto"]["met"], false);
     assert_eq!(missed["rto"]["target_ms"], 1);
 

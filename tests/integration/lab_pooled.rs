@@ -114,6 +114,24 @@ pub(crate) fn lived(
 
 /// Unfreeze times (ms) of a run, in order, with the cluster each demoted.
 fn unfreezes(fx: &LabFixture, run_id: &str) -> Vec<(i64, String)> {
+    audited(fx, run_id, |action| {
+        action == "UNLOCK TABLES (release fence)"
+    })
+}
+
+/// When each freeze of a run held its lock (ms), in order: from the next
+/// freeze on, the cluster demoted before may be about to become primary again.
+fn freezes(fx: &LabFixture, run_id: &str) -> Vec<i64> {
+    audited(fx, run_id, |action| {
+        action.ends_with("(session-held fence)")
+    })
+    .into_iter()
+    .map(|(at, _)| at)
+    .collect()
+}
+
+/// The audit entries of a run whose action `wanted` accepts: (ms, target).
+fn audited(fx: &LabFixture, run_id: &str, wanted: fn(&str) -> bool) -> Vec<(i64, String)> {
     let output = fx
         .cutover()
         .args(["audit", "log", "--output", "json"])
@@ -124,7 +142,7 @@ fn unfreezes(fx: &LabFixture, run_id: &str) -> Vec<(i64, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["run_id"] == run_id && e["action"] == "UNLOCK TABLES (release fence)")
+        .filter(|e| e["run_id"] == run_id && e["action"].as_str().is_some_and(wanted))
         .map(|e| {
             (
                 epoch_ms(e["at"].as_str().unwrap()),
@@ -203,15 +221,24 @@ fn a_pooled_application_follows_every_switchover_and_rollback(flavor: Flavor) {
     assert!(commits.len() > 1_000, "the client wrote: {}", commits.len());
     assert!(commits[0].0 >= started - 5_000);
     let mut switches = Vec::new();
+    let mut fences = Vec::new();
     for run_id in &runs {
+        fences.extend(freezes(&fx, run_id));
         let of_run = unfreezes(&fx, run_id);
         assert_eq!(of_run.len(), 2, "forward and reverse: {of_run:?}");
         switches.extend(of_run);
     }
     switches.sort();
     let mut gaps = Vec::new();
-    for (index, (unfreeze_ms, demoted)) in switches.iter().enumerate() {
-        let until_ms = switches.get(index + 1).map_or(i64::MAX, |next| next.0);
+    for (unfreeze_ms, demoted) in &switches {
+        // Until the next switchover's freeze: its promote may make the
+        // demoted cluster primary again, and commits there are then its own.
+        let until_ms = fences
+            .iter()
+            .copied()
+            .filter(|at| at > unfreeze_ms)
+            .min()
+            .unwrap_or(i64::MAX);
         let (old, new) = match demoted.as_str() {
             "legacy" => (10, 11),
             _ => (server_id(demoted), 10),
