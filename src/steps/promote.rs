@@ -137,7 +137,9 @@ async fn fence_old_primary_scoped(
 ) -> Result<Vec<String>, StepError> {
     let flavor = ctx.flavor(old_primary).await?;
     let kept = ctx.plan.own_accounts(old_primary);
-    let ended = end_sessions_in_scope(ctx, old_primary, scope, &kept).await?;
+    // `gates.keep_sessions_of` keep their sessions, as on any demoted primary.
+    let spared = super::unfreeze::kept_users(&ctx.plan, old_primary);
+    let ended = end_sessions_in_scope(ctx, old_primary, scope, &spared).await?;
     if flavor == Flavor::Mysql
         && let Some(fence) = ctx.fence.as_mut().filter(|f| f.cluster == old_primary)
     {
