@@ -144,8 +144,9 @@ async fn events(session: &mut Session, filter: &str) -> Result<Vec<Event>, Mysql
 }
 
 /// Whether the server holds any event a replica keeps disabled (`replica`)
-/// or any enabled event (`!replica`): one cheap query on any session, so the
-/// work below, which needs a session of its own, is skipped when there is none.
+/// or any enabled event (`!replica`), in `schemas` when given: one cheap query
+/// on any session, so the work below, which needs a session of its own, is
+/// skipped when there is none.
 pub async fn any(
     session: &mut Session,
     replica: bool,
@@ -167,8 +168,8 @@ pub async fn any(
 }
 
 /// On a server becoming primary (a session of its own, closed by the
-/// caller): enable every event it held disabled as a replica. Returns
-/// `schema.event` of each one enabled.
+/// caller): enable every event it held disabled as a replica (in `schemas`
+/// when given). Returns `schema.event` of each one enabled.
 pub async fn enable_on_new_primary(
     session: &mut Session,
     schemas: Option<&[String]>,
@@ -180,7 +181,8 @@ pub async fn enable_on_new_primary(
 
 /// On a server going back to being a replica (a session of its own): disable
 /// its enabled events, only those named in `only` when given (`schema.event`,
-/// as [`enable_on_new_primary`] returned them). MySQL's `super_read_only`
+/// as [`enable_on_new_primary`] returned them) and only in `schemas` when
+/// given (a scoped fence leaves the other databases' events running). MySQL's `super_read_only`
 /// refuses ALTER EVENT, so it is lifted around them (`read_only` stays on).
 /// Says which it disabled.
 pub async fn disable_on_replica(
