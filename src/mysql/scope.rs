@@ -98,18 +98,20 @@ pub async fn prepare(session: &mut Session, flavor: Flavor) -> Result<(), MysqlE
     if flavor == Flavor::Mysql {
         return Ok(());
     }
-    session
-        .exec(
-            "create the record of fenced grants",
-            &format!(
-                "SET SESSION sql_log_bin = 0; CREATE DATABASE IF NOT EXISTS cutover; \
-                 CREATE TABLE IF NOT EXISTS {RECORD} (\
-                 user VARCHAR(128) NOT NULL, host VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, \
-                 privileges VARCHAR(512) NOT NULL, PRIMARY KEY (user, host, db)); \
-                 SET SESSION sql_log_bin = 1"
-            ),
-        )
-        .await
+    unlogged(session, async |session: &mut Session| {
+        session
+            .exec(
+                "create the record of fenced grants",
+                &format!(
+                    "CREATE DATABASE IF NOT EXISTS cutover; \
+                     CREATE TABLE IF NOT EXISTS {RECORD} (\
+                     user VARCHAR(128) NOT NULL, host VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, \
+                     privileges VARCHAR(512) NOT NULL, PRIMARY KEY (user, host, db))"
+                ),
+            )
+            .await
+    })
+    .await
 }
 
 /// Stop `databases` taking writes for good (until [`lift`]); on MariaDB only

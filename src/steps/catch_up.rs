@@ -81,7 +81,7 @@ pub async fn wait_one(
         }
     }
     let executed = server::executed(session, flavor).await?;
-    let errant = errant(ctx, target, &executed, frozen).await?;
+    let errant = errant(ctx, target, &executed, &frozen_set, frozen).await?;
     if !errant.is_empty() {
         return Err(StepError::Refused(format!(
             "cluster `{target}` has transactions the frozen source never had (errant GTIDs {errant}); \
@@ -97,18 +97,17 @@ pub async fn wait_one(
 /// source has executed by now; and a scoped source becoming primary again
 /// kept writing its other databases meanwhile: its own transactions are
 /// those, not errant ones.
+/// `frozen_set` is `frozen.executed`, parsed by the caller.
 pub(super) async fn errant(
     ctx: &mut Context,
     target: &str,
     executed: &GtidSet,
+    frozen_set: &GtidSet,
     frozen: &Frozen,
 ) -> Result<GtidSet, StepError> {
-    let target_scoped = ctx.plan.fence_scope(target).is_some();
-    let (session, flavor) = ctx.session_and_flavor(target).await?;
-    let frozen_set = GtidSet::parse(flavor, &frozen.executed)
-        .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
-    let mut errant = gtid::errant(executed, &frozen_set);
-    if target_scoped && !errant.is_empty() {
+    let mut errant = gtid::errant(executed, frozen_set);
+    if ctx.plan.fence_scope(target).is_some() && !errant.is_empty() {
+        let (session, flavor) = ctx.session_and_flavor(target).await?;
         let own = own_origin(session, flavor).await?;
         errant = errant.filter_origins(|origin| !own.matches(origin));
     }

@@ -96,14 +96,17 @@ pub async fn act(
     let position = control::binlog_position(&mut fence.session, flavor).await?;
     let executed = server::executed(&mut fence.session, flavor).await?;
     // Nothing may commit under the fence; a moving position means something
-    // bypasses it. A scoped fence leaves the other databases writing.
-    let again = control::binlog_position(&mut fence.session, flavor).await?;
-    if again != position && scope.is_none() {
-        fence.release().await;
-        return Err(StepError::Refused(format!(
-            "cluster `{cluster}`: the GTID position moved under the write fence ({position} → {again}); \
-             something writes without the global read lock (a replication thread or an event?)"
-        )));
+    // bypasses it. A scoped fence leaves the other databases writing, so it
+    // is not read again there.
+    if scope.is_none() {
+        let again = control::binlog_position(&mut fence.session, flavor).await?;
+        if again != position {
+            fence.release().await;
+            return Err(StepError::Refused(format!(
+                "cluster `{cluster}`: the GTID position moved under the write fence ({position} → {again}); \
+                 something writes without the global read lock (a replication thread or an event?)"
+            )));
+        }
     }
     ctx.freeze_started = Some(requested);
     ctx.state.frozen = Some(Frozen {

@@ -298,7 +298,7 @@ async fn check_candidate(
     let frozen_set = GtidSet::parse(flavor, &frozen.executed)
         .map_err(|error| StepError::Failed(format!("frozen position: {error}")))?;
     let executed = server::executed(session, flavor).await?;
-    let errant = catch_up::errant(ctx, candidate, &executed, frozen).await?;
+    let errant = catch_up::errant(ctx, candidate, &executed, &frozen_set, frozen).await?;
     if !errant.is_empty() {
         return Err(StepError::Refused(format!(
             "refusing to promote `{candidate}`: it has errant GTIDs {errant} that `{}` never had",

@@ -137,13 +137,17 @@ async fn domain(cluster: &crate::plan::Cluster) -> Result<Option<u32>, SecretErr
     let Ok(mut session) = Session::connect(&Endpoint::for_cluster(cluster)?).await else {
         return Ok(None);
     };
-    let domain = session
+    let domain = gtid_domain(&mut session).await;
+    session.close().await;
+    Ok(domain)
+}
+
+async fn gtid_domain(session: &mut Session) -> Option<u32> {
+    session
         .query_first("read the GTID domain", "SELECT @@GLOBAL.gtid_domain_id")
         .await
         .ok()
-        .flatten();
-    session.close().await;
-    Ok(domain)
+        .flatten()
 }
 
 /// The checks for `source` under a scoped fence; `candidates` are the
@@ -160,7 +164,7 @@ pub async fn checks(
         return Ok(vec![]);
     };
     let checked = async {
-        let flavor = server::facts(&mut session).await?.flavor;
+        let flavor = server::flavor(&mut session).await?;
         match flavor {
             Flavor::Mysql => {
                 let supported = session
@@ -199,6 +203,10 @@ pub async fn checks(
     }
     .await;
     let checked: Result<(Flavor, Vec<Precheck>), MysqlError> = checked;
+    let shared = match checked {
+        Ok((Flavor::Mariadb, _)) => gtid_domain(&mut session).await,
+        _ => None,
+    };
     session.close().await;
     let (flavor, mut out) = match checked {
         Ok(found) => found,
@@ -211,7 +219,6 @@ pub async fn checks(
         }
     };
     if flavor == Flavor::Mariadb {
-        let shared = domain(cluster).await?;
         for candidate in candidates {
             let Some(target) = plan.cluster(candidate) else {
                 continue;
