@@ -357,11 +357,30 @@ impl Session {
         sql: &str,
     ) -> Result<Vec<T>, MysqlError> {
         let limit = self.endpoint.query_timeout;
-        match with_timeout(limit, self.conn.query(sql)).await {
-            Ok(Ok(rows)) => Ok(rows),
+        match with_timeout(limit, self.conn.query::<mysql_async::Row, _>(sql)).await {
+            Ok(Ok(rows)) => rows
+                .into_iter()
+                .map(|row| self.convert(what, row))
+                .collect(),
             Ok(Err(error)) => Err(self.failure(what, error)),
             Err(after) => Err(self.timeout(what, after)),
         }
+    }
+
+    /// A row as `T`; a row that does not fit (a NULL, a negative number for an
+    /// unsigned type) is an error naming the query, not a panic. The values
+    /// are not shown: a row may hold a secret (`SHOW GRANTS`).
+    fn convert<T: FromRow>(&self, what: &str, row: mysql_async::Row) -> Result<T, MysqlError> {
+        T::from_row_opt(row).map_err(|mysql_async::FromRowError(row)| MysqlError::Query {
+            cluster: self.endpoint.name.clone(),
+            what: what.to_string(),
+            reason: format!(
+                "a row of {} column(s) does not fit {}",
+                row.len(),
+                std::any::type_name::<T>()
+            ),
+            code: None,
+        })
     }
 
     pub async fn query_first<T: FromRow + Send + 'static>(
@@ -380,8 +399,8 @@ impl Session {
         what: &str,
         sql: &str,
     ) -> Result<Option<T>, MysqlError> {
-        match with_timeout(limit, self.conn.query_first(sql)).await {
-            Ok(Ok(row)) => Ok(row),
+        match with_timeout(limit, self.conn.query_first::<mysql_async::Row, _>(sql)).await {
+            Ok(Ok(row)) => row.map(|row| self.convert(what, row)).transpose(),
             Ok(Err(error)) => Err(self.failure(what, error)),
             Err(after) => Err(self.timeout(what, after)),
         }
