@@ -342,6 +342,15 @@ pub async fn bring_to(
     let flavor = target.flavor;
     let channel = target.channel.clone();
     let session = &mut target.session;
+    // Paused before the source's hold, the replica cannot have applied past
+    // P: if it already has P (a quiet source), its data is the point's, and
+    // restarting the applier up to P would only wait for it to stop again.
+    let applied = control::applied_position(session, flavor)
+        .await
+        .map_err(|e| e.to_string())?;
+    if covers(flavor, &applied, position) {
+        return open_snapshots(snapshots).await.map_err(|e| e.to_string());
+    }
     control::start_channel_until(session, flavor, channel.as_deref(), position)
         .await
         .map_err(|e| e.to_string())?;
