@@ -33,12 +33,14 @@ async fn others(session: &mut Session, plan: &ValidatedPlan) -> Result<Vec<Other
         .chain(plan.databases.clone().unwrap_or_default())
         .map(|s| quote(&s))
         .collect();
+    // A write landing while the statement runs is later than its NOW():
+    // without the floor at 0 that reads as a negative count of seconds.
     let rows: Vec<(String, u64, Option<u64>)> = session
         .query(
             "list the source's other databases",
             &format!(
                 "SELECT s.SCHEMA_NAME, COUNT(t.TABLE_NAME), \
-                 TIMESTAMPDIFF(SECOND, MAX(t.UPDATE_TIME), NOW()) \
+                 GREATEST(TIMESTAMPDIFF(SECOND, MAX(t.UPDATE_TIME), NOW()), 0) \
                  FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t \
                  ON t.TABLE_SCHEMA = s.SCHEMA_NAME AND t.TABLE_TYPE = 'BASE TABLE' \
                  WHERE s.SCHEMA_NAME NOT IN ({}) GROUP BY s.SCHEMA_NAME ORDER BY s.SCHEMA_NAME",
