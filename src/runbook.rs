@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::plan::{RollbackMode, ValidatedPlan};
-use crate::steps;
+use crate::steps::StepBehaviour;
 
 pub fn render(plan: &ValidatedPlan) -> String {
     let mut out = String::new();
@@ -76,7 +76,7 @@ pub fn render(plan: &ValidatedPlan) -> String {
         }
         for step in &phase.steps {
             number += 1;
-            let description = steps::describe(plan, &state, &step.kind);
+            let description = step.kind.describe(plan, &state);
             state = state.after(&step.kind);
             let _ = writeln!(
                 out,

@@ -17,10 +17,11 @@ use super::{
 };
 use crate::engine::recovery;
 use crate::mysql::{GtidSet, Session};
-use crate::plan::{DrillFailure, StepKind, ValidatedPlan};
+use crate::plan::{DrillFailure, StepKind, ValidatedPlan, kinds};
 use crate::probe::{self, Acks, ProbeOptions};
+use crate::steps::StepBehaviour;
 use crate::steps::context::Context;
-use crate::steps::{self, repoint};
+use crate::steps::repoint;
 use crate::store::{RunStatus, Store, best_effort};
 
 /// One journaled stage.
@@ -115,12 +116,12 @@ async fn converge_on(
     }
     if ctx.plan.dns.is_some() && ctx.state.dns_points_to != primary {
         ctx.step = "resume.dns_switch".into();
-        let kind = StepKind::DnsSwitch {
+        let kind = StepKind::DnsSwitch(kinds::DnsSwitch {
             to: primary.to_string(),
             wait_ttl: false,
             verify_timeout: ctx.plan.gates.dns_verify_timeout,
-        };
-        steps::act(ctx, &kind).await?;
+        });
+        kind.act(ctx).await?;
         ctx.state.dns_points_to = primary.to_string();
     }
     Ok(())

@@ -4,7 +4,8 @@
 //! carries the decision out, so every branch is unit-tested here without a
 //! server.
 
-use crate::plan::{RollbackMode, StepKind, ValidatedPlan};
+use crate::plan::{RollbackMode, StepKind, ValidatedPlan, kinds};
+use crate::steps::StepBehaviour;
 use crate::store::{RunRecord, RunStatus, StepStatus};
 
 /// What `cutover resume` does with a run.
@@ -100,8 +101,8 @@ pub(super) enum UndoStrategy {
 pub(super) fn undo_strategy<'a>(completed: impl IntoIterator<Item = &'a StepKind>) -> UndoStrategy {
     let (mut promoted, mut unfrozen) = (false, false);
     for kind in completed {
-        promoted |= matches!(kind, StepKind::Promote { .. });
-        unfrozen |= matches!(kind, StepKind::Unfreeze);
+        promoted |= matches!(kind, StepKind::Promote(kinds::Promote { .. }));
+        unfrozen |= matches!(kind, StepKind::Unfreeze(kinds::Unfreeze {}));
     }
     if promoted && unfrozen {
         UndoStrategy::ReverseSwitchover
@@ -317,21 +318,21 @@ mod tests {
 
     #[test]
     fn writes_resumed_on_a_promoted_primary_are_undone_by_a_reverse_switchover() {
-        let promote = StepKind::Promote {
+        let promote = StepKind::Promote(kinds::Promote {
             cluster: "c1".into(),
-        };
-        let freeze = StepKind::Freeze {
+        });
+        let freeze = StepKind::Freeze(kinds::Freeze {
             cluster: "legacy".into(),
             drain_timeout: std::time::Duration::from_secs(1),
             budget: std::time::Duration::from_secs(3),
-        };
+        });
         assert_eq!(
-            undo_strategy([&freeze, &promote, &StepKind::Unfreeze]),
+            undo_strategy([&freeze, &promote, &StepKind::Unfreeze(kinds::Unfreeze {})]),
             UndoStrategy::ReverseSwitchover
         );
         assert_eq!(undo_strategy([&freeze, &promote]), UndoStrategy::StepByStep);
         assert_eq!(
-            undo_strategy([&freeze, &StepKind::Unfreeze]),
+            undo_strategy([&freeze, &StepKind::Unfreeze(kinds::Unfreeze {})]),
             UndoStrategy::StepByStep
         );
     }

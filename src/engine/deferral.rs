@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::plan::{Established, Phase, ValidatedPlan};
+use crate::steps::StepBehaviour;
 
 /// A precheck left to the start of a phase, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

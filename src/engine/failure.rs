@@ -6,6 +6,7 @@ use serde_json::json;
 use super::decide::{FailureEnd, UndoStrategy, failure_end, undo_strategy};
 use super::*;
 use crate::plan::{Phase, RollbackMode, Step};
+use crate::steps::StepBehaviour;
 use crate::steps::context::Context;
 use crate::steps::{self, StepError};
 use crate::store::{Event, EventKind, RunRecord, StepStatus, StepUpdate, best_effort};
@@ -156,7 +157,7 @@ pub(super) async fn undo_phase(
             step.name,
             step.kind.kind_name()
         );
-        let result = steps::undo(ctx, &step.kind, observed).await;
+        let result = step.kind.undo(ctx, observed).await;
         if let Err(error) = result {
             ctx.drop_sessions().await;
             ctx.store

@@ -7,10 +7,8 @@ use serde::Serialize;
 
 use super::deferral::DeferredCheck;
 use super::prechecks::{CheckStatus, Precheck};
-use crate::dns;
-use crate::mysql::{Endpoint, Session, control};
-use crate::plan::{Phase, StepKind, ValidatedPlan};
-use crate::steps;
+use crate::plan::{Phase, ValidatedPlan};
+use crate::steps::StepBehaviour;
 use crate::steps::context::{EndedSessions, SwitchState};
 use crate::store::{RunRecord, RunStatus, StepStatus};
 
@@ -301,7 +299,7 @@ pub async fn operations(
     let mut state = crate::steps::context::Context::initial_state(plan);
     for (_, phase) in phases {
         for step in &phase.steps {
-            let description = steps::describe(plan, &state, &step.kind);
+            let description = step.kind.describe(plan, &state);
             state = state.after(&step.kind);
             out.push(Operation {
                 phase: phase.name.clone(),
@@ -309,74 +307,12 @@ pub async fn operations(
                 kind: step.kind.kind_name().to_string(),
                 cluster: description.cluster,
                 action: description.action,
-                current: live_fact(plan, &step.kind).await,
+                current: step.kind.live_fact(plan).await,
                 inverse: description.inverse,
             });
         }
     }
     out
-}
-
-async fn position_of(plan: &ValidatedPlan, cluster: &str) -> Option<String> {
-    let endpoint = Endpoint::for_cluster(plan.cluster(cluster)?).ok()?;
-    let mut session = Session::connect(&endpoint).await.ok()?;
-    let version: String = session
-        .query_first("read the server version", "SELECT VERSION()")
-        .await
-        .ok()??;
-    let flavor = crate::mysql::Flavor::from_version(&version);
-    let position = control::binlog_position(&mut session, flavor).await.ok();
-    let read_only = control::read_only(&mut session).await.ok();
-    session.close().await;
-    Some(format!(
-        "`{cluster}` at {}{}",
-        position.unwrap_or_else(|| "?".into()),
-        match read_only {
-            Some(true) => ", read_only = 1",
-            Some(false) => ", read_only = 0",
-            None => "",
-        }
-    ))
-}
-
-async fn live_fact(plan: &ValidatedPlan, kind: &StepKind) -> Option<String> {
-    match kind {
-        StepKind::Freeze { cluster, .. } => position_of(plan, cluster).await,
-        StepKind::CatchUp { targets, .. } => {
-            let mut facts = Vec::new();
-            for target in targets {
-                facts.extend(position_of(plan, target).await);
-            }
-            Some(facts.join("; "))
-        }
-        StepKind::Promote { cluster } => position_of(plan, cluster).await,
-        StepKind::DnsSwitch { .. } => {
-            let config = plan.dns.as_ref()?;
-            let answer = dns::query_authoritative(
-                config.update_server,
-                &config.record,
-                config.record_type.into(),
-                Duration::from_millis(1500),
-            )
-            .await
-            .ok()?;
-            let serial = dns::soa_serial(
-                config.update_server,
-                &config.zone,
-                Duration::from_millis(1500),
-            )
-            .await
-            .ok();
-            Some(format!(
-                "{} = {:?} at {} (serial {})",
-                config.record,
-                answer.values,
-                config.update_server,
-                serial.map_or("?".into(), |s| s.to_string())
-            ))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

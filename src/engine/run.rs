@@ -12,8 +12,9 @@ use super::prechecks::{self, CheckStatus, Precheck, Scope};
 use super::report::{self, RunReport};
 use super::*;
 use crate::plan::{Phase, Step, ValidatedPlan};
+use crate::steps::StepBehaviour;
+use crate::steps::StepError;
 use crate::steps::context::Context;
-use crate::steps::{self, StepError};
 use crate::store::{
     Event, EventKind, RunStatus, StepStatus, StepUpdate, Store, StoreError, best_effort,
 };
@@ -309,7 +310,7 @@ async fn run_step(
     step_index: usize,
     step: &Step,
 ) -> Result<(), StepFailure> {
-    let description = steps::describe(&ctx.plan, &ctx.state, &step.kind);
+    let description = step.kind.describe(&ctx.plan, &ctx.state);
     let intent = json!({ "state": ctx.state });
     ctx.store
         .record(
@@ -340,7 +341,7 @@ async fn run_step(
         description.action
     );
     let started = Instant::now();
-    let result = steps::act(ctx, &step.kind).await;
+    let result = step.kind.act(ctx).await;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match result {
         Ok(mut observed) => {

@@ -7,8 +7,9 @@ use serde_json::json;
 
 use super::*;
 use crate::plan::{StepKind, switchover};
+use crate::steps::StepBehaviour;
+use crate::steps::StepError;
 use crate::steps::context::Context;
-use crate::steps::{self, StepError};
 use crate::store::{Event, EventKind};
 
 /// Switch back to `back_to` the way the switchover came: freeze the current
@@ -35,7 +36,7 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
         recovery::step_starting();
         let name = format!("{label}-to-{back_to}.{}", kind.kind_name());
         ctx.step = name.clone();
-        let description = steps::describe(&ctx.plan, &ctx.state, &kind);
+        let description = kind.describe(&ctx.plan, &ctx.state);
         ctx.store
             .record_best_effort(
                 &ctx.run_id,
@@ -49,7 +50,7 @@ pub async fn switchover(ctx: &mut Context, back_to: &str, label: &str) -> Result
             .await;
         tracing::info!("▶ {name}: {}", description.action);
         let started = Instant::now();
-        match steps::act(ctx, &kind).await {
+        match kind.act(ctx).await {
             Ok(mut observed) => {
                 observed["state"] = json!(ctx.state);
                 ctx.store

@@ -3,6 +3,7 @@
 //! Flow: file → [`parse_file`] (raw model) → [`validate()`] → [`ValidatedPlan`].
 
 mod diagnostic;
+pub mod kinds;
 mod located;
 pub mod model;
 mod parse;
@@ -13,6 +14,7 @@ mod validated;
 use std::path::Path;
 
 pub use diagnostic::{PlanError, PlanErrors};
+pub use kinds::{Established, StepKind};
 pub use located::{Located, Position};
 pub use parse::{MAX_PLAN_BYTES, decode, parse, parse_file};
 pub use validate::validate;

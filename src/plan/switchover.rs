@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use super::StepKind;
+use super::kinds;
 
 /// One switchover, and what an earlier attempt of it already did.
 #[derive(Debug, Clone)]
@@ -43,45 +44,45 @@ pub fn sequence(switchover: &Switchover) -> Vec<StepKind> {
     let mut steps = Vec::new();
     if !switchover.promoted_already {
         if switchover.catch_up_by_replicating {
-            steps.push(StepKind::ReverseReplication {
+            steps.push(StepKind::ReverseReplication(kinds::ReverseReplication {
                 from: from.clone(),
                 cluster: to.clone(),
-            });
+            }));
         }
         steps.extend([
-            StepKind::Freeze {
+            StepKind::Freeze(kinds::Freeze {
                 cluster: from.clone(),
                 drain_timeout: switchover.drain_timeout,
                 budget: switchover.freeze_budget,
-            },
-            StepKind::CatchUp {
+            }),
+            StepKind::CatchUp(kinds::CatchUp {
                 targets: vec![to.clone()],
                 timeout: switchover.freeze_budget,
-            },
-            StepKind::Promote {
+            }),
+            StepKind::Promote(kinds::Promote {
                 cluster: to.clone(),
-            },
+            }),
         ]);
     }
     if switchover.dns {
-        steps.push(StepKind::DnsSwitch {
+        steps.push(StepKind::DnsSwitch(kinds::DnsSwitch {
             to: to.clone(),
             wait_ttl: switchover.wait_ttl,
             verify_timeout: switchover.dns_verify_timeout,
-        });
+        }));
     }
     if switchover.unfreeze {
-        steps.push(StepKind::Unfreeze);
+        steps.push(StepKind::Unfreeze(kinds::Unfreeze {}));
     }
-    steps.push(StepKind::ReverseReplication {
+    steps.push(StepKind::ReverseReplication(kinds::ReverseReplication {
         from: to.clone(),
         cluster: from.clone(),
-    });
+    }));
     if !switchover.others.is_empty() {
-        steps.push(StepKind::Repoint {
+        steps.push(StepKind::Repoint(kinds::Repoint {
             to: to.clone(),
             clusters: switchover.others.clone(),
-        });
+        }));
     }
     steps
 }

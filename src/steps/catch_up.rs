@@ -170,3 +170,36 @@ pub fn describe(_plan: &ValidatedPlan, targets: &[String], timeout: Duration) ->
         inverse: "nothing to undo (read-only)".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::CatchUp {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.targets, self.timeout).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &self.targets, self.timeout)
+    }
+
+    fn needs_followers(&self) -> bool {
+        true
+    }
+
+    async fn live_fact(&self, plan: &crate::plan::ValidatedPlan) -> Option<String> {
+        let mut facts = Vec::new();
+        for target in &self.targets {
+            facts.extend(super::position_of(plan, target).await);
+        }
+        Some(facts.join("; "))
+    }
+
+    fn is_mutating(&self) -> bool {
+        false
+    }
+}

@@ -128,3 +128,43 @@ pub fn describe(
         inverse: "nothing to undo (reads only; replication is resumed at once)".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Checksum {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(
+            ctx,
+            &self.targets,
+            &self.tables,
+            self.float_precision,
+            &self.money_columns,
+        )
+        .await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &self.targets, &self.tables, self.float_precision)
+    }
+
+    fn needs(&self, _plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.checksums = true;
+    }
+
+    fn continues_after_interruption(&self) -> bool {
+        true
+    }
+
+    fn needs_followers(&self) -> bool {
+        true
+    }
+
+    fn is_mutating(&self) -> bool {
+        false
+    }
+}

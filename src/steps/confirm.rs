@@ -83,3 +83,24 @@ pub fn describe(message: Option<&str>, postpone_file: Option<&Path>) -> Descript
         inverse: "nothing to undo".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Confirm {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, self.message.as_deref(), self.postpone_file.as_deref()).await
+    }
+
+    fn describe(
+        &self,
+        _plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(self.message.as_deref(), self.postpone_file.as_deref())
+    }
+
+    fn is_mutating(&self) -> bool {
+        false
+    }
+}

@@ -36,14 +36,14 @@ impl SwitchState {
     /// The state a step leaves when it succeeds, as far as roles go: what the
     /// dry run and the runbook describe the next step from.
     pub fn after(&self, kind: &crate::plan::StepKind) -> SwitchState {
-        use crate::plan::StepKind;
+        use crate::plan::{StepKind, kinds};
         let mut next = self.clone();
         match kind {
-            StepKind::Promote { cluster } if *cluster != self.primary => {
+            StepKind::Promote(kinds::Promote { cluster }) if *cluster != self.primary => {
                 next.previous_primary = Some(self.primary.clone());
                 next.primary = cluster.clone();
             }
-            StepKind::DnsSwitch { to, .. } => next.dns_points_to = to.clone(),
+            StepKind::DnsSwitch(kinds::DnsSwitch { to, .. }) => next.dns_points_to = to.clone(),
             _ => {}
         }
         next

@@ -246,3 +246,78 @@ pub fn describe(
         inverse: format!("the same compare-and-swap back: {to_value} → {from_value}"),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::DnsSwitch {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.to, self.wait_ttl, self.verify_timeout).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, observed, self.verify_timeout).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(
+            plan,
+            &state.dns_points_to,
+            &self.to,
+            self.wait_ttl,
+            self.verify_timeout,
+        )
+    }
+
+    fn needs(&self, plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.dns_switch |= plan.dns.is_some();
+    }
+
+    fn establishes(&self) -> crate::plan::Established {
+        crate::plan::Established::Dns
+    }
+
+    async fn live_fact(&self, plan: &crate::plan::ValidatedPlan) -> Option<String> {
+        current_answer(plan).await
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}
+
+/// What the authoritative server answers for the record now, with its zone's
+/// serial: the dry run's live fact for a DNS switch.
+async fn current_answer(plan: &ValidatedPlan) -> Option<String> {
+    let config = plan.dns.as_ref()?;
+    let answer = dns::query_authoritative(
+        config.update_server,
+        &config.record,
+        config.record_type.into(),
+        Duration::from_millis(1500),
+    )
+    .await
+    .ok()?;
+    let serial = dns::soa_serial(
+        config.update_server,
+        &config.zone,
+        Duration::from_millis(1500),
+    )
+    .await
+    .ok();
+    Some(format!(
+        "{} = {:?} at {} (serial {})",
+        config.record,
+        answer.values,
+        config.update_server,
+        serial.map_or("?".into(), |s| s.to_string())
+    ))
+}

@@ -261,3 +261,40 @@ pub fn describe(
         inverse: "UNLOCK TABLES (or close the fence connection); read_only stays 0".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Freeze {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.cluster, self.drain_timeout, self.budget).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        _observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, &self.cluster).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &self.cluster, self.drain_timeout, self.budget)
+    }
+
+    fn needs(&self, _plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.freezes.insert(self.cluster.clone());
+    }
+
+    async fn live_fact(&self, plan: &crate::plan::ValidatedPlan) -> Option<String> {
+        super::position_of(plan, &self.cluster).await
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

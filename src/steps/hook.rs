@@ -95,3 +95,24 @@ pub fn describe(command: &[String], timeout: Duration, cluster: Option<&str>) ->
         inverse: "none (hooks are the operator's; nothing is undone)".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Hook {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.command, self.timeout, self.cluster.as_deref()).await
+    }
+
+    fn describe(
+        &self,
+        _plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(&self.command, self.timeout, self.cluster.as_deref())
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

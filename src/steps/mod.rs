@@ -1,5 +1,7 @@
-//! One file per step kind: its action, verification, inverse and the text
-//! the runbook and the dry run show for it, side by side.
+//! One file per step kind: its action, verification, inverse, the text the
+//! runbook and the dry run show for it, the prechecks it needs, its live
+//! dry-run fact and its properties, side by side as that kind's
+//! [`StepBehaviour`]; `plan::kinds` holds the one list of kinds.
 
 pub mod catch_up;
 pub mod checksum;
@@ -17,11 +19,14 @@ pub mod snapshot;
 pub mod unfreeze;
 pub mod wait_lag;
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::dns::DnsError;
-use crate::mysql::MysqlError;
-use crate::plan::{StepKind, ValidatedPlan};
+use crate::mysql::{Endpoint, MysqlError, Session, control};
+
+use crate::plan::{Established, StepKind, ValidatedPlan};
 use crate::secret::SecretError;
 use crate::steps::context::{Context, SwitchState};
 use crate::store::StoreError;
@@ -67,151 +72,143 @@ pub struct Description {
     pub inverse: String,
 }
 
-/// Run one step. Returns what it observed, for the journal.
-pub async fn act(ctx: &mut Context, kind: &StepKind) -> Result<serde_json::Value, StepError> {
-    match kind {
-        StepKind::Freeze {
-            cluster,
-            drain_timeout,
-            budget,
-        } => freeze::act(ctx, cluster, *drain_timeout, *budget).await,
-        StepKind::CatchUp { targets, timeout } => catch_up::act(ctx, targets, *timeout).await,
-        StepKind::Promote { cluster } => promote::act(ctx, cluster).await,
-        StepKind::Repoint { to, clusters } => repoint::act(ctx, to, clusters).await,
-        StepKind::ReverseReplication { from, cluster } => {
-            reverse_replication::act(ctx, from, cluster).await
-        }
-        StepKind::DnsSwitch {
-            to,
-            wait_ttl,
-            verify_timeout,
-        } => dns_switch::act(ctx, to, *wait_ttl, *verify_timeout).await,
-        StepKind::Unfreeze => unfreeze::act(ctx).await,
-        StepKind::Hook {
-            command,
-            timeout,
-            cluster,
-        } => hook::act(ctx, command, *timeout, cluster.as_deref()).await,
-        StepKind::Confirm {
-            message,
-            postpone_file,
-        } => confirm::act(ctx, message.as_deref(), postpone_file.as_deref()).await,
-        StepKind::Sleep { duration } => sleep::act(*duration).await,
-        StepKind::WaitLag {
-            targets,
-            max_lag_ms,
-            sustained_for,
-            timeout,
-        } => wait_lag::act(ctx, targets, *max_lag_ms, *sustained_for, *timeout).await,
-        StepKind::Checksum {
-            targets,
-            tables,
-            float_precision,
-            money_columns,
-        } => checksum::act(ctx, targets, tables, *float_precision, money_columns).await,
-        StepKind::Snapshot {
-            targets,
-            workers,
-            replace,
-            skip_binlog,
-            directory,
-        } => {
-            snapshot::act(
-                ctx,
-                targets,
-                *workers,
-                *replace,
-                *skip_binlog,
-                directory.as_deref(),
-            )
-            .await
-        }
-        StepKind::Replicate { targets, timeout } => replicate::act(ctx, targets, *timeout).await,
+/// Everything about one step kind but its plan syntax, implemented in the
+/// kind's own file on its parameters (`plan::kinds`), and reached from a
+/// [`StepKind`] through the one dispatching match ([`crate::each_step_kind`]).
+#[allow(async_fn_in_trait)]
+pub trait StepBehaviour {
+    /// Run it. Returns what it observed, for the journal.
+    async fn act(&self, ctx: &mut Context) -> Result<serde_json::Value, StepError>;
+
+    /// Undo it once completed, given what it journaled. By default there is
+    /// nothing to put back (it only reads, waits, or is the operator's own).
+    async fn undo(
+        &self,
+        _ctx: &mut Context,
+        _observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// The runbook text, as it starts from `state` (who is primary and where
+    /// DNS points then: the plan's source going forward, the new primary in a
+    /// reverse switchover).
+    fn describe(&self, plan: &ValidatedPlan, state: &SwitchState) -> Description;
+
+    /// What the prechecks must look at because this step will run.
+    fn needs(&self, _plan: &ValidatedPlan, _needs: &mut PrecheckNeeds) {}
+
+    /// A fact read live for the dry run (a position, a DNS answer).
+    async fn live_fact(&self, _plan: &ValidatedPlan) -> Option<String> {
+        None
+    }
+
+    /// Whether it changes a server or DNS (and so needs an inverse and an audit entry).
+    fn is_mutating(&self) -> bool;
+
+    /// Whether `cutover resume` continues a phase interrupted in or after this
+    /// step instead of rolling it back: the step either journals its own
+    /// progress (`snapshot`), picks up what is already in place (`replicate`),
+    /// or only reads and waits. A phase continues only if every step up to the
+    /// interrupted one says so, so no freeze or promotion is ever re-entered.
+    fn continues_after_interruption(&self) -> bool {
+        false
+    }
+
+    /// Whether it needs the other clusters to replicate from the primary when
+    /// it starts (it reads their lag or position, or moves them).
+    fn needs_followers(&self) -> bool {
+        false
+    }
+
+    /// What it makes true for the steps after it, so prechecks of those wait
+    /// until it has run.
+    fn establishes(&self) -> Established {
+        Established::Nothing
     }
 }
 
-/// Undo one completed step, given what it journaled.
-pub async fn undo(
-    ctx: &mut Context,
-    kind: &StepKind,
-    observed: &serde_json::Value,
-) -> Result<(), StepError> {
-    match kind {
-        StepKind::Freeze { cluster, .. } => freeze::undo(ctx, cluster).await,
-        StepKind::Promote { cluster } => promote::undo(ctx, cluster, observed).await,
-        StepKind::Repoint { clusters, .. } => repoint::undo(ctx, clusters, observed).await,
-        StepKind::ReverseReplication { cluster, .. } => {
-            reverse_replication::undo(ctx, cluster).await
-        }
-        StepKind::DnsSwitch { verify_timeout, .. } => {
-            dns_switch::undo(ctx, observed, *verify_timeout).await
-        }
-        StepKind::Unfreeze => unfreeze::undo(ctx).await,
-        // Read-only or operator-defined: nothing to put back.
-        StepKind::CatchUp { .. }
-        | StepKind::Hook { .. }
-        | StepKind::Confirm { .. }
-        | StepKind::Sleep { .. }
-        | StepKind::WaitLag { .. }
-        | StepKind::Checksum { .. } => Ok(()),
-        StepKind::Snapshot { .. } => snapshot::undo(ctx, observed).await,
-        StepKind::Replicate { .. } => replicate::undo(ctx, observed).await,
+impl StepBehaviour for StepKind {
+    async fn act(&self, ctx: &mut Context) -> Result<serde_json::Value, StepError> {
+        crate::each_step_kind!(self, k => k.act(ctx).await)
+    }
+
+    async fn undo(&self, ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
+        crate::each_step_kind!(self, k => k.undo(ctx, observed).await)
+    }
+
+    fn describe(&self, plan: &ValidatedPlan, state: &SwitchState) -> Description {
+        crate::each_step_kind!(self, k => k.describe(plan, state))
+    }
+
+    fn needs(&self, plan: &ValidatedPlan, needs: &mut PrecheckNeeds) {
+        crate::each_step_kind!(self, k => k.needs(plan, needs))
+    }
+
+    async fn live_fact(&self, plan: &ValidatedPlan) -> Option<String> {
+        crate::each_step_kind!(self, k => k.live_fact(plan).await)
+    }
+
+    fn is_mutating(&self) -> bool {
+        crate::each_step_kind!(self, k => k.is_mutating())
+    }
+
+    fn continues_after_interruption(&self) -> bool {
+        crate::each_step_kind!(self, k => k.continues_after_interruption())
+    }
+
+    fn needs_followers(&self) -> bool {
+        crate::each_step_kind!(self, k => k.needs_followers())
+    }
+
+    fn establishes(&self) -> Established {
+        crate::each_step_kind!(self, k => k.establishes())
     }
 }
 
-/// The runbook text of one step, as it starts from `state` (who is primary
-/// and where DNS points then: the plan's source going forward, the new
-/// primary in a reverse switchover).
-pub fn describe(plan: &ValidatedPlan, state: &SwitchState, kind: &StepKind) -> Description {
-    match kind {
-        StepKind::Freeze {
-            cluster,
-            drain_timeout,
-            budget,
-        } => freeze::describe(plan, cluster, *drain_timeout, *budget),
-        StepKind::CatchUp { targets, timeout } => catch_up::describe(plan, targets, *timeout),
-        StepKind::Promote { cluster } => promote::describe(plan, &state.primary, cluster),
-        StepKind::Repoint { to, clusters } => repoint::describe(plan, to, clusters),
-        StepKind::ReverseReplication { from, cluster } => {
-            reverse_replication::describe(plan, from, cluster)
+/// What the selected phases will do, so only the relevant prechecks run;
+/// each kind adds its part in [`StepBehaviour::needs`].
+#[derive(Debug, Default)]
+pub struct PrecheckNeeds {
+    pub candidates: BTreeSet<String>,
+    pub freezes: BTreeSet<String>,
+    pub moves_replication: bool,
+    pub dns_switch: bool,
+    /// A checksum locks the source for a moment and pauses its replicas.
+    pub checksums: bool,
+    /// Targets a snapshot loads without `replace` (they must be empty).
+    pub snapshot_targets: BTreeSet<String>,
+    /// A `replicate` step points targets at the source.
+    pub starts_replication: bool,
+    /// A snapshot loads targets (fenced read-only first).
+    pub loads: bool,
+    /// Every target a snapshot loads, and where it writes chunk files.
+    pub loaded_targets: BTreeSet<String>,
+    pub snapshot_directory: Option<std::path::PathBuf>,
+}
+
+/// Where `cluster` stands now, for the dry run: its GTID position and
+/// `read_only`; `None` when it cannot be reached.
+pub(crate) async fn position_of(plan: &ValidatedPlan, cluster: &str) -> Option<String> {
+    let endpoint = Endpoint::for_cluster(plan.cluster(cluster)?).ok()?;
+    let mut session = Session::connect(&endpoint).await.ok()?;
+    let version: String = session
+        .query_first("read the server version", "SELECT VERSION()")
+        .await
+        .ok()??;
+    let flavor = crate::mysql::Flavor::from_version(&version);
+    let position = control::binlog_position(&mut session, flavor).await.ok();
+    let read_only = control::read_only(&mut session).await.ok();
+    session.close().await;
+    Some(format!(
+        "`{cluster}` at {}{}",
+        position.unwrap_or_else(|| "?".into()),
+        match read_only {
+            Some(true) => ", read_only = 1",
+            Some(false) => ", read_only = 0",
+            None => "",
         }
-        StepKind::DnsSwitch {
-            to,
-            wait_ttl,
-            verify_timeout,
-        } => dns_switch::describe(plan, &state.dns_points_to, to, *wait_ttl, *verify_timeout),
-        StepKind::Unfreeze => unfreeze::describe(plan),
-        StepKind::Hook {
-            command,
-            timeout,
-            cluster,
-        } => hook::describe(command, *timeout, cluster.as_deref()),
-        StepKind::Confirm {
-            message,
-            postpone_file,
-        } => confirm::describe(message.as_deref(), postpone_file.as_deref()),
-        StepKind::Sleep { duration } => sleep::describe(*duration),
-        StepKind::WaitLag {
-            targets,
-            max_lag_ms,
-            sustained_for,
-            timeout,
-        } => wait_lag::describe(targets, *max_lag_ms, *sustained_for, *timeout),
-        StepKind::Checksum {
-            targets,
-            tables,
-            float_precision,
-            ..
-        } => checksum::describe(plan, targets, tables, *float_precision),
-        StepKind::Snapshot {
-            targets,
-            workers,
-            replace,
-            skip_binlog,
-            ..
-        } => snapshot::describe(plan, targets, *workers, *replace, *skip_binlog),
-        StepKind::Replicate { targets, timeout } => replicate::describe(plan, targets, *timeout),
-    }
+    ))
 }
 
 /// The host:port a replica should use to reach `cluster`.

@@ -476,3 +476,49 @@ pub fn describe(plan: &ValidatedPlan, old_primary: &str, candidate: &str) -> Des
     }
     description
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Promote {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.cluster).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, &self.cluster, observed).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &state.primary, &self.cluster)
+    }
+
+    fn needs(&self, _plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.candidates.insert(self.cluster.clone());
+        needs.moves_replication = true;
+    }
+
+    fn needs_followers(&self) -> bool {
+        true
+    }
+
+    fn establishes(&self) -> crate::plan::Established {
+        crate::plan::Established::Primary
+    }
+
+    async fn live_fact(&self, plan: &crate::plan::ValidatedPlan) -> Option<String> {
+        super::position_of(plan, &self.cluster).await
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

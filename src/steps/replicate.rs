@@ -88,3 +88,44 @@ pub fn describe(plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> 
         inverse: "STOP ALL SLAVES; RESET SLAVE ALL on each target".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Replicate {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.targets, self.timeout).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, observed).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &self.targets, self.timeout)
+    }
+
+    fn needs(&self, _plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.starts_replication = true;
+    }
+
+    fn continues_after_interruption(&self) -> bool {
+        true
+    }
+
+    fn establishes(&self) -> crate::plan::Established {
+        crate::plan::Established::Replication(Some(self.targets.clone()).filter(|t| !t.is_empty()))
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

@@ -188,3 +188,44 @@ pub fn describe(plan: &ValidatedPlan, to: &str, clusters: &[String]) -> Descript
         inverse: "point each back at the source it had before (recorded in the journal)".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Repoint {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.to, &self.clusters).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, &self.clusters, observed).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &self.to, &self.clusters)
+    }
+
+    fn needs(&self, _plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.moves_replication = true;
+    }
+
+    fn needs_followers(&self) -> bool {
+        true
+    }
+
+    fn establishes(&self) -> crate::plan::Established {
+        crate::plan::Established::Replication(Some(self.clusters.clone()))
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

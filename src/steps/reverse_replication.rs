@@ -105,3 +105,44 @@ pub fn describe(plan: &ValidatedPlan, from: &str, cluster: &str) -> Description 
         inverse: "STOP ALL SLAVES; RESET SLAVE ALL (it stays read-only)".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::ReverseReplication {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx, &self.from, &self.cluster).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        _observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, &self.cluster).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan, &self.from, &self.cluster)
+    }
+
+    fn needs(&self, _plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.moves_replication = true;
+    }
+
+    fn needs_followers(&self) -> bool {
+        true
+    }
+
+    fn establishes(&self) -> crate::plan::Established {
+        crate::plan::Established::Replication(Some(vec![self.cluster.clone()]))
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

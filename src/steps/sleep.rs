@@ -20,3 +20,28 @@ pub fn describe(duration: Duration) -> Description {
         inverse: "nothing to undo".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Sleep {
+    async fn act(
+        &self,
+        _ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(self.duration).await
+    }
+
+    fn describe(
+        &self,
+        _plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(self.duration)
+    }
+
+    fn continues_after_interruption(&self) -> bool {
+        true
+    }
+
+    fn is_mutating(&self) -> bool {
+        false
+    }
+}

@@ -146,3 +146,66 @@ pub fn describe(
         inverse: format!("DROP DATABASE {databases} on {}", targets.join(", ")),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Snapshot {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(
+            ctx,
+            &self.targets,
+            self.workers,
+            self.replace,
+            self.skip_binlog,
+            self.directory.as_deref(),
+        )
+        .await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx, observed).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(
+            plan,
+            &self.targets,
+            self.workers,
+            self.replace,
+            self.skip_binlog,
+        )
+    }
+
+    fn needs(&self, plan: &crate::plan::ValidatedPlan, needs: &mut super::PrecheckNeeds) {
+        needs.loads = true;
+        let loaded: Vec<String> = if self.targets.is_empty() {
+            plan.enabled_targets().map(|c| c.name.clone()).collect()
+        } else {
+            self.targets.clone()
+        };
+        needs.loaded_targets.extend(loaded.iter().cloned());
+        if !self.replace {
+            needs.snapshot_targets.extend(loaded);
+        }
+        if self.directory.is_some() {
+            needs.snapshot_directory.clone_from(&self.directory);
+        }
+    }
+
+    fn continues_after_interruption(&self) -> bool {
+        true
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

@@ -214,3 +214,32 @@ pub fn describe(plan: &ValidatedPlan) -> Description {
         inverse: "SET GLOBAL read_only = 1 on the primary".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::Unfreeze {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(ctx).await
+    }
+
+    async fn undo(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+        _observed: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        undo(ctx).await
+    }
+
+    fn describe(
+        &self,
+        plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(plan)
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+}

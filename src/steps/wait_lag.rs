@@ -78,3 +78,44 @@ pub fn describe(
         inverse: "nothing to undo (writes only the orchestrator's heartbeat row)".into(),
     }
 }
+
+impl super::StepBehaviour for crate::plan::kinds::WaitLag {
+    async fn act(
+        &self,
+        ctx: &mut crate::steps::context::Context,
+    ) -> Result<serde_json::Value, StepError> {
+        act(
+            ctx,
+            &self.targets,
+            self.max_lag_ms,
+            self.sustained_for,
+            self.timeout,
+        )
+        .await
+    }
+
+    fn describe(
+        &self,
+        _plan: &crate::plan::ValidatedPlan,
+        _state: &crate::steps::context::SwitchState,
+    ) -> Description {
+        describe(
+            &self.targets,
+            self.max_lag_ms,
+            self.sustained_for,
+            self.timeout,
+        )
+    }
+
+    fn continues_after_interruption(&self) -> bool {
+        true
+    }
+
+    fn needs_followers(&self) -> bool {
+        true
+    }
+
+    fn is_mutating(&self) -> bool {
+        false
+    }
+}

@@ -18,80 +18,16 @@ pub use check::{CheckStatus, Precheck};
 use super::deferral::PrecheckSchedule;
 use crate::dns;
 use crate::mysql::{Flavor, Session, control};
-use crate::plan::{Phase, StepKind, ValidatedPlan};
+use crate::plan::{Phase, ValidatedPlan};
 use crate::secret::{self, SecretError};
+use crate::steps::{PrecheckNeeds, StepBehaviour};
 use crate::topology::{self, ClusterView};
 
 /// What the selected phases will do, so only the relevant checks run.
-struct Needs {
-    candidates: BTreeSet<String>,
-    freezes: BTreeSet<String>,
-    moves_replication: bool,
-    dns_switch: bool,
-    /// A checksum locks the source for a moment and pauses its replicas.
-    checksums: bool,
-    /// Targets a snapshot loads without `replace` (they must be empty).
-    snapshot_targets: BTreeSet<String>,
-    /// A `replicate` step points targets at the source.
-    starts_replication: bool,
-    /// A snapshot loads targets (fenced read-only first).
-    loads: bool,
-    /// Every target a snapshot loads, and where it writes chunk files.
-    loaded_targets: BTreeSet<String>,
-    snapshot_directory: Option<std::path::PathBuf>,
-}
-
-fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> Needs {
-    let mut needs = Needs {
-        candidates: BTreeSet::new(),
-        freezes: BTreeSet::new(),
-        moves_replication: false,
-        dns_switch: false,
-        checksums: false,
-        snapshot_targets: BTreeSet::new(),
-        starts_replication: false,
-        loads: false,
-        loaded_targets: BTreeSet::new(),
-        snapshot_directory: None,
-    };
+fn needs(plan: &ValidatedPlan, phases: &[&Phase]) -> PrecheckNeeds {
+    let mut needs = PrecheckNeeds::default();
     for step in phases.iter().flat_map(|phase| &phase.steps) {
-        match &step.kind {
-            StepKind::Promote { cluster } => {
-                needs.candidates.insert(cluster.clone());
-                needs.moves_replication = true;
-            }
-            StepKind::Freeze { cluster, .. } => {
-                needs.freezes.insert(cluster.clone());
-            }
-            StepKind::Repoint { .. } | StepKind::ReverseReplication { .. } => {
-                needs.moves_replication = true
-            }
-            StepKind::DnsSwitch { .. } => needs.dns_switch = plan.dns.is_some(),
-            StepKind::Checksum { .. } => needs.checksums = true,
-            StepKind::Replicate { .. } => needs.starts_replication = true,
-            StepKind::Snapshot {
-                targets,
-                replace,
-                directory,
-                ..
-            } => {
-                needs.loads = true;
-                let all: Vec<String> = plan.enabled_targets().map(|c| c.name.clone()).collect();
-                let loaded = if targets.is_empty() {
-                    all
-                } else {
-                    targets.clone()
-                };
-                needs.loaded_targets.extend(loaded.iter().cloned());
-                if !replace {
-                    needs.snapshot_targets.extend(loaded);
-                }
-                if directory.is_some() {
-                    needs.snapshot_directory.clone_from(directory);
-                }
-            }
-            _ => {}
-        }
+        step.kind.needs(plan, &mut needs);
     }
     needs
 }

@@ -15,11 +15,12 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use super::diagnostic::{PlanError, PlanErrors};
+use super::kinds::StepKind;
 use super::located::{Located, Position};
 use super::model::*;
 use super::validated::{
     Application, Cluster, Credentials, DnsConfig, Drill, Gates, KeptAccount, Phase, Pool,
-    SecretSource, Step, StepKind, Tls, TsigConfig, ValidatedPlan,
+    SecretSource, Step, Tls, TsigConfig, ValidatedPlan,
 };
 
 /// Validate a parsed plan. Collects every error rather than stopping at the first.

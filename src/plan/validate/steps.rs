@@ -1,7 +1,7 @@
 //! Phases and steps: each raw step checked and turned into its kind, composites expanded.
 
 use super::*;
-use crate::plan::switchover;
+use crate::plan::{kinds, switchover};
 
 impl Checker {
     pub(super) fn phases(
@@ -86,7 +86,7 @@ impl Checker {
         let day = MAX_TIMEOUT;
         let single = |kind| vec![(kind, None)];
         match raw {
-            RawStep::Snapshot(step) => single(StepKind::Snapshot {
+            RawStep::Snapshot(step) => single(StepKind::Snapshot(kinds::Snapshot {
                 targets: self.targets(step.targets.as_ref(), "snapshot target"),
                 workers: step.workers.as_ref().map_or(4, |workers| {
                     self.number(workers, 1, 64, "snapshot workers") as u32
@@ -94,8 +94,8 @@ impl Checker {
                 directory: step.directory.map(PathBuf::from),
                 replace: step.replace.unwrap_or(false),
                 skip_binlog: step.skip_binlog.unwrap_or(false),
-            }),
-            RawStep::Replicate(step) => single(StepKind::Replicate {
+            })),
+            RawStep::Replicate(step) => single(StepKind::Replicate(kinds::Replicate {
                 targets: self.targets(step.targets.as_ref(), "replicate target"),
                 timeout: self.optional_duration(
                     step.timeout.as_ref(),
@@ -104,8 +104,8 @@ impl Checker {
                     day,
                     "replicate timeout",
                 ),
-            }),
-            RawStep::WaitLag(step) => single(StepKind::WaitLag {
+            })),
+            RawStep::WaitLag(step) => single(StepKind::WaitLag(kinds::WaitLag {
                 targets: self.targets(step.targets.as_ref(), "wait_lag target"),
                 max_lag_ms: step.max_lag_ms.as_ref().map_or(gates.max_lag_ms, |value| {
                     self.number(value, 1, 3_600_000, "wait_lag max_lag_ms")
@@ -124,7 +124,7 @@ impl Checker {
                     day,
                     "wait_lag timeout",
                 ),
-            }),
+            })),
             RawStep::Checksum(step) => {
                 let tables = step
                     .tables
@@ -159,16 +159,16 @@ impl Checker {
                         column.value
                     })
                     .collect();
-                single(StepKind::Checksum {
+                single(StepKind::Checksum(kinds::Checksum {
                     targets: self.targets(step.targets.as_ref(), "checksum target"),
                     tables,
                     float_precision: step.float_precision.as_ref().map_or(12, |precision| {
                         self.number(precision, 1, 17, "checksum float_precision") as u32
                     }),
                     money_columns,
-                })
+                }))
             }
-            RawStep::Freeze(step) => single(StepKind::Freeze {
+            RawStep::Freeze(step) => single(StepKind::Freeze(kinds::Freeze {
                 cluster: match &step.cluster {
                     Some(cluster) => self.enabled_cluster(cluster),
                     None => self.source_name(),
@@ -186,8 +186,8 @@ impl Checker {
                     .map_or(gates.freeze_budget, |value| {
                         self.millis(value, 100, 600_000, "freeze budget_ms")
                     }),
-            }),
-            RawStep::CatchUp(step) => single(StepKind::CatchUp {
+            })),
+            RawStep::CatchUp(step) => single(StepKind::CatchUp(kinds::CatchUp {
                 targets: self.targets(step.targets.as_ref(), "catch_up target"),
                 timeout: self.optional_duration(
                     step.timeout.as_ref(),
@@ -196,10 +196,10 @@ impl Checker {
                     day,
                     "catch_up timeout",
                 ),
-            }),
-            RawStep::Promote(step) => single(StepKind::Promote {
+            })),
+            RawStep::Promote(step) => single(StepKind::Promote(kinds::Promote {
                 cluster: self.enabled_target(&step.cluster, "promote candidate"),
-            }),
+            })),
             RawStep::Repoint(step) => {
                 let to = self.enabled_cluster(&step.to);
                 let clusters = match &step.clusters {
@@ -218,7 +218,7 @@ impl Checker {
                         format!("cluster `{to}` cannot replicate from itself"),
                     );
                 }
-                single(StepKind::Repoint { to, clusters })
+                single(StepKind::Repoint(kinds::Repoint { to, clusters }))
             }
             RawStep::ReverseReplication(step) => {
                 let from = self.enabled_target(&step.from, "reverse_replication `from`");
@@ -232,12 +232,15 @@ impl Checker {
                         format!("cluster `{from}` cannot replicate from itself"),
                     );
                 }
-                single(StepKind::ReverseReplication { from, cluster })
+                single(StepKind::ReverseReplication(kinds::ReverseReplication {
+                    from,
+                    cluster,
+                }))
             }
             RawStep::DnsSwitch(step) => {
                 let to = self.enabled_cluster(&step.to);
                 self.dns_target(&step.to, "dns_switch");
-                single(StepKind::DnsSwitch {
+                single(StepKind::DnsSwitch(kinds::DnsSwitch {
                     to,
                     wait_ttl: step.wait_ttl.unwrap_or(false),
                     verify_timeout: self.optional_duration(
@@ -247,9 +250,9 @@ impl Checker {
                         Duration::from_secs(3600),
                         "dns_switch verify_timeout",
                     ),
-                })
+                }))
             }
-            RawStep::Unfreeze(_) => single(StepKind::Unfreeze),
+            RawStep::Unfreeze(_) => single(StepKind::Unfreeze(kinds::Unfreeze {})),
             RawStep::Hook(step) => {
                 if step.command.is_empty() || step.command[0].value.trim().is_empty() {
                     let position = step
@@ -265,7 +268,7 @@ impl Checker {
                     .cluster
                     .as_ref()
                     .map(|cluster| self.enabled_cluster(cluster));
-                single(StepKind::Hook {
+                single(StepKind::Hook(kinds::Hook {
                     command: step.command.into_iter().map(|part| part.value).collect(),
                     timeout: self.optional_duration(
                         step.timeout.as_ref(),
@@ -275,15 +278,15 @@ impl Checker {
                         "hook timeout",
                     ),
                     cluster,
-                })
+                }))
             }
-            RawStep::Confirm(step) => single(StepKind::Confirm {
+            RawStep::Confirm(step) => single(StepKind::Confirm(kinds::Confirm {
                 message: step.message,
                 postpone_file: step.postpone_file.map(PathBuf::from),
-            }),
-            RawStep::Sleep(step) => single(StepKind::Sleep {
+            })),
+            RawStep::Sleep(step) => single(StepKind::Sleep(kinds::Sleep {
                 duration: self.duration(&step.duration, Duration::ZERO, day, "sleep duration"),
-            }),
+            })),
             RawStep::Switchover(step) => self.switchover(step, gates),
         }
     }
