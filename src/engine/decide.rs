@@ -4,7 +4,7 @@
 //! carries the decision out, so every branch is unit-tested here without a
 //! server.
 
-use crate::plan::{RollbackMode, StepKind, ValidatedPlan, kinds};
+use crate::plan::{RollbackMode, StepKind, ValidatedPlan};
 use crate::steps::StepBehaviour;
 use crate::store::{RunRecord, RunStatus, StepStatus};
 
@@ -101,8 +101,8 @@ pub(super) enum UndoStrategy {
 pub(super) fn undo_strategy<'a>(completed: impl IntoIterator<Item = &'a StepKind>) -> UndoStrategy {
     let (mut promoted, mut unfrozen) = (false, false);
     for kind in completed {
-        promoted |= matches!(kind, StepKind::Promote(kinds::Promote { .. }));
-        unfrozen |= matches!(kind, StepKind::Unfreeze(kinds::Unfreeze {}));
+        promoted |= matches!(kind, StepKind::Promote(_));
+        unfrozen |= matches!(kind, StepKind::Unfreeze(_));
     }
     if promoted && unfrozen {
         UndoStrategy::ReverseSwitchover
@@ -145,6 +145,7 @@ pub(super) fn failure_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::kinds;
     use crate::store::{PhaseRecord, StepRecord};
 
     fn plan() -> ValidatedPlan {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::failure::{completed_steps, mark_rolled_back, undo_phase};
 use super::report::RunReport;
 use super::*;
-use crate::plan::{StepKind, ValidatedPlan, kinds};
+use crate::plan::{StepKind, ValidatedPlan};
 use crate::steps::context::Context;
 use crate::store::{Event, EventKind, RunRecord, RunStatus, StepStatus, Store, best_effort};
 
@@ -115,7 +115,7 @@ pub async fn rollback(
         }
         let promoted = completed
             .iter()
-            .any(|(_, step, _)| matches!(step.kind, StepKind::Promote(kinds::Promote { .. })));
+            .any(|(_, step, _)| matches!(step.kind, StepKind::Promote(_)));
         // Back to whoever was primary when the phase began (not "the previous
         // primary": after a crashed rollback that is the cluster we left).
         let back_to = match recovery::phase_start_primary(&store, &owner.run_id, &phase.name).await

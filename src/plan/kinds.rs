@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::validated::millis;
 
-/// Every step kind, in the order the documentation lists them.
+/// Every step kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepKind {
