@@ -387,10 +387,7 @@ async fn watch_source(pool: Arc<ClusterPool>, shared: Arc<Shared>, interval: Dur
 
 async fn connect_with_flavor(pool: &ClusterPool) -> Result<(Session, Flavor), MysqlError> {
     let mut session = pool.session().await?;
-    let version: Option<String> = session
-        .query_first("read the server version", "SELECT VERSION()")
-        .await?;
-    let flavor = Flavor::from_version(&version.unwrap_or_default());
+    let flavor = server::flavor(&mut session).await?;
     Ok((session, flavor))
 }
 

@@ -274,12 +274,8 @@ impl Context {
             let endpoint = self.endpoint(cluster)?.clone();
             let mut session = Session::connect(&endpoint).await?;
             if !self.flavors.contains_key(cluster) {
-                let version: String = session
-                    .query_first("read the server version", "SELECT VERSION()")
-                    .await?
-                    .unwrap_or_default();
-                self.flavors
-                    .insert(cluster.to_string(), Flavor::from_version(&version));
+                let flavor = crate::mysql::server::flavor(&mut session).await?;
+                self.flavors.insert(cluster.to_string(), flavor);
             }
             self.sessions.insert(cluster.to_string(), session);
         }

@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::dns::DnsError;
 use crate::mysql::{Endpoint, MysqlError, Session, control};
-
 use crate::plan::{Established, StepKind, ValidatedPlan};
 use crate::secret::SecretError;
 use crate::steps::context::{Context, SwitchState};
@@ -192,11 +191,7 @@ pub struct PrecheckNeeds {
 pub(crate) async fn position_of(plan: &ValidatedPlan, cluster: &str) -> Option<String> {
     let endpoint = Endpoint::for_cluster(plan.cluster(cluster)?).ok()?;
     let mut session = Session::connect(&endpoint).await.ok()?;
-    let version: String = session
-        .query_first("read the server version", "SELECT VERSION()")
-        .await
-        .ok()??;
-    let flavor = crate::mysql::Flavor::from_version(&version);
+    let flavor = crate::mysql::server::flavor(&mut session).await.ok()?;
     let position = control::binlog_position(&mut session, flavor).await.ok();
     let read_only = control::read_only(&mut session).await.ok();
     session.close().await;
