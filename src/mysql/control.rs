@@ -108,22 +108,26 @@ fn channel_clause(flavor: Flavor, channel: Option<&str>) -> (String, String) {
     }
 }
 
-/// Stop one replication channel (both threads).
-pub async fn stop_channel(
+/// Stop one channel's applier (the SQL thread). The receiver stays connected
+/// and keeps filling the relay log, so starting again reconnects nothing.
+pub async fn stop_applier(
     session: &mut Session,
     flavor: Flavor,
     channel: Option<&str>,
 ) -> Result<(), MysqlError> {
     let (name, suffix) = channel_clause(flavor, channel);
     let sql = match flavor {
-        Flavor::Mariadb => format!("STOP SLAVE{name}"),
-        Flavor::Mysql => format!("STOP REPLICA{suffix}"),
+        Flavor::Mariadb => format!("STOP SLAVE{name} SQL_THREAD"),
+        Flavor::Mysql => format!("STOP REPLICA SQL_THREAD{suffix}"),
     };
-    session.exec("stop replication", &sql).await
+    session.exec("stop the replication applier", &sql).await
 }
 
-/// Start one channel so that it applies exactly `position` and stops there.
-pub async fn start_channel_until(
+/// Start one channel so that its applier applies exactly `position` and
+/// stops there. MariaDB takes a GTID stop position only with both threads
+/// stopped, so its receiver is stopped first (it reconnects); MySQL's
+/// receiver keeps running.
+pub async fn start_applier_until(
     session: &mut Session,
     flavor: Flavor,
     channel: Option<&str>,
@@ -132,7 +136,7 @@ pub async fn start_channel_until(
     let (name, suffix) = channel_clause(flavor, channel);
     let sql = match flavor {
         Flavor::Mariadb => format!(
-            "START SLAVE{name} UNTIL master_gtid_pos = {}",
+            "STOP SLAVE{name} IO_THREAD; START SLAVE{name} UNTIL master_gtid_pos = {}",
             quote(position)
         ),
         Flavor::Mysql => format!(
@@ -141,11 +145,11 @@ pub async fn start_channel_until(
         ),
     };
     session
-        .exec("start replication up to a position", &sql)
+        .exec("start the replication applier up to a position", &sql)
         .await
 }
 
-/// Start one channel with no stop condition.
+/// Start whichever of a channel's threads are stopped.
 pub async fn start_channel(
     session: &mut Session,
     flavor: Flavor,

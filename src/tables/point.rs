@@ -1,14 +1,14 @@
 //! One consistent point for every cluster, without stopping the source's
 //! writes for more than a moment.
 //!
-//! 1. Replicas of the source stop their replication channel.
+//! 1. Replicas of the source stop their applier (the receiver stays connected).
 //! 2. The source holds its commits (MariaDB `BACKUP STAGE BLOCK_COMMIT`, which
 //!    never waits for running statements; MySQL the global read lock), reads
 //!    its GTID position P, opens a consistent snapshot on every worker session,
 //!    and lets go: milliseconds. A hold that would make writers wait longer
 //!    than the plan's `max_source_stall_ms` is cancelled and tried again.
-//! 3. Each replica applies exactly up to P (`START SLAVE UNTIL`), opens its
-//!    snapshots there, and resumes replication at once.
+//! 3. Each replica applies exactly up to P (`START SLAVE SQL_THREAD UNTIL`),
+//!    opens its snapshots there, and resumes its applier at once.
 //!
 //! The chunks are then compared under the snapshots while everything runs.
 //! Replication is resumed on every path out of here, including failures.
@@ -34,6 +34,9 @@ pub enum Basis {
     /// compared as they are, and differences are looked at twice.
     Live(String),
 }
+
+/// How long a resumed replica may take to show both threads running.
+const RESUME_PROOF: Duration = Duration::from_secs(5);
 
 /// A target's control connection and what is known of its replication.
 pub struct TargetControl {
@@ -311,9 +314,10 @@ async fn running_statements(spare: &mut Session, ours: u64, flavor: Flavor) -> V
     }
 }
 
-/// Stop a replica's channel ahead of the source's lock.
+/// Stop a replica's applier ahead of the source's lock; its receiver stays
+/// connected, so resuming reconnects nothing.
 pub async fn pause(target: &mut TargetControl) -> Result<(), MysqlError> {
-    control::stop_channel(
+    control::stop_applier(
         &mut target.session,
         target.flavor,
         target.channel.as_deref(),
@@ -321,14 +325,50 @@ pub async fn pause(target: &mut TargetControl) -> Result<(), MysqlError> {
     .await
 }
 
-/// Resume a paused replica's channel (always called, also after failures).
+/// Resume a paused replica (always called, also after failures) and wait,
+/// at most `RESUME_PROOF`, until both its threads run: a checksum leaves
+/// replication as it found it. A thread stopped on an error is an error; one
+/// still connecting at the bound is only logged.
 pub async fn resume(target: &mut TargetControl) -> Result<(), MysqlError> {
-    control::start_channel(
-        &mut target.session,
-        target.flavor,
-        target.channel.as_deref(),
-    )
-    .await
+    let channel = target.channel.clone();
+    control::start_channel(&mut target.session, target.flavor, channel.as_deref()).await?;
+    let deadline = Instant::now() + RESUME_PROOF;
+    loop {
+        let status = server::replication(&mut target.session, target.flavor).await?;
+        let Some(link) = status
+            .iter()
+            .find(|s| s.channel.as_deref().filter(|n| !n.is_empty()) == channel.as_deref())
+        else {
+            return Ok(());
+        };
+        if link.io_thread == ThreadState::Running && link.sql_thread == ThreadState::Running {
+            return Ok(());
+        }
+        let error = [&link.last_io_error, &link.last_sql_error]
+            .into_iter()
+            .flatten()
+            .find(|e| !e.is_empty());
+        if let Some(error) = error.filter(|_| {
+            link.io_thread == ThreadState::Stopped || link.sql_thread == ThreadState::Stopped
+        }) {
+            return Err(MysqlError::Query {
+                cluster: target.name.clone(),
+                what: "resume replication".into(),
+                reason: error.clone(),
+                code: None,
+            });
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                "cluster `{}`: replication restarted but its receiver is still {:?} after {} s",
+                target.name,
+                link.io_thread,
+                RESUME_PROOF.as_secs()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Bring a paused replica to exactly `position`, then open `snapshots` there.
@@ -351,7 +391,7 @@ pub async fn bring_to(
     if covers(flavor, &applied, position) {
         return open_snapshots(snapshots).await.map_err(|e| e.to_string());
     }
-    control::start_channel_until(session, flavor, channel.as_deref(), position)
+    control::start_applier_until(session, flavor, channel.as_deref(), position)
         .await
         .map_err(|e| e.to_string())?;
     if !control::wait_for_position(session, flavor, position, limit)
