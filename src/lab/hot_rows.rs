@@ -19,6 +19,11 @@ use crate::secret::Secret;
 /// snapshots and checksums carry it like any other.
 pub const TABLE: &str = "refunds.hot_accounts";
 
+/// How long a writer that found no server taking writes waits before it
+/// looks again, as a pool's retry would: after a freeze, a writer may go
+/// this much longer than the freeze without a commit.
+pub const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
 #[derive(Debug, Clone)]
 pub struct HotRowLoad {
     pub writers: usize,
@@ -53,6 +58,8 @@ pub struct LoadReport {
     /// stops every writer for at least the freeze, even when a transaction
     /// already past its updates commits while the lock drains.
     pub longest_writer_wait_ms: u64,
+    /// `RECONNECT_PAUSE`, for whoever compares the gaps with a freeze.
+    pub reconnect_pause_ms: u64,
     pub last_error: Option<String>,
 }
 
@@ -153,7 +160,7 @@ pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>)
                             Err(error) => {
                                 errors.fetch_add(1, Ordering::SeqCst);
                                 *last_error.lock().expect("not poisoned") = Some(error.to_string());
-                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                tokio::time::sleep(RECONNECT_PAUSE).await;
                                 continue;
                             }
                         }
@@ -212,6 +219,7 @@ pub async fn run(servers: &[Endpoint], load: &HotRowLoad, stop: Arc<AtomicBool>)
         longest_gap_ms: millis(gap),
         longest_gap_at_ms: millis(at),
         longest_writer_wait_ms: millis(longest_writer_wait),
+        reconnect_pause_ms: millis(RECONNECT_PAUSE),
         last_error: last_error.lock().expect("not poisoned").clone(),
     }
 }
