@@ -1,82 +1,133 @@
-//! The one list of step kinds, and each kind's validated parameters.
+//! The one list of step kinds ([`with_step_kinds!`]), and each kind's
+//! validated parameters.
 //!
-//! What a kind does (its action, inverse, runbook text, prechecks, dry-run
-//! facts and properties) is its `steps::Step` implementation in
-//! `src/steps/<kind>.rs`; how it is written in a plan is its raw form in
-//! `model.rs`, checked in `validate/steps.rs`.
+//! Everything else about a kind is in its own file, `src/steps/<kind>.rs`:
+//! how it is written in a plan and checked (its [`KindSyntax`]), and what it
+//! does (its action, inverse, runbook text, prechecks, dry-run fact and
+//! properties, `steps::StepBehaviour`). Adding a kind: its file, its
+//! parameters below, and one line in the list.
 
+use std::fmt::Debug;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use super::located::Located;
+use super::model::SwitchoverStep;
+use super::validate::StepChecker;
 use super::validated::millis;
 
-/// Every step kind.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StepKind {
-    Snapshot(Snapshot),
-    Replicate(Replicate),
-    WaitLag(WaitLag),
-    Checksum(Checksum),
-    Freeze(Freeze),
-    CatchUp(CatchUp),
-    Promote(Promote),
-    Repoint(Repoint),
-    ReverseReplication(ReverseReplication),
-    DnsSwitch(DnsSwitch),
-    Unfreeze(Unfreeze),
-    Hook(Hook),
-    Confirm(Confirm),
-    Sleep(Sleep),
-}
-
-/// Calls `$body` with `$k` bound to the parameters of whichever kind `$kind`
-/// is: the one match over the list above that dispatching needs.
+/// The one list of step kinds: each kind's parameter type and what a plan
+/// says about it (the doc line is the plan schema's description). Calls
+/// `$callback!` with the list, so the plan's enums here and the steps'
+/// dispatch in `steps` are generated from it; `$name` is the kind's name in
+/// plans, journals and reports.
 #[macro_export]
-macro_rules! each_step_kind {
-    ($kind:expr, $k:ident => $body:expr) => {
-        match $kind {
-            $crate::plan::StepKind::Snapshot($k) => $body,
-            $crate::plan::StepKind::Replicate($k) => $body,
-            $crate::plan::StepKind::WaitLag($k) => $body,
-            $crate::plan::StepKind::Checksum($k) => $body,
-            $crate::plan::StepKind::Freeze($k) => $body,
-            $crate::plan::StepKind::CatchUp($k) => $body,
-            $crate::plan::StepKind::Promote($k) => $body,
-            $crate::plan::StepKind::Repoint($k) => $body,
-            $crate::plan::StepKind::ReverseReplication($k) => $body,
-            $crate::plan::StepKind::DnsSwitch($k) => $body,
-            $crate::plan::StepKind::Unfreeze($k) => $body,
-            $crate::plan::StepKind::Hook($k) => $body,
-            $crate::plan::StepKind::Confirm($k) => $body,
-            $crate::plan::StepKind::Sleep($k) => $body,
+macro_rules! with_step_kinds {
+    ($callback:ident) => {
+        $callback! {
+            /// Copy one consistent snapshot of the source to the targets.
+            Snapshot = "snapshot",
+            /// Start replication on targets from the snapshot's GTID position.
+            Replicate = "replicate",
+            /// Wait until every target's lag stays under the gate.
+            WaitLag = "wait_lag",
+            /// Compare rows across the source and targets.
+            Checksum = "checksum",
+            /// Fence the primary against writes and drain sessions.
+            Freeze = "freeze",
+            /// Wait until targets executed exactly the frozen position.
+            CatchUp = "catch_up",
+            /// Make a caught-up target the writable primary.
+            Promote = "promote",
+            /// Move other clusters under the new primary.
+            Repoint = "repoint",
+            /// Make the old source a read-only replica of the new primary.
+            ReverseReplication = "reverse_replication",
+            /// Compare-and-swap the DNS record and verify every authoritative server.
+            DnsSwitch = "dns_switch",
+            /// Release the write fence on the current primary.
+            Unfreeze = "unfreeze",
+            /// Run a command.
+            Hook = "hook",
+            /// Ask the operator (skipped with `--yes`) and honour a postpone file.
+            Confirm = "confirm",
+            /// Wait for a fixed time.
+            Sleep = "sleep",
         }
     };
 }
 
-impl StepKind {
-    /// The name used in plans, journals and reports.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            StepKind::Snapshot(_) => "snapshot",
-            StepKind::Replicate(_) => "replicate",
-            StepKind::WaitLag(_) => "wait_lag",
-            StepKind::Checksum(_) => "checksum",
-            StepKind::Freeze(_) => "freeze",
-            StepKind::CatchUp(_) => "catch_up",
-            StepKind::Promote(_) => "promote",
-            StepKind::Repoint(_) => "repoint",
-            StepKind::ReverseReplication(_) => "reverse_replication",
-            StepKind::DnsSwitch(_) => "dns_switch",
-            StepKind::Unfreeze(_) => "unfreeze",
-            StepKind::Hook(_) => "hook",
-            StepKind::Confirm(_) => "confirm",
-            StepKind::Sleep(_) => "sleep",
-        }
-    }
+/// How a kind is written in a plan and checked; implemented in the kind's
+/// own file beside its behaviour.
+pub trait KindSyntax: Sized {
+    /// The kind's entry in a plan: `- <kind>: { … }`.
+    type Raw: DeserializeOwned + JsonSchema + Debug;
+
+    /// The `name:` the plan gives the step, if any.
+    fn explicit_name(raw: &Self::Raw) -> Option<&Located<String>>;
+
+    /// The raw entry checked into parameters, every problem recorded in
+    /// `checker` (the parameters are then never used).
+    fn check(raw: Self::Raw, checker: &mut StepChecker<'_>) -> Self;
 }
+
+macro_rules! define_step_kinds {
+    ($( $(#[$doc:meta])* $kind:ident = $name:literal, )*) => {
+        /// Every step kind, with its validated parameters.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(tag = "kind")]
+        pub enum StepKind {
+            $( #[serde(rename = $name)] $kind($kind), )*
+        }
+
+        impl StepKind {
+            /// The name used in plans, journals and reports.
+            pub fn kind_name(&self) -> &'static str {
+                match self {
+                    $( StepKind::$kind(_) => $name, )*
+                }
+            }
+        }
+
+        /// One step. Written as a single-key map: `- freeze: { drain_timeout: 2s }`.
+        #[derive(Debug, serde::Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub enum RawStep {
+            $( $(#[$doc])* #[serde(rename = $name)] $kind(<$kind as KindSyntax>::Raw), )*
+            /// The standard freeze → catch-up → promote → … → unfreeze sequence.
+            #[serde(rename = "switchover")]
+            Switchover(SwitchoverStep),
+        }
+
+        impl RawStep {
+            /// The `name:` the plan gives the step, if any.
+            pub fn explicit_name(&self) -> Option<&Located<String>> {
+                match self {
+                    $( RawStep::$kind(raw) => <$kind as KindSyntax>::explicit_name(raw), )*
+                    RawStep::Switchover(raw) => raw.name.as_ref(),
+                }
+            }
+
+            /// One kind's entry checked into its parameters; a composite
+            /// (`switchover`) is handed back to be expanded.
+            pub(super) fn check(
+                self,
+                checker: &mut StepChecker<'_>,
+            ) -> Result<StepKind, Box<SwitchoverStep>> {
+                match self {
+                    $( RawStep::$kind(raw) => Ok(StepKind::$kind(<$kind as KindSyntax>::check(raw, checker))), )*
+                    RawStep::Switchover(raw) => Err(Box::new(raw)),
+                }
+            }
+        }
+    };
+}
+
+with_step_kinds!(define_step_kinds);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Snapshot {

@@ -14,10 +14,10 @@ mod validated;
 use std::path::Path;
 
 pub use diagnostic::{PlanError, PlanErrors};
-pub use kinds::{Established, StepKind};
+pub use kinds::{Established, KindSyntax, StepKind};
 pub use located::{Located, Position};
 pub use parse::{MAX_PLAN_BYTES, decode, parse, parse_file};
-pub use validate::validate;
+pub use validate::{StepChecker, validate};
 pub use validated::*;
 
 /// Read, parse and validate a plan file.

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+pub use super::kinds::RawStep;
 use super::located::Located;
 
 /// A migration or cutover plan.
@@ -354,64 +355,6 @@ impl JsonSchema for HumanDuration {
     }
 }
 
-/// One step. Written as a single-key map: `- freeze: { drain_timeout: 2s }`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawStep {
-    /// Copy one consistent snapshot of the source to the targets.
-    Snapshot(SnapshotStep),
-    /// Start replication on targets from the snapshot's GTID position.
-    Replicate(TargetsStep),
-    /// Wait until every target's lag stays under the gate.
-    WaitLag(WaitLagStep),
-    /// Compare rows across the source and targets.
-    Checksum(ChecksumStep),
-    /// Fence the primary against writes and drain sessions.
-    Freeze(FreezeStep),
-    /// Wait until targets executed exactly the frozen position.
-    CatchUp(TargetsStep),
-    /// Make a caught-up target the writable primary.
-    Promote(PromoteStep),
-    /// Move other clusters under the new primary.
-    Repoint(RepointStep),
-    /// Make the old source a read-only replica of the new primary.
-    ReverseReplication(ReverseReplicationStep),
-    /// Compare-and-swap the DNS record and verify every authoritative server.
-    DnsSwitch(DnsSwitchStep),
-    /// Release the write fence on the current primary.
-    Unfreeze(UnfreezeStep),
-    /// Run a command.
-    Hook(HookStep),
-    /// Ask the operator (skipped with `--yes`) and honour a postpone file.
-    Confirm(ConfirmStep),
-    /// Wait for a fixed time.
-    Sleep(SleepStep),
-    /// The standard freeze → catch-up → promote → … → unfreeze sequence.
-    Switchover(SwitchoverStep),
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    /// Default: every enabled target.
-    #[serde(default)]
-    pub targets: Option<Vec<Located<String>>>,
-    /// Parallel reader connections on the source.
-    #[serde(default)]
-    pub workers: Option<Located<i64>>,
-    /// Also write a snapshot directory here.
-    #[serde(default)]
-    pub directory: Option<String>,
-    /// Replace existing data on targets that are not empty.
-    #[serde(default)]
-    pub replace: Option<bool>,
-    /// Load with binary logging off on the targets (unsafe when a target has replicas of its own).
-    #[serde(default)]
-    pub skip_binlog: Option<bool>,
-}
-
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetsStep {
@@ -422,139 +365,6 @@ pub struct TargetsStep {
     pub targets: Option<Vec<Located<String>>>,
     #[serde(default)]
     pub timeout: Option<Located<HumanDuration>>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WaitLagStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    #[serde(default)]
-    pub targets: Option<Vec<Located<String>>>,
-    #[serde(default)]
-    pub max_lag_ms: Option<Located<i64>>,
-    #[serde(default)]
-    pub sustained_for: Option<Located<HumanDuration>>,
-    #[serde(default)]
-    pub timeout: Option<Located<HumanDuration>>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChecksumStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    #[serde(default)]
-    pub targets: Option<Vec<Located<String>>>,
-    /// Table patterns such as `refunds.*` or `refunds.transactions`.
-    #[serde(default)]
-    pub tables: Option<Vec<Located<String>>>,
-    /// Significant digits compared for FLOAT/DOUBLE columns.
-    #[serde(default)]
-    pub float_precision: Option<Located<i64>>,
-    /// Columns reconciled by SUM and COUNT (`table.column`); default every DECIMAL column.
-    #[serde(default)]
-    pub money_columns: Option<Vec<Located<String>>>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FreezeStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    /// Default: the source.
-    #[serde(default)]
-    pub cluster: Option<Located<String>>,
-    #[serde(default)]
-    pub drain_timeout: Option<Located<HumanDuration>>,
-    #[serde(default)]
-    pub budget_ms: Option<Located<i64>>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    pub cluster: Located<String>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RepointStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    /// The new primary.
-    pub to: Located<String>,
-    /// Default: every enabled target other than `to`.
-    #[serde(default)]
-    pub clusters: Option<Vec<Located<String>>>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReverseReplicationStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    /// The new primary the old source replicates from.
-    pub from: Located<String>,
-    /// Default: the source.
-    #[serde(default)]
-    pub cluster: Option<Located<String>>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DnsSwitchStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    pub to: Located<String>,
-    /// Wait one TTL after the switch is verified.
-    #[serde(default)]
-    pub wait_ttl: Option<bool>,
-    #[serde(default)]
-    pub verify_timeout: Option<Located<HumanDuration>>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UnfreezeStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HookStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    /// Program and arguments; no shell is involved.
-    pub command: Vec<Located<String>>,
-    #[serde(default)]
-    pub timeout: Option<Located<HumanDuration>>,
-    /// Passed to the command as CUTOVER_CLUSTER.
-    #[serde(default)]
-    pub cluster: Option<Located<String>>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    #[serde(default)]
-    pub message: Option<String>,
-    /// While this file exists the run waits here.
-    #[serde(default)]
-    pub postpone_file: Option<String>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SleepStep {
-    #[serde(default)]
-    pub name: Option<Located<String>>,
-    pub duration: Located<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -203,3 +203,26 @@ impl super::StepBehaviour for crate::plan::kinds::CatchUp {
         false
     }
 }
+
+// How it is written in a plan, and checked.
+
+impl crate::plan::KindSyntax for crate::plan::kinds::CatchUp {
+    type Raw = crate::plan::model::TargetsStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::CatchUp {
+            targets: c.targets(raw.targets.as_ref(), "catch_up target"),
+            timeout: c.optional_duration(
+                raw.timeout.as_ref(),
+                c.gates().freeze_budget,
+                std::time::Duration::from_millis(1),
+                crate::plan::StepChecker::MAX_TIMEOUT,
+                "catch_up timeout",
+            ),
+        }
+    }
+}

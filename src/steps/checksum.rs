@@ -168,3 +168,73 @@ impl super::StepBehaviour for crate::plan::kinds::Checksum {
         false
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksumStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    #[serde(default)]
+    pub targets: Option<Vec<crate::plan::Located<String>>>,
+    /// Table patterns such as `refunds.*` or `refunds.transactions`.
+    #[serde(default)]
+    pub tables: Option<Vec<crate::plan::Located<String>>>,
+    /// Significant digits compared for FLOAT/DOUBLE columns.
+    #[serde(default)]
+    pub float_precision: Option<crate::plan::Located<i64>>,
+    /// Columns reconciled by SUM and COUNT (`table.column`); default every DECIMAL column.
+    #[serde(default)]
+    pub money_columns: Option<Vec<crate::plan::Located<String>>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Checksum {
+    type Raw = ChecksumStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        let tables = raw
+            .tables
+            .unwrap_or_default()
+            .into_iter()
+            .map(|pattern| {
+                if pattern.value.trim().is_empty() || pattern.value.contains(char::is_whitespace) {
+                    c.error(
+                        pattern.position,
+                        format!("table pattern `{}` is empty or has spaces", pattern.value),
+                    );
+                }
+                pattern.value
+            })
+            .collect();
+        let money_columns = raw
+            .money_columns
+            .unwrap_or_default()
+            .into_iter()
+            .map(|column| {
+                if column.value.split('.').count() < 2 {
+                    c.error(
+                        column.position,
+                        format!(
+                            "money column `{}` must be written `table.column`",
+                            column.value
+                        ),
+                    );
+                }
+                column.value
+            })
+            .collect();
+        crate::plan::kinds::Checksum {
+            targets: c.targets(raw.targets.as_ref(), "checksum target"),
+            tables,
+            float_precision: raw.float_precision.as_ref().map_or(12, |precision| {
+                c.number(precision, 1, 17, "checksum float_precision") as u32
+            }),
+            money_columns,
+        }
+    }
+}

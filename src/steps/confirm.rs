@@ -104,3 +104,32 @@ impl super::StepBehaviour for crate::plan::kinds::Confirm {
         false
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// While this file exists the run waits here.
+    #[serde(default)]
+    pub postpone_file: Option<String>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Confirm {
+    type Raw = ConfirmStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, _c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::Confirm {
+            message: raw.message,
+            postpone_file: raw.postpone_file.map(std::path::PathBuf::from),
+        }
+    }
+}

@@ -321,3 +321,42 @@ async fn current_answer(plan: &ValidatedPlan) -> Option<String> {
         serial.map_or("?".into(), |s| s.to_string())
     ))
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSwitchStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    pub to: crate::plan::Located<String>,
+    /// Wait one TTL after the switch is verified.
+    #[serde(default)]
+    pub wait_ttl: Option<bool>,
+    #[serde(default)]
+    pub verify_timeout: Option<crate::plan::Located<crate::plan::model::HumanDuration>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::DnsSwitch {
+    type Raw = DnsSwitchStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        let to = c.enabled_cluster(&raw.to);
+        c.dns_target(&raw.to, "dns_switch");
+        crate::plan::kinds::DnsSwitch {
+            to,
+            wait_ttl: raw.wait_ttl.unwrap_or(false),
+            verify_timeout: c.optional_duration(
+                raw.verify_timeout.as_ref(),
+                c.gates().dns_verify_timeout,
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(3600),
+                "dns_switch verify_timeout",
+            ),
+        }
+    }
+}

@@ -298,3 +298,47 @@ impl super::StepBehaviour for crate::plan::kinds::Freeze {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    /// Default: the source.
+    #[serde(default)]
+    pub cluster: Option<crate::plan::Located<String>>,
+    #[serde(default)]
+    pub drain_timeout: Option<crate::plan::Located<crate::plan::model::HumanDuration>>,
+    #[serde(default)]
+    pub budget_ms: Option<crate::plan::Located<i64>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Freeze {
+    type Raw = FreezeStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        let gates = c.gates().clone();
+        crate::plan::kinds::Freeze {
+            cluster: match &raw.cluster {
+                Some(cluster) => c.enabled_cluster(cluster),
+                None => c.source_name(),
+            },
+            drain_timeout: c.optional_duration(
+                raw.drain_timeout.as_ref(),
+                gates.drain_timeout,
+                std::time::Duration::ZERO,
+                std::time::Duration::from_secs(600),
+                "freeze drain_timeout",
+            ),
+            budget: raw.budget_ms.as_ref().map_or(gates.freeze_budget, |value| {
+                c.millis(value, 100, 600_000, "freeze budget_ms")
+            }),
+        }
+    }
+}

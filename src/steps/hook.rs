@@ -116,3 +116,55 @@ impl super::StepBehaviour for crate::plan::kinds::Hook {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    /// Program and arguments; no shell is involved.
+    pub command: Vec<crate::plan::Located<String>>,
+    #[serde(default)]
+    pub timeout: Option<crate::plan::Located<crate::plan::model::HumanDuration>>,
+    /// Passed to the command as CUTOVER_CLUSTER.
+    #[serde(default)]
+    pub cluster: Option<crate::plan::Located<String>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Hook {
+    type Raw = HookStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        if raw.command.is_empty() || raw.command[0].value.trim().is_empty() {
+            let position = raw
+                .command
+                .first()
+                .map_or(crate::plan::Position::UNKNOWN, |first| first.position);
+            c.error(
+                position,
+                "hook command is empty: give the program and its arguments",
+            );
+        }
+        let cluster = raw
+            .cluster
+            .as_ref()
+            .map(|cluster| c.enabled_cluster(cluster));
+        crate::plan::kinds::Hook {
+            command: raw.command.into_iter().map(|part| part.value).collect(),
+            timeout: c.optional_duration(
+                raw.timeout.as_ref(),
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_millis(1),
+                crate::plan::StepChecker::MAX_TIMEOUT,
+                "hook timeout",
+            ),
+            cluster,
+        }
+    }
+}

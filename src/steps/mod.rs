@@ -71,9 +71,9 @@ pub struct Description {
     pub inverse: String,
 }
 
-/// Everything about one step kind but its plan syntax, implemented in the
-/// kind's own file on its parameters (`plan::kinds`), and reached from a
-/// [`StepKind`] through the one dispatching match ([`crate::each_step_kind`]).
+/// What one step kind does, implemented in the kind's own file on its
+/// parameters (`plan::kinds`), and reached from a [`StepKind`] through the
+/// dispatch generated from the one list of kinds.
 #[allow(async_fn_in_trait)]
 pub trait StepBehaviour {
     /// Run it. Returns what it observed, for the journal.
@@ -127,43 +127,51 @@ pub trait StepBehaviour {
     }
 }
 
-impl StepBehaviour for StepKind {
-    async fn act(&self, ctx: &mut Context) -> Result<serde_json::Value, StepError> {
-        crate::each_step_kind!(self, k => k.act(ctx).await)
-    }
+/// `StepKind` behaves as whichever kind it holds: one match per method over
+/// the one list of kinds.
+macro_rules! dispatch_to_kinds {
+    ($( $(#[$doc:meta])* $kind:ident = $name:literal, )*) => {
+        impl StepBehaviour for StepKind {
+            async fn act(&self, ctx: &mut Context) -> Result<serde_json::Value, StepError> {
+                match self { $( StepKind::$kind(k) => k.act(ctx).await, )* }
+            }
 
-    async fn undo(&self, ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
-        crate::each_step_kind!(self, k => k.undo(ctx, observed).await)
-    }
+            async fn undo(&self, ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
+                match self { $( StepKind::$kind(k) => k.undo(ctx, observed).await, )* }
+            }
 
-    fn describe(&self, plan: &ValidatedPlan, state: &SwitchState) -> Description {
-        crate::each_step_kind!(self, k => k.describe(plan, state))
-    }
+            fn describe(&self, plan: &ValidatedPlan, state: &SwitchState) -> Description {
+                match self { $( StepKind::$kind(k) => k.describe(plan, state), )* }
+            }
 
-    fn needs(&self, plan: &ValidatedPlan, needs: &mut PrecheckNeeds) {
-        crate::each_step_kind!(self, k => k.needs(plan, needs))
-    }
+            fn needs(&self, plan: &ValidatedPlan, needs: &mut PrecheckNeeds) {
+                match self { $( StepKind::$kind(k) => k.needs(plan, needs), )* }
+            }
 
-    async fn live_fact(&self, plan: &ValidatedPlan) -> Option<String> {
-        crate::each_step_kind!(self, k => k.live_fact(plan).await)
-    }
+            async fn live_fact(&self, plan: &ValidatedPlan) -> Option<String> {
+                match self { $( StepKind::$kind(k) => k.live_fact(plan).await, )* }
+            }
 
-    fn is_mutating(&self) -> bool {
-        crate::each_step_kind!(self, k => k.is_mutating())
-    }
+            fn is_mutating(&self) -> bool {
+                match self { $( StepKind::$kind(k) => k.is_mutating(), )* }
+            }
 
-    fn continues_after_interruption(&self) -> bool {
-        crate::each_step_kind!(self, k => k.continues_after_interruption())
-    }
+            fn continues_after_interruption(&self) -> bool {
+                match self { $( StepKind::$kind(k) => k.continues_after_interruption(), )* }
+            }
 
-    fn needs_followers(&self) -> bool {
-        crate::each_step_kind!(self, k => k.needs_followers())
-    }
+            fn needs_followers(&self) -> bool {
+                match self { $( StepKind::$kind(k) => k.needs_followers(), )* }
+            }
 
-    fn establishes(&self) -> Established {
-        crate::each_step_kind!(self, k => k.establishes())
-    }
+            fn establishes(&self) -> Established {
+                match self { $( StepKind::$kind(k) => k.establishes(), )* }
+            }
+        }
+    };
 }
+
+crate::with_step_kinds!(dispatch_to_kinds);
 
 /// What the selected phases will do, so only the relevant prechecks run;
 /// each kind adds its part in [`StepBehaviour::needs`].

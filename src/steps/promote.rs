@@ -522,3 +522,27 @@ impl super::StepBehaviour for crate::plan::kinds::Promote {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    pub cluster: crate::plan::Located<String>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Promote {
+    type Raw = PromoteStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::Promote {
+            cluster: c.enabled_target(&raw.cluster, "promote candidate"),
+        }
+    }
+}

@@ -129,3 +129,26 @@ impl super::StepBehaviour for crate::plan::kinds::Replicate {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Replicate {
+    type Raw = crate::plan::model::TargetsStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::Replicate {
+            targets: c.targets(raw.targets.as_ref(), "replicate target"),
+            timeout: c.optional_duration(
+                raw.timeout.as_ref(),
+                c.gates().lag_timeout,
+                std::time::Duration::from_millis(1),
+                crate::plan::StepChecker::MAX_TIMEOUT,
+                "replicate timeout",
+            ),
+        }
+    }
+}

@@ -229,3 +229,46 @@ impl super::StepBehaviour for crate::plan::kinds::Repoint {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepointStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    /// The new primary.
+    pub to: crate::plan::Located<String>,
+    /// Default: every enabled target other than `to`.
+    #[serde(default)]
+    pub clusters: Option<Vec<crate::plan::Located<String>>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Repoint {
+    type Raw = RepointStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        let to = c.enabled_cluster(&raw.to);
+        let clusters = match &raw.clusters {
+            Some(_) => c.targets(raw.clusters.as_ref(), "repoint cluster"),
+            None => c
+                .targets(None, "repoint cluster")
+                .into_iter()
+                .filter(|name| *name != to)
+                .collect(),
+        };
+        if let Some(list) = &raw.clusters
+            && let Some(same) = list.iter().find(|name| name.value == to)
+        {
+            c.error(
+                same.position,
+                format!("cluster `{to}` cannot replicate from itself"),
+            );
+        }
+        crate::plan::kinds::Repoint { to, clusters }
+    }
+}

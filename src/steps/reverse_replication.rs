@@ -146,3 +146,40 @@ impl super::StepBehaviour for crate::plan::kinds::ReverseReplication {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseReplicationStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    /// The new primary the old source replicates from.
+    pub from: crate::plan::Located<String>,
+    /// Default: the source.
+    #[serde(default)]
+    pub cluster: Option<crate::plan::Located<String>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::ReverseReplication {
+    type Raw = ReverseReplicationStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        let from = c.enabled_target(&raw.from, "reverse_replication `from`");
+        let cluster = match &raw.cluster {
+            Some(cluster) => c.enabled_cluster(cluster),
+            None => c.source_name(),
+        };
+        if cluster == from {
+            c.error(
+                raw.from.position,
+                format!("cluster `{from}` cannot replicate from itself"),
+            );
+        }
+        crate::plan::kinds::ReverseReplication { from, cluster }
+    }
+}

@@ -45,3 +45,32 @@ impl super::StepBehaviour for crate::plan::kinds::Sleep {
         false
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    pub duration: crate::plan::Located<crate::plan::model::HumanDuration>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Sleep {
+    type Raw = SleepStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::Sleep {
+            duration: c.duration(
+                &raw.duration,
+                std::time::Duration::ZERO,
+                crate::plan::StepChecker::MAX_TIMEOUT,
+                "sleep duration",
+            ),
+        }
+    }
+}

@@ -209,3 +209,47 @@ impl super::StepBehaviour for crate::plan::kinds::Snapshot {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    /// Default: every enabled target.
+    #[serde(default)]
+    pub targets: Option<Vec<crate::plan::Located<String>>>,
+    /// Parallel reader connections on the source.
+    #[serde(default)]
+    pub workers: Option<crate::plan::Located<i64>>,
+    /// Also write a snapshot directory here.
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// Replace existing data on targets that are not empty.
+    #[serde(default)]
+    pub replace: Option<bool>,
+    /// Load with binary logging off on the targets (unsafe when a target has replicas of its own).
+    #[serde(default)]
+    pub skip_binlog: Option<bool>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Snapshot {
+    type Raw = SnapshotStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::Snapshot {
+            targets: c.targets(raw.targets.as_ref(), "snapshot target"),
+            workers: raw.workers.as_ref().map_or(4, |workers| {
+                c.number(workers, 1, 64, "snapshot workers") as u32
+            }),
+            directory: raw.directory.map(std::path::PathBuf::from),
+            replace: raw.replace.unwrap_or(false),
+            skip_binlog: raw.skip_binlog.unwrap_or(false),
+        }
+    }
+}

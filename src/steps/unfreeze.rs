@@ -243,3 +243,24 @@ impl super::StepBehaviour for crate::plan::kinds::Unfreeze {
         true
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnfreezeStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::Unfreeze {
+    type Raw = UnfreezeStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(_raw: Self::Raw, _c: &mut crate::plan::StepChecker<'_>) -> Self {
+        crate::plan::kinds::Unfreeze {}
+    }
+}

@@ -119,3 +119,52 @@ impl super::StepBehaviour for crate::plan::kinds::WaitLag {
         false
     }
 }
+
+// How it is written in a plan, and checked.
+
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitLagStep {
+    #[serde(default)]
+    pub name: Option<crate::plan::Located<String>>,
+    #[serde(default)]
+    pub targets: Option<Vec<crate::plan::Located<String>>>,
+    #[serde(default)]
+    pub max_lag_ms: Option<crate::plan::Located<i64>>,
+    #[serde(default)]
+    pub sustained_for: Option<crate::plan::Located<crate::plan::model::HumanDuration>>,
+    #[serde(default)]
+    pub timeout: Option<crate::plan::Located<crate::plan::model::HumanDuration>>,
+}
+
+impl crate::plan::KindSyntax for crate::plan::kinds::WaitLag {
+    type Raw = WaitLagStep;
+
+    fn explicit_name(raw: &Self::Raw) -> Option<&crate::plan::Located<String>> {
+        raw.name.as_ref()
+    }
+
+    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+        let gates = c.gates().clone();
+        crate::plan::kinds::WaitLag {
+            targets: c.targets(raw.targets.as_ref(), "wait_lag target"),
+            max_lag_ms: raw.max_lag_ms.as_ref().map_or(gates.max_lag_ms, |value| {
+                c.number(value, 1, 3_600_000, "wait_lag max_lag_ms")
+            }),
+            sustained_for: c.optional_duration(
+                raw.sustained_for.as_ref(),
+                gates.sustained_for,
+                std::time::Duration::ZERO,
+                std::time::Duration::from_secs(3600),
+                "wait_lag sustained_for",
+            ),
+            timeout: c.optional_duration(
+                raw.timeout.as_ref(),
+                gates.lag_timeout,
+                std::time::Duration::from_millis(1),
+                crate::plan::StepChecker::MAX_TIMEOUT,
+                "wait_lag timeout",
+            ),
+        }
+    }
+}

@@ -6,6 +6,8 @@ mod drill;
 mod gates;
 mod steps;
 
+pub use steps::StepChecker;
+
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
