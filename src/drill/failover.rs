@@ -220,7 +220,7 @@ pub async fn run(
         .map_err(after_promotion)?;
     // The record changed when the update was accepted, before every
     // authoritative server was seen answering it.
-    let verify = Duration::from_millis(observed["verify_ms"].as_u64().unwrap_or(0));
+    let verify = Duration::from_millis(observed.verify_ms);
     let dns_switched_at = Instant::now()
         .checked_sub(verify)
         .unwrap_or_else(Instant::now);

@@ -56,7 +56,7 @@ impl Event {
 }
 
 /// What changing events' status did.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Changed {
     /// `schema.event` of each event changed.
     pub events: Vec<String>,
@@ -64,7 +64,7 @@ pub struct Changed {
     /// definers: SET_ANY_DEFINER on MySQL, SET USER on MariaDB): they now run
     /// as the account. Their status mattered more: an event left running on a
     /// demoted primary would write there too.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub definer_lost: Vec<String>,
 }
 

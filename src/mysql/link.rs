@@ -14,7 +14,7 @@ use super::server::{self, ReplicationStatus, ThreadState};
 use super::{MysqlError, Session};
 
 /// What a link looked like when its step finished.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct LinkState {
     pub replica: String,
     pub source: String,

@@ -46,7 +46,7 @@ impl Flavor {
 }
 
 /// Whether a replication thread runs (`Yes`), is trying to connect (`Connecting`) or stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ThreadState {
     Running,

@@ -191,7 +191,7 @@ pub struct SnapshotReport {
 }
 
 /// What a resume kept and redid, in chunks × targets.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Resumed {
     /// Chunks already on a target that matched the new snapshot and were kept.
     pub chunks_kept: u64,

@@ -1,9 +1,10 @@
 //! `catch_up`: every target applies exactly the frozen position, inside the
 //! freeze budget.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::mysql::gtid::Origin;
@@ -12,11 +13,20 @@ use crate::mysql::{Flavor, GtidSet, Session, control, gtid};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, Frozen};
 
+/// What `catch_up` journals: the position each target reached.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatchUpObserved {
+    pub frozen_position: String,
+    pub targets: BTreeMap<String, String>,
+    pub waited_ms: u64,
+}
+
 pub async fn act(
     ctx: &mut Context,
     targets: &[String],
     timeout: Duration,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<CatchUpObserved, StepError> {
     let frozen = ctx.state.frozen.clone().ok_or_else(|| {
         StepError::Failed("catch_up needs a frozen position: put a `freeze` step before it".into())
     })?;
@@ -26,7 +36,7 @@ pub async fn act(
         None => timeout,
     };
     let started = Instant::now();
-    let mut reached = serde_json::Map::new();
+    let mut reached = BTreeMap::new();
     for target in targets {
         let position = wait_one(
             ctx,
@@ -35,13 +45,13 @@ pub async fn act(
             limit.saturating_sub(started.elapsed()),
         )
         .await?;
-        reached.insert(target.clone(), json!(position));
+        reached.insert(target.clone(), position);
     }
-    Ok(json!({
-        "frozen_position": frozen.position,
-        "targets": reached,
-        "waited_ms": millis(started.elapsed()),
-    }))
+    Ok(CatchUpObserved {
+        frozen_position: frozen.position,
+        targets: reached,
+        waited_ms: millis(started.elapsed()),
+    })
 }
 
 /// Wait for one target; returns its executed set once it holds the frozen one.
@@ -172,10 +182,12 @@ pub fn describe(_plan: &ValidatedPlan, targets: &[String], timeout: Duration) ->
 }
 
 impl super::StepBehaviour for crate::plan::kinds::CatchUp {
+    type Observed = CatchUpObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<CatchUpObserved, StepError> {
         act(ctx, &self.targets, self.timeout).await
     }
 

@@ -1,12 +1,22 @@
 //! `checksum`: compare rows and money totals of the source with the targets.
 //! A gate: it changes nothing, and a difference stops the phase.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError};
 use crate::checksum::{self, ChecksumOptions, Verdict};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::Context;
+
+/// What a matching `checksum` journals.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChecksumObserved {
+    pub rows_compared: u64,
+    pub position: Option<String>,
+    pub source_lock_ms: Option<u64>,
+    pub elapsed_ms: u64,
+}
 
 pub async fn act(
     ctx: &mut Context,
@@ -14,7 +24,7 @@ pub async fn act(
     tables: &[String],
     float_precision: u32,
     money_columns: &[String],
-) -> Result<serde_json::Value, StepError> {
+) -> Result<ChecksumObserved, StepError> {
     let options = ChecksumOptions {
         targets: targets.to_vec(),
         tables: tables.to_vec(),
@@ -61,12 +71,12 @@ pub async fn act(
         .take(20)
         .collect();
     match report.status {
-        Verdict::Match => Ok(json!({
-            "rows_compared": report.rows_compared,
-            "position": report.position,
-            "source_lock_ms": report.source_lock_ms,
-            "elapsed_ms": report.elapsed_ms,
-        })),
+        Verdict::Match => Ok(ChecksumObserved {
+            rows_compared: report.rows_compared,
+            position: report.position,
+            source_lock_ms: report.source_lock_ms,
+            elapsed_ms: report.elapsed_ms,
+        }),
         Verdict::Mismatch => {
             ctx.data_mismatch = true;
             Err(StepError::Mismatch(format!(
@@ -130,10 +140,12 @@ pub fn describe(
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Checksum {
+    type Observed = ChecksumObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<ChecksumObserved, StepError> {
         act(
             ctx,
             &self.targets,

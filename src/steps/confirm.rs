@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::steps::context::Context;
@@ -13,11 +13,19 @@ use crate::steps::context::Context;
 /// A postpone file older than this is forgotten, not obeyed forever.
 const MAX_POSTPONE: Duration = Duration::from_secs(24 * 3600);
 
+/// What `confirm` journals: who said yes, and how long a postpone file held it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfirmObserved {
+    pub answer: String,
+    pub postponed_ms: u64,
+}
+
 pub async fn act(
     ctx: &mut Context,
     message: Option<&str>,
     postpone_file: Option<&Path>,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<ConfirmObserved, StepError> {
     let mut postponed = Duration::ZERO;
     if let Some(file) = postpone_file {
         let started = Instant::now();
@@ -65,7 +73,10 @@ pub async fn act(
             "confirmation needed ({question}) and no terminal to ask: rerun with --yes"
         )));
     };
-    Ok(json!({ "answer": answer, "postponed_ms": millis(postponed) }))
+    Ok(ConfirmObserved {
+        answer: answer.into(),
+        postponed_ms: millis(postponed),
+    })
 }
 
 pub fn describe(message: Option<&str>, postpone_file: Option<&Path>) -> Description {
@@ -85,10 +96,12 @@ pub fn describe(message: Option<&str>, postpone_file: Option<&Path>) -> Descript
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Confirm {
+    type Observed = ConfirmObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<ConfirmObserved, StepError> {
         act(ctx, self.message.as_deref(), self.postpone_file.as_deref()).await
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::dns::{self, RecordSpec};
@@ -25,12 +25,27 @@ fn value_for(dns: &DnsConfig, cluster: &str) -> Result<String, StepError> {
     })
 }
 
+/// What `dns_switch` journals: the record moved from one cluster's value to
+/// another's (the inverse moves it back), and how long the servers took.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsSwitchObserved {
+    pub record: String,
+    pub from: String,
+    pub to: String,
+    pub old_value: String,
+    pub new_value: String,
+    pub serial: Option<u32>,
+    pub verified_on: Vec<String>,
+    pub verify_ms: u64,
+}
+
 pub async fn act(
     ctx: &mut Context,
     to: &str,
     wait_ttl: bool,
     verify_timeout: Duration,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<DnsSwitchObserved, StepError> {
     let from = ctx.state.dns_points_to.clone();
     let observed = switch(ctx, &from, to, verify_timeout).await?;
     if wait_ttl && let Some(dns) = &ctx.plan.dns {
@@ -46,7 +61,7 @@ pub async fn switch(
     from: &str,
     to: &str,
     verify_timeout: Duration,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<DnsSwitchObserved, StepError> {
     let dns = config(ctx)?;
     let old_value = value_for(&dns, from)?;
     let new_value = value_for(&dns, to)?;
@@ -102,16 +117,16 @@ pub async fn switch(
     let started = Instant::now();
     let agreement = verify(&dns, &new_value, verify_timeout).await?;
     ctx.state.dns_points_to = to.to_string();
-    Ok(json!({
-        "record": dns.record,
-        "from": from,
-        "to": to,
-        "old_value": old_value,
-        "new_value": new_value,
-        "serial": agreement.serials.first().copied().flatten(),
-        "verified_on": dns.authoritative.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "verify_ms": millis(started.elapsed()),
-    }))
+    Ok(DnsSwitchObserved {
+        record: dns.record.clone(),
+        from: from.to_string(),
+        to: to.to_string(),
+        old_value,
+        new_value,
+        serial: agreement.serials.first().copied().flatten(),
+        verified_on: dns.authoritative.iter().map(ToString::to_string).collect(),
+        verify_ms: millis(started.elapsed()),
+    })
 }
 
 /// Poll every authoritative server until all answer `expected` with one serial.
@@ -168,14 +183,13 @@ pub async fn verify(
 
 pub async fn undo(
     ctx: &mut Context,
-    observed: &serde_json::Value,
+    observed: &DnsSwitchObserved,
     verify_timeout: Duration,
 ) -> Result<(), StepError> {
-    let (Some(from), Some(to)) = (observed["from"].as_str(), observed["to"].as_str()) else {
+    if observed.from.is_empty() || observed.to.is_empty() {
         return Ok(());
-    };
-    let (from, to) = (from.to_string(), to.to_string());
-    switch(ctx, &to, &from, verify_timeout).await?;
+    }
+    switch(ctx, &observed.to, &observed.from, verify_timeout).await?;
     Ok(())
 }
 
@@ -248,17 +262,19 @@ pub fn describe(
 }
 
 impl super::StepBehaviour for crate::plan::kinds::DnsSwitch {
+    type Observed = DnsSwitchObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<DnsSwitchObserved, StepError> {
         act(ctx, &self.to, self.wait_ttl, self.verify_timeout).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        observed: &serde_json::Value,
+        observed: &DnsSwitchObserved,
     ) -> Result<(), StepError> {
         undo(ctx, observed, self.verify_timeout).await
     }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::mysql::server;
@@ -12,12 +12,25 @@ use crate::mysql::{control, scope};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, Fence, FenceScope, Frozen};
 
+/// What `freeze` journals: the frozen position and what the drain did.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FreezeObserved {
+    pub cluster: String,
+    pub frozen_position: String,
+    pub frozen_executed: String,
+    pub drain_ms: u64,
+    pub killed_sessions: usize,
+    pub budget_ms: u64,
+    pub scope: Option<FenceScope>,
+}
+
 pub async fn act(
     ctx: &mut Context,
     cluster: &str,
     drain_timeout: Duration,
     budget: Duration,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<FreezeObserved, StepError> {
     if let Some(fence) = &ctx.fence {
         return Err(StepError::Failed(format!(
             "`{}` is already frozen by this run",
@@ -122,15 +135,15 @@ pub async fn act(
         drain.as_millis(),
         budget.as_millis()
     );
-    Ok(json!({
-        "cluster": cluster,
-        "frozen_position": position,
-        "frozen_executed": executed.to_string(),
-        "drain_ms": millis(drain),
-        "killed_sessions": killed,
-        "budget_ms": millis(budget),
-        "scope": scope,
-    }))
+    Ok(FreezeObserved {
+        cluster: cluster.to_string(),
+        frozen_position: position,
+        frozen_executed: executed.to_string(),
+        drain_ms: millis(drain),
+        killed_sessions: killed,
+        budget_ms: millis(budget),
+        scope,
+    })
 }
 
 /// Take the global read lock (or, scoped, the fenced tables' locks). Busy
@@ -263,17 +276,19 @@ pub fn describe(
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Freeze {
+    type Observed = FreezeObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<FreezeObserved, StepError> {
         act(ctx, &self.cluster, self.drain_timeout, self.budget).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        _observed: &serde_json::Value,
+        _observed: &FreezeObserved,
     ) -> Result<(), StepError> {
         undo(ctx, &self.cluster).await
     }

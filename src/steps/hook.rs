@@ -4,18 +4,27 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Description, StepError, millis};
 use crate::steps::context::Context;
+
+/// What `hook` journals.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HookObserved {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub timeout_ms: u64,
+}
 
 pub async fn act(
     ctx: &mut Context,
     command: &[String],
     timeout: Duration,
     cluster: Option<&str>,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<HookObserved, StepError> {
     let Some((program, args)) = command.split_first() else {
         return Err(StepError::Failed("hook command is empty".into()));
     };
@@ -79,7 +88,11 @@ pub async fn act(
                 .map_or_else(|| "a signal".to_string(), |code| format!("status {code}"))
         )));
     }
-    Ok(json!({ "command": program, "exit_code": status.code(), "timeout_ms": millis(timeout) }))
+    Ok(HookObserved {
+        command: program.to_string(),
+        exit_code: status.code(),
+        timeout_ms: millis(timeout),
+    })
 }
 
 pub fn describe(command: &[String], timeout: Duration, cluster: Option<&str>) -> Description {
@@ -97,10 +110,12 @@ pub fn describe(command: &[String], timeout: Duration, cluster: Option<&str>) ->
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Hook {
+    type Observed = HookObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<HookObserved, StepError> {
         act(ctx, &self.command, self.timeout, self.cluster.as_deref()).await
     }
 

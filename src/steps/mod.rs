@@ -22,6 +22,7 @@ pub mod wait_lag;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::dns::DnsError;
 use crate::mysql::{Endpoint, MysqlError, Session, control};
@@ -76,16 +77,17 @@ pub struct Description {
 /// dispatch generated from the one list of kinds.
 #[allow(async_fn_in_trait)]
 pub trait StepBehaviour {
+    /// What it observed, as the journal keeps it and its inverse reads it
+    /// back. Every field has a default, so a record an older version wrote
+    /// (or none at all) still reads.
+    type Observed: Serialize + DeserializeOwned + Default;
+
     /// Run it. Returns what it observed, for the journal.
-    async fn act(&self, ctx: &mut Context) -> Result<serde_json::Value, StepError>;
+    async fn act(&self, ctx: &mut Context) -> Result<Self::Observed, StepError>;
 
     /// Undo it once completed, given what it journaled. By default there is
     /// nothing to put back (it only reads, waits, or is the operator's own).
-    async fn undo(
-        &self,
-        _ctx: &mut Context,
-        _observed: &serde_json::Value,
-    ) -> Result<(), StepError> {
+    async fn undo(&self, _ctx: &mut Context, _observed: &Self::Observed) -> Result<(), StepError> {
         Ok(())
     }
 
@@ -132,12 +134,14 @@ pub trait StepBehaviour {
 macro_rules! dispatch_to_kinds {
     ($( $(#[$doc:meta])* $kind:ident = $name:literal, )*) => {
         impl StepBehaviour for StepKind {
+            type Observed = serde_json::Value;
+
             async fn act(&self, ctx: &mut Context) -> Result<serde_json::Value, StepError> {
-                match self { $( StepKind::$kind(k) => k.act(ctx).await, )* }
+                match self { $( StepKind::$kind(k) => k.act(ctx).await.map(journal_form), )* }
             }
 
             async fn undo(&self, ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
-                match self { $( StepKind::$kind(k) => k.undo(ctx, observed).await, )* }
+                match self { $( StepKind::$kind(k) => k.undo(ctx, &read_back(self, observed)?).await, )* }
             }
 
             fn describe(&self, plan: &ValidatedPlan, state: &SwitchState) -> Description {
@@ -172,6 +176,32 @@ macro_rules! dispatch_to_kinds {
 }
 
 crate::with_step_kinds!(dispatch_to_kinds);
+
+/// A kind's record as the journal keeps it.
+fn journal_form(observed: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(observed).unwrap_or_else(|error| {
+        // The step has acted: losing its record must not fail it.
+        tracing::error!("a step's record could not be written as JSON: {error}");
+        serde_json::Value::Null
+    })
+}
+
+/// A kind's record read back from the journal (its defaults when there is none).
+fn read_back<T: DeserializeOwned + Default>(
+    kind: &StepKind,
+    observed: &serde_json::Value,
+) -> Result<T, StepError> {
+    if observed.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(observed.clone()).map_err(|error| {
+        StepError::Failed(format!(
+            "the journal's record of this `{}` step cannot be read ({error}): undo it by hand \
+             as `cutover runbook PLAN` describes",
+            kind.kind_name()
+        ))
+    })
+}
 
 /// What the selected phases will do, so only the relevant prechecks run;
 /// each kind adds its part in [`StepBehaviour::needs`].
@@ -223,4 +253,54 @@ pub(crate) fn address_of(plan: &ValidatedPlan, cluster: &str) -> (String, u16) {
 
 pub(crate) fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::kinds;
+    use serde_json::json;
+
+    fn promote() -> StepKind {
+        StepKind::Promote(kinds::Promote {
+            cluster: "c1".into(),
+        })
+    }
+
+    #[test]
+    fn a_promote_record_as_journals_hold_it_reads_back_typed() {
+        // As the engine journals it: the step's record plus the state after it.
+        let journaled = json!({
+            "cluster": "c1",
+            "old_primary": "legacy",
+            "frozen_position": "0-10-42",
+            "frozen_executed": "0-10-42",
+            "events_enabled": { "events": ["refunds.nightly"] },
+            "candidate_previous_source": null,
+            "state": { "primary": "c1" }
+        });
+        let record: promote::PromoteObserved = read_back(&promote(), &journaled).unwrap();
+        assert_eq!(record.old_primary.as_deref(), Some("legacy"));
+        assert_eq!(record.frozen_position.as_deref(), Some("0-10-42"));
+        assert_eq!(record.events_enabled.events, ["refunds.nightly"]);
+        assert!(!record.already_primary);
+        // Written again, it keeps the keys the journal had.
+        let written = journal_form(&record);
+        assert_eq!(written["old_primary"], "legacy");
+        assert_eq!(written["events_enabled"]["events"][0], "refunds.nightly");
+        assert!(written.get("already_primary").is_none());
+    }
+
+    #[test]
+    fn no_record_reads_as_the_defaults_and_a_garbled_one_names_the_kind() {
+        let none: promote::PromoteObserved =
+            read_back(&promote(), &serde_json::Value::Null).unwrap();
+        assert!(none.old_primary.is_none());
+        let garbled = json!({ "old_primary": 7 });
+        let error = read_back::<promote::PromoteObserved>(&promote(), &garbled).unwrap_err();
+        assert!(
+            error.to_string().contains("`promote` step cannot be read"),
+            "{error}"
+        );
+    }
 }

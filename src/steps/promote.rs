@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError};
 use super::{catch_up, repoint};
@@ -13,7 +13,26 @@ use crate::mysql::{Flavor, GtidSet, Session, control, events, gtid, scope};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, FenceScope, Frozen};
 
-pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value, StepError> {
+/// What `promote` journals: who was primary and the frozen position, for the
+/// inverse; the candidate's previous source; the events it enabled.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromoteObserved {
+    pub cluster: String,
+    /// A resumed run found the candidate promoted already.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already_primary: bool,
+    pub events_enabled: events::Changed,
+    pub old_primary: Option<String>,
+    pub frozen_position: Option<String>,
+    pub frozen_executed: Option<String>,
+    pub candidate_position: Option<String>,
+    pub candidate_previous_source: Option<String>,
+    pub scoped_fence: Option<Vec<String>>,
+    pub scoped_fence_lifted: Vec<String>,
+}
+
+pub async fn act(ctx: &mut Context, candidate: &str) -> Result<PromoteObserved, StepError> {
     let old_primary = ctx.state.primary.clone();
     if old_primary == candidate {
         // Resumed after the candidate took over: make sure it is writable.
@@ -24,12 +43,13 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
         control::set_read_only(session, flavor, false).await?;
         let lifted = lift_scoped_fence(ctx, candidate).await?;
         let events = enable_events(ctx, candidate).await;
-        return Ok(json!({
-            "cluster": candidate,
-            "already_primary": true,
-            "events_enabled": events,
-            "scoped_fence_lifted": lifted,
-        }));
+        return Ok(PromoteObserved {
+            cluster: candidate.to_string(),
+            already_primary: true,
+            events_enabled: events,
+            scoped_fence_lifted: lifted,
+            ..PromoteObserved::default()
+        });
     }
     let mut frozen = ctx.state.frozen.clone().ok_or_else(|| {
         StepError::Failed("promote needs a frozen position: put a `freeze` step before it".into())
@@ -110,17 +130,18 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<serde_json::Value
     ctx.state.previous_primary = Some(old_primary.clone());
     ctx.state.primary = candidate.to_string();
     tracing::info!("`{candidate}` promoted at {position}; `{old_primary}` is read-only");
-    Ok(json!({
-        "events_enabled": events,
-        "cluster": candidate,
-        "old_primary": old_primary,
-        "frozen_position": frozen.position,
-        "frozen_executed": frozen.executed,
-        "candidate_position": position,
-        "candidate_previous_source": previous_source,
-        "scoped_fence": scoped_fence,
-        "scoped_fence_lifted": lifted,
-    }))
+    Ok(PromoteObserved {
+        cluster: candidate.to_string(),
+        already_primary: false,
+        events_enabled: events,
+        old_primary: Some(old_primary),
+        frozen_position: Some(frozen.position),
+        frozen_executed: Some(frozen.executed),
+        candidate_position: Some(position),
+        candidate_previous_source: previous_source,
+        scoped_fence,
+        scoped_fence_lifted: lifted,
+    })
 }
 
 /// The lasting fence of `scope: databases` on the old primary (the plan's
@@ -352,31 +373,23 @@ async fn fence_old_primary(ctx: &mut Context, old_primary: &str) -> Result<(), S
 pub async fn undo(
     ctx: &mut Context,
     candidate: &str,
-    observed: &serde_json::Value,
+    observed: &PromoteObserved,
 ) -> Result<(), StepError> {
-    let old_primary = observed["old_primary"]
-        .as_str()
-        .map(str::to_string)
+    let old_primary = observed
+        .old_primary
+        .clone()
         .or_else(|| ctx.state.previous_primary.clone())
         .ok_or_else(|| StepError::Failed("the journal does not say who was primary".into()))?;
-    let frozen_executed = observed["frozen_executed"].as_str().unwrap_or_default();
-    let frozen_position = observed["frozen_position"].as_str().unwrap_or_default();
-    let enabled: Vec<String> = observed["events_enabled"]["events"]
-        .as_array()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let frozen_executed = observed.frozen_executed.as_deref().unwrap_or_default();
+    let frozen_position = observed.frozen_position.as_deref().unwrap_or_default();
+    let enabled = &observed.events_enabled.events;
     let flavor = ctx.flavor(candidate).await?;
     if !enabled.is_empty() {
         // Before read_only (MySQL's super_read_only refuses ALTER EVENT), in a
         // session of its own (each ALTER sets the event's session settings).
         let endpoint = ctx.endpoint(candidate)?.clone();
         let mut own = Session::connect(&endpoint).await?;
-        let disabled = events::disable_on_replica(&mut own, flavor, Some(&enabled), None).await;
+        let disabled = events::disable_on_replica(&mut own, flavor, Some(enabled), None).await;
         own.close().await;
         disabled?;
     }
@@ -478,17 +491,19 @@ pub fn describe(plan: &ValidatedPlan, old_primary: &str, candidate: &str) -> Des
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Promote {
+    type Observed = PromoteObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<PromoteObserved, StepError> {
         act(ctx, &self.cluster).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        observed: &serde_json::Value,
+        observed: &PromoteObserved,
     ) -> Result<(), StepError> {
         undo(ctx, &self.cluster, observed).await
     }

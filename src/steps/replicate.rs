@@ -3,18 +3,26 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::mysql::control;
 use crate::plan::ValidatedPlan;
 use crate::steps::context::Context;
 
+/// What `replicate` journals: where the targets started, for the inverse.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicateObserved {
+    pub from_position: String,
+    pub targets: Vec<String>,
+}
+
 pub async fn act(
     ctx: &mut Context,
     targets: &[String],
     timeout: Duration,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<ReplicateObserved, StepError> {
     let Some(position) = ctx.state.snapshot_position.clone() else {
         return Err(StepError::Refused(
             "no snapshot position: run the `snapshot` step (in this run) before `replicate`".into(),
@@ -35,26 +43,18 @@ pub async fn act(
     if !problems.is_empty() {
         return Err(StepError::Failed(problems.join("; ")));
     }
-    Ok(json!({
-        "from_position": position,
-        "targets": started.iter().map(|s| s.cluster.clone()).collect::<Vec<_>>(),
-    }))
+    Ok(ReplicateObserved {
+        from_position: position,
+        targets: started.iter().map(|s| s.cluster.clone()).collect(),
+    })
 }
 
 /// Stop and forget the replication the step started.
-pub async fn undo(ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
-    let targets: Vec<String> = observed["targets"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    for target in targets {
-        let (session, flavor) = ctx.session_and_flavor(&target).await?;
+pub async fn undo(ctx: &mut Context, observed: &ReplicateObserved) -> Result<(), StepError> {
+    for target in &observed.targets {
+        let (session, flavor) = ctx.session_and_flavor(target).await?;
         control::reset_replication(session, flavor).await?;
-        ctx.audit(&target, "stop and reset replication", "ok").await;
+        ctx.audit(target, "stop and reset replication", "ok").await;
     }
     Ok(())
 }
@@ -90,17 +90,19 @@ pub fn describe(plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> 
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Replicate {
+    type Observed = ReplicateObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<ReplicateObserved, StepError> {
         act(ctx, &self.targets, self.timeout).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        observed: &serde_json::Value,
+        observed: &ReplicateObserved,
     ) -> Result<(), StepError> {
         undo(ctx, observed).await
     }

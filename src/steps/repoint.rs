@@ -1,29 +1,41 @@
 //! `repoint`: move the other clusters under the new primary with GTID
 //! auto-positioning.
 
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, address_of};
 use crate::mysql::{Flavor, Session, control, link};
 use crate::plan::{Scope, ValidatedPlan};
 use crate::steps::context::Context;
 
+/// What `repoint` journals: each cluster's previous source, for the inverse,
+/// and the links as they were proven running.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RepointObserved {
+    pub to: String,
+    pub previous_sources: BTreeMap<String, Option<String>>,
+    pub links: Vec<link::LinkState>,
+}
+
 pub async fn act(
     ctx: &mut Context,
     to: &str,
     clusters: &[String],
-) -> Result<serde_json::Value, StepError> {
-    let mut previous = serde_json::Map::new();
+) -> Result<RepointObserved, StepError> {
+    let mut previous = BTreeMap::new();
     let first_link = ctx.replication_links.len();
     for cluster in clusters {
         let before = replicate_from(ctx, cluster, to).await?;
-        previous.insert(cluster.clone(), json!(before));
+        previous.insert(cluster.clone(), before);
     }
-    Ok(json!({
-        "to": to,
-        "previous_sources": previous,
-        "links": ctx.replication_links[first_link..],
-    }))
+    Ok(RepointObserved {
+        to: to.to_string(),
+        previous_sources: previous,
+        links: ctx.replication_links[first_link..].to_vec(),
+    })
 }
 
 /// MariaDB under `scope: databases`: the shared source's GTID domain holds
@@ -160,10 +172,10 @@ async fn prove_running(
 pub async fn undo(
     ctx: &mut Context,
     clusters: &[String],
-    observed: &serde_json::Value,
+    observed: &RepointObserved,
 ) -> Result<(), StepError> {
     for cluster in clusters {
-        if let Some(previous) = observed["previous_sources"][cluster].as_str()
+        if let Some(Some(previous)) = observed.previous_sources.get(cluster)
             && ctx.plan.cluster(previous).is_some()
         {
             replicate_from(ctx, cluster, previous).await?;
@@ -190,17 +202,19 @@ pub fn describe(plan: &ValidatedPlan, to: &str, clusters: &[String]) -> Descript
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Repoint {
+    type Observed = RepointObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<RepointObserved, StepError> {
         act(ctx, &self.to, &self.clusters).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        observed: &serde_json::Value,
+        observed: &RepointObserved,
     ) -> Result<(), StepError> {
         undo(ctx, &self.clusters, observed).await
     }

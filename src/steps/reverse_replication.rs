@@ -1,19 +1,30 @@
 //! `reverse_replication`: the old primary becomes a read-only replica of the
 //! new one from the frozen position, so a rollback loses nothing written since.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::repoint;
 use super::{Description, StepError, address_of};
+use crate::mysql::link::LinkState;
 use crate::mysql::{Flavor, control};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::Context;
+
+/// What `reverse_replication` journals: where the old primary started.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReverseReplicationObserved {
+    pub cluster: String,
+    pub from: String,
+    pub start_position: Option<String>,
+    pub links: Option<LinkState>,
+}
 
 pub async fn act(
     ctx: &mut Context,
     from: &str,
     cluster: &str,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<ReverseReplicationObserved, StepError> {
     let frozen = ctx.state.frozen.clone();
     let (host, port) = address_of(&ctx.plan, from);
     let scoped = ctx.plan.fence_scope(cluster).is_some();
@@ -59,12 +70,12 @@ pub async fn act(
         "ok",
     )
     .await;
-    Ok(json!({
-        "cluster": cluster,
-        "from": from,
-        "start_position": start,
-        "links": ctx.replication_links.last(),
-    }))
+    Ok(ReverseReplicationObserved {
+        cluster: cluster.to_string(),
+        from: from.to_string(),
+        start_position: start,
+        links: ctx.replication_links.last().cloned(),
+    })
 }
 
 /// Detach the old primary again (it stays read-only; the freeze's inverse
@@ -107,17 +118,19 @@ pub fn describe(plan: &ValidatedPlan, from: &str, cluster: &str) -> Description 
 }
 
 impl super::StepBehaviour for crate::plan::kinds::ReverseReplication {
+    type Observed = ReverseReplicationObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<ReverseReplicationObserved, StepError> {
         act(ctx, &self.from, &self.cluster).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        _observed: &serde_json::Value,
+        _observed: &ReverseReplicationObserved,
     ) -> Result<(), StepError> {
         undo(ctx, &self.cluster).await
     }

@@ -2,13 +2,22 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 
-pub async fn act(duration: Duration) -> Result<serde_json::Value, StepError> {
+/// What `sleep` journals.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SleepObserved {
+    pub slept_ms: u64,
+}
+
+pub async fn act(duration: Duration) -> Result<SleepObserved, StepError> {
     tokio::time::sleep(duration).await;
-    Ok(json!({ "slept_ms": millis(duration) }))
+    Ok(SleepObserved {
+        slept_ms: millis(duration),
+    })
 }
 
 pub fn describe(duration: Duration) -> Description {
@@ -22,10 +31,12 @@ pub fn describe(duration: Duration) -> Description {
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Sleep {
+    type Observed = SleepObserved;
+
     async fn act(
         &self,
         _ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<SleepObserved, StepError> {
         act(self.duration).await
     }
 

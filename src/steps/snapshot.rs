@@ -1,7 +1,7 @@
 //! `snapshot`: one consistent snapshot of the source loaded into every target.
 //! Its inverse drops what it loaded.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError};
 use crate::outcome::ErrorKind;
@@ -10,6 +10,20 @@ use crate::snapshot::resume::Journal;
 use crate::snapshot::{self, SnapshotError, SnapshotOptions};
 use crate::steps::context::Context;
 
+/// What `snapshot` journals: what it loaded where, for the inverse.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotObserved {
+    pub gtid_position: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub source_lock_ms: u64,
+    pub databases: Vec<String>,
+    pub targets: Vec<String>,
+    pub resumed: Option<crate::snapshot::Resumed>,
+    pub warnings: Vec<String>,
+}
+
 pub async fn act(
     ctx: &mut Context,
     targets: &[String],
@@ -17,7 +31,7 @@ pub async fn act(
     replace: bool,
     skip_binlog: bool,
     directory: Option<&std::path::Path>,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<SnapshotObserved, StepError> {
     let options = SnapshotOptions {
         targets: targets.to_vec(),
         workers: workers as usize,
@@ -68,44 +82,34 @@ pub async fn act(
         )));
     }
     ctx.state.snapshot_position = Some(report.gtid_position.clone());
-    Ok(json!({
-        "gtid_position": report.gtid_position,
-        "rows": report.rows,
-        "bytes": report.bytes,
-        "source_lock_ms": report.source_lock_ms,
-        "databases": report.databases,
-        "targets": report.targets,
-        "resumed": report.resumed,
-        "warnings": report.warnings,
-    }))
+    Ok(SnapshotObserved {
+        gtid_position: report.gtid_position,
+        rows: report.rows,
+        bytes: report.bytes,
+        source_lock_ms: report.source_lock_ms,
+        databases: report.databases,
+        targets: report.targets,
+        resumed: report.resumed,
+        warnings: report.warnings,
+    })
 }
 
 /// Drop the databases the snapshot loaded, on the targets it loaded.
-pub async fn undo(ctx: &mut Context, observed: &serde_json::Value) -> Result<(), StepError> {
-    let names = |key: &str| -> Vec<String> {
-        observed[key]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for target in names("targets") {
-        let session = ctx.session(&target).await?;
-        for database in names("databases") {
+pub async fn undo(ctx: &mut Context, observed: &SnapshotObserved) -> Result<(), StepError> {
+    for target in &observed.targets {
+        let session = ctx.session(target).await?;
+        for database in &observed.databases {
             session
                 .exec(
                     "drop a snapshot's database",
                     &format!(
                         "SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS {}; SET SESSION sql_log_bin = 1",
-                        crate::tables::canonical::ident(&database)
+                        crate::tables::canonical::ident(database)
                     ),
                 )
                 .await?;
         }
-        ctx.audit(&target, "drop snapshot databases", "ok").await;
+        ctx.audit(target, "drop snapshot databases", "ok").await;
     }
     ctx.state.snapshot_position = None;
     Ok(())
@@ -148,10 +152,12 @@ pub fn describe(
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Snapshot {
+    type Observed = SnapshotObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<SnapshotObserved, StepError> {
         act(
             ctx,
             &self.targets,
@@ -166,7 +172,7 @@ impl super::StepBehaviour for crate::plan::kinds::Snapshot {
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        observed: &serde_json::Value,
+        observed: &SnapshotObserved,
     ) -> Result<(), StepError> {
         undo(ctx, observed).await
     }

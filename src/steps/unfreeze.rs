@@ -1,13 +1,27 @@
 //! `unfreeze`: writes resume on whichever cluster is primary now.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::mysql::{Session, control, events, scope};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, EndedSessions};
 
-pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
+/// What `unfreeze` journals: where writes resumed, after how long a freeze,
+/// and what was done to the demoted primary's sessions and events.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnfreezeObserved {
+    pub primary: String,
+    pub released_fence_on: Option<String>,
+    pub write_freeze_ms: Option<u64>,
+    pub sessions_ended_on: Option<String>,
+    pub sessions_ended: Option<usize>,
+    pub sessions_error: Option<String>,
+    pub events_disabled: Option<events::Changed>,
+}
+
+pub async fn act(ctx: &mut Context) -> Result<UnfreezeObserved, StepError> {
     let primary = ctx.state.primary.clone();
     // Writable first, then drop the lock: an old primary that is still fenced
     // has read_only = 1 by now, so releasing its lock lets nothing through.
@@ -74,15 +88,15 @@ pub async fn act(ctx: &mut Context) -> Result<serde_json::Value, StepError> {
             .map(|ms| format!(" after a {ms} ms write freeze"))
             .unwrap_or_default()
     );
-    Ok(json!({
-        "primary": primary,
-        "released_fence_on": fenced,
-        "write_freeze_ms": ctx.write_freeze_ms,
-        "sessions_ended_on": demoted,
-        "sessions_ended": sessions_ended,
-        "sessions_error": sessions_error,
-        "events_disabled": events_disabled,
-    }))
+    Ok(UnfreezeObserved {
+        primary,
+        released_fence_on: fenced,
+        write_freeze_ms: ctx.write_freeze_ms,
+        sessions_ended_on: demoted,
+        sessions_ended,
+        sessions_error,
+        events_disabled,
+    })
 }
 
 /// The demoted primary runs no scheduled event from now on: the new primary
@@ -216,17 +230,19 @@ pub fn describe(plan: &ValidatedPlan) -> Description {
 }
 
 impl super::StepBehaviour for crate::plan::kinds::Unfreeze {
+    type Observed = UnfreezeObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<UnfreezeObserved, StepError> {
         act(ctx).await
     }
 
     async fn undo(
         &self,
         ctx: &mut crate::steps::context::Context,
-        _observed: &serde_json::Value,
+        _observed: &UnfreezeObserved,
     ) -> Result<(), StepError> {
         undo(ctx).await
     }

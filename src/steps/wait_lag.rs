@@ -1,12 +1,21 @@
 //! `wait_lag`: hold until every target's heartbeat lag stays under the limit.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError, millis};
 use crate::lag::{self, GateOutcome, LagGate, LagMonitor};
 use crate::steps::context::Context;
+
+/// What a passed `wait_lag` journals: each target's last lag.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WaitLagObserved {
+    pub waited_ms: u64,
+    pub lag_ms: BTreeMap<String, Option<f64>>,
+}
 
 pub async fn act(
     ctx: &mut Context,
@@ -14,7 +23,7 @@ pub async fn act(
     max_lag_ms: u64,
     sustained_for: Duration,
     timeout: Duration,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<WaitLagObserved, StepError> {
     let primary = ctx.state.primary.clone();
     let monitor = LagMonitor::start_from(&ctx.plan, &primary, ctx.plan.gates.heartbeat_interval)
         .await
@@ -30,13 +39,16 @@ pub async fn act(
     .await;
     let samples = monitor.snapshot();
     monitor.stop().await;
-    let lags: serde_json::Map<String, serde_json::Value> = samples
+    let lags: BTreeMap<String, Option<f64>> = samples
         .iter()
         .filter(|sample| targets.is_empty() || targets.contains(&sample.name))
-        .map(|sample| (sample.name.clone(), json!(sample.lag_ms)))
+        .map(|sample| (sample.name.clone(), sample.lag_ms))
         .collect();
     match outcome {
-        GateOutcome::Passed { waited_ms } => Ok(json!({ "waited_ms": waited_ms, "lag_ms": lags })),
+        GateOutcome::Passed { waited_ms } => Ok(WaitLagObserved {
+            waited_ms,
+            lag_ms: lags,
+        }),
         GateOutcome::Refused {
             waited_ms,
             laggards,
@@ -80,10 +92,12 @@ pub fn describe(
 }
 
 impl super::StepBehaviour for crate::plan::kinds::WaitLag {
+    type Observed = WaitLagObserved;
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,
-    ) -> Result<serde_json::Value, StepError> {
+    ) -> Result<WaitLagObserved, StepError> {
         act(
             ctx,
             &self.targets,
