@@ -15,17 +15,15 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::located::Located;
-use super::model::SwitchoverStep;
-use super::validate::StepChecker;
-use super::validated::millis;
+use super::gates::Gates;
+use super::located::{HumanDuration, Located, Position};
+use super::millis;
 
 /// The one list of step kinds: each kind's parameter type and what a plan
 /// says about it (the doc line is the plan schema's description). Calls
-/// `$callback!` with the list, so the plan's enums here and the steps'
-/// dispatch in `steps` are generated from it; `$name` is the kind's name in
-/// plans, journals and reports.
-#[macro_export]
+/// `$callback!` with the list, so `StepKind` here, `RawStep` in `model` and
+/// the steps' dispatch in `steps` are generated from it; `$name` is the
+/// kind's name in plans, journals and reports.
 macro_rules! with_step_kinds {
     ($callback:ident) => {
         $callback! {
@@ -61,6 +59,8 @@ macro_rules! with_step_kinds {
     };
 }
 
+pub(crate) use with_step_kinds;
+
 /// How a kind is written in a plan and checked; implemented in the kind's
 /// own file beside its behaviour.
 pub trait KindSyntax: Sized {
@@ -72,7 +72,67 @@ pub trait KindSyntax: Sized {
 
     /// The raw entry checked into parameters, every problem recorded in
     /// `checker` (the parameters are then never used).
-    fn check(raw: Self::Raw, checker: &mut StepChecker<'_>) -> Self;
+    fn check(raw: Self::Raw, checker: &mut dyn StepCheck) -> Self;
+}
+
+/// The longest timeout a step may be given.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// What a kind's check may ask of the validation under way (which provides
+/// it): the clusters the plan names, its gates, and where to record what is
+/// wrong, with its line.
+pub trait StepCheck {
+    /// The plan's gates, where a step's omitted settings come from.
+    fn gates(&self) -> &Gates;
+
+    fn error(&mut self, position: Position, message: String);
+
+    /// A number within `low..=high`.
+    fn number(&mut self, value: &Located<i64>, low: i64, high: i64, what: &str) -> u64;
+
+    /// A duration within `low..=high`.
+    fn duration(
+        &mut self,
+        value: &Located<HumanDuration>,
+        low: Duration,
+        high: Duration,
+        what: &str,
+    ) -> Duration;
+
+    /// Enabled targets, each once; every enabled target when omitted.
+    fn targets(&mut self, raw: Option<&Vec<Located<String>>>, what: &str) -> Vec<String>;
+
+    /// A cluster the plan declares and enables.
+    fn enabled_cluster(&mut self, name: &Located<String>) -> String;
+
+    /// An enabled cluster that is a target, not the source.
+    fn enabled_target(&mut self, name: &Located<String>, what: &str) -> String;
+
+    /// The plan's source cluster.
+    fn source_name(&self) -> String;
+
+    /// A DNS switch to `to` needs a `dns` section with a value for it.
+    fn dns_target(&mut self, to: &Located<String>, what: &str);
+
+    /// Milliseconds within `low..=high`.
+    fn millis(&mut self, value: &Located<i64>, low: i64, high: i64, what: &str) -> Duration {
+        Duration::from_millis(self.number(value, low, high, what))
+    }
+
+    /// A duration within `low..=high`, or `default` when omitted.
+    fn optional_duration(
+        &mut self,
+        value: Option<&Located<HumanDuration>>,
+        default: Duration,
+        low: Duration,
+        high: Duration,
+        what: &str,
+    ) -> Duration {
+        match value {
+            Some(value) => self.duration(value, low, high, what),
+            None => default,
+        }
+    }
 }
 
 macro_rules! define_step_kinds {
@@ -89,38 +149,6 @@ macro_rules! define_step_kinds {
             pub fn kind_name(&self) -> &'static str {
                 match self {
                     $( StepKind::$kind(_) => $name, )*
-                }
-            }
-        }
-
-        /// One step. Written as a single-key map: `- freeze: { drain_timeout: 2s }`.
-        #[derive(Debug, serde::Deserialize, JsonSchema)]
-        #[serde(deny_unknown_fields)]
-        pub enum RawStep {
-            $( $(#[$doc])* #[serde(rename = $name)] $kind(<$kind as KindSyntax>::Raw), )*
-            /// The standard freeze → catch-up → promote → … → unfreeze sequence.
-            #[serde(rename = "switchover")]
-            Switchover(SwitchoverStep),
-        }
-
-        impl RawStep {
-            /// The `name:` the plan gives the step, if any.
-            pub fn explicit_name(&self) -> Option<&Located<String>> {
-                match self {
-                    $( RawStep::$kind(raw) => <$kind as KindSyntax>::explicit_name(raw), )*
-                    RawStep::Switchover(raw) => raw.name.as_ref(),
-                }
-            }
-
-            /// One kind's entry checked into its parameters; a composite
-            /// (`switchover`) is handed back to be expanded.
-            pub(super) fn check(
-                self,
-                checker: &mut StepChecker<'_>,
-            ) -> Result<StepKind, Box<SwitchoverStep>> {
-                match self {
-                    $( RawStep::$kind(raw) => Ok(StepKind::$kind(<$kind as KindSyntax>::check(raw, checker))), )*
-                    RawStep::Switchover(raw) => Err(Box::new(raw)),
                 }
             }
         }

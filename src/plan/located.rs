@@ -1,4 +1,5 @@
-//! A value together with where it was written in the plan file.
+//! Values as a plan writes them: any value with where it was written, and a
+//! duration as text.
 
 use std::fmt;
 
@@ -92,5 +93,24 @@ impl<T: JsonSchema> JsonSchema for Located<T> {
 
     fn inline_schema() -> bool {
         T::inline_schema()
+    }
+}
+
+/// A duration such as `500ms`, `10s`, `5m` or `1h 30m`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct HumanDuration(pub String);
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `5m`.",
+            "pattern": "^\\s*[0-9]+\\s*(ms|s|m|h|min|sec|msec)(\\s*[0-9]+\\s*(ms|s|m|h|min|sec|msec))*\\s*$"
+        })
     }
 }

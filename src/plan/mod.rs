@@ -3,8 +3,10 @@
 //! Flow: file → [`parse_file`] (raw model) → [`validate()`] → [`ValidatedPlan`].
 
 mod diagnostic;
+mod gates;
 pub mod kinds;
 mod located;
+mod millis;
 pub mod model;
 mod parse;
 pub mod switchover;
@@ -14,10 +16,10 @@ mod validated;
 use std::path::Path;
 
 pub use diagnostic::{PlanError, PlanErrors};
-pub use kinds::{Established, KindSyntax, StepKind};
+pub use kinds::{Established, KindSyntax, StepCheck, StepKind};
 pub use located::{Located, Position};
 pub use parse::{MAX_PLAN_BYTES, decode, parse, parse_file};
-pub use validate::{StepChecker, validate};
+pub use validate::validate;
 pub use validated::*;
 
 /// Read, parse and validate a plan file.

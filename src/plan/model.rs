@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-pub use super::kinds::RawStep;
+use super::kinds::{self, KindSyntax, StepCheck, StepKind};
+pub use super::located::HumanDuration;
 use super::located::Located;
 
 /// A migration or cutover plan.
@@ -336,25 +337,6 @@ pub struct RawPhase {
     pub steps: Vec<RawStep>,
 }
 
-/// A duration such as `500ms`, `10s`, `5m` or `1h 30m`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(transparent)]
-pub struct HumanDuration(pub String);
-
-impl JsonSchema for HumanDuration {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "A duration: a number and a unit (ms, s, m, h), e.g. `500ms`, `10s`, `5m`.",
-            "pattern": "^\\s*[0-9]+\\s*(ms|s|m|h|min|sec|msec)(\\s*[0-9]+\\s*(ms|s|m|h|min|sec|msec))*\\s*$"
-        })
-    }
-}
-
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetsStep {
@@ -379,3 +361,39 @@ pub struct SwitchoverStep {
     #[serde(default)]
     pub wait_ttl: Option<bool>,
 }
+
+macro_rules! define_raw_steps {
+    ($( $(#[$doc:meta])* $kind:ident = $name:literal, )*) => {
+        /// One step. Written as a single-key map: `- freeze: { drain_timeout: 2s }`.
+        #[derive(Debug, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub enum RawStep {
+            $( $(#[$doc])* #[serde(rename = $name)] $kind(<kinds::$kind as KindSyntax>::Raw), )*
+            /// The standard freeze → catch-up → promote → … → unfreeze sequence.
+            #[serde(rename = "switchover")]
+            Switchover(SwitchoverStep),
+        }
+
+        impl RawStep {
+            /// The `name:` the plan gives the step, if any.
+            pub fn explicit_name(&self) -> Option<&Located<String>> {
+                match self {
+                    $( RawStep::$kind(raw) => <kinds::$kind as KindSyntax>::explicit_name(raw), )*
+                    RawStep::Switchover(raw) => raw.name.as_ref(),
+                }
+            }
+
+            /// One kind's entry checked into its parameters (by the kind's own
+            /// `KindSyntax`); a composite (`switchover`) is handed back to be
+            /// expanded.
+            pub fn check(self, checker: &mut dyn StepCheck) -> Result<StepKind, Box<SwitchoverStep>> {
+                match self {
+                    $( RawStep::$kind(raw) => Ok(StepKind::$kind(<kinds::$kind as KindSyntax>::check(raw, checker))), )*
+                    RawStep::Switchover(raw) => Err(Box::new(raw)),
+                }
+            }
+        }
+    };
+}
+
+kinds::with_step_kinds!(define_raw_steps);

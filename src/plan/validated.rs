@@ -8,7 +8,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Serialize;
 
+pub use super::gates::{Gates, KeptAccount};
 use super::kinds::StepKind;
+use super::millis;
 
 pub use super::model::{
     ClusterRole, DnsRecordType, DrillFailure, RollbackMode, Scope, TsigAlgorithmName,
@@ -53,9 +55,9 @@ pub struct Drill {
     #[serde(with = "millis")]
     pub detect_after: Duration,
     pub probe_rate: u32,
-    #[serde(with = "optional_millis")]
+    #[serde(with = "millis::optional")]
     pub rto: Option<Duration>,
-    #[serde(with = "optional_millis")]
+    #[serde(with = "millis::optional")]
     pub rpo: Option<Duration>,
     pub rejoin: bool,
     pub switch_back: bool,
@@ -123,9 +125,9 @@ pub struct Cluster {
     pub pool: Pool,
     pub enabled: bool,
     pub bank: Option<String>,
-    #[serde(with = "optional_millis")]
+    #[serde(with = "millis::optional")]
     pub rto: Option<Duration>,
-    #[serde(with = "optional_millis")]
+    #[serde(with = "millis::optional")]
     pub rpo: Option<Duration>,
 }
 
@@ -192,61 +194,6 @@ pub struct TsigConfig {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Gates {
-    pub max_lag_ms: u64,
-    #[serde(with = "millis")]
-    pub sustained_for: Duration,
-    #[serde(with = "millis")]
-    pub freeze_budget: Duration,
-    #[serde(with = "millis")]
-    pub drain_timeout: Duration,
-    #[serde(with = "millis")]
-    pub lag_timeout: Duration,
-    #[serde(with = "millis")]
-    pub dns_verify_timeout: Duration,
-    #[serde(with = "millis")]
-    pub heartbeat_interval: Duration,
-    pub max_clock_skew_ms: u64,
-    /// How long a started replication link has to prove it runs.
-    #[serde(with = "millis")]
-    pub replication_start_timeout: Duration,
-    /// End client sessions on a demoted primary once the new one takes writes.
-    pub end_old_sessions: bool,
-    /// Accounts whose sessions are kept there, with where the plan names them.
-    pub keep_sessions_of: Vec<KeptAccount>,
-    /// Longest one attempt at a consistent point may hold the source's writers.
-    #[serde(with = "millis")]
-    pub max_source_stall: Duration,
-}
-
-/// An account named in `gates.keep_sessions_of`.
-#[derive(Debug, Clone, Serialize)]
-pub struct KeptAccount {
-    pub user: String,
-    /// `line:column` of the entry in the plan file, for errors found on the servers.
-    pub at: String,
-}
-
-impl Default for Gates {
-    fn default() -> Self {
-        Gates {
-            max_lag_ms: 1_000,
-            sustained_for: Duration::from_secs(5),
-            freeze_budget: Duration::from_millis(3_000),
-            drain_timeout: Duration::from_millis(1_000),
-            lag_timeout: Duration::from_secs(300),
-            dns_verify_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_millis(50),
-            max_clock_skew_ms: 500,
-            replication_start_timeout: Duration::from_secs(5),
-            end_old_sessions: true,
-            keep_sessions_of: Vec::new(),
-            max_source_stall: Duration::from_millis(100),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     pub name: String,
     pub description: Option<String>,
@@ -261,26 +208,4 @@ pub struct Step {
     pub kind: StepKind,
     /// Set when the step came from expanding a composite `switchover`.
     pub expanded_from: Option<String>,
-}
-
-pub(super) mod millis {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-}
-
-mod optional_millis {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(
-        value: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(duration) => super::millis::serialize(duration, s),
-            None => s.serialize_none(),
-        }
-    }
 }

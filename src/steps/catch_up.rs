@@ -225,14 +225,14 @@ impl crate::plan::KindSyntax for crate::plan::kinds::CatchUp {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::CatchUp {
             targets: c.targets(raw.targets.as_ref(), "catch_up target"),
             timeout: c.optional_duration(
                 raw.timeout.as_ref(),
                 c.gates().freeze_budget,
                 std::time::Duration::from_millis(1),
-                crate::plan::StepChecker::MAX_TIMEOUT,
+                crate::plan::kinds::MAX_STEP_TIMEOUT,
                 "catch_up timeout",
             ),
         }

@@ -208,7 +208,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Checksum {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         let tables = raw
             .tables
             .unwrap_or_default()

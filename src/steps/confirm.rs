@@ -139,7 +139,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Confirm {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, _c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, _c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::Confirm {
             message: raw.message,
             postpone_file: raw.postpone_file.map(std::path::PathBuf::from),

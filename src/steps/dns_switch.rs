@@ -360,7 +360,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::DnsSwitch {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         let to = c.enabled_cluster(&raw.to);
         c.dns_target(&raw.to, "dns_switch");
         crate::plan::kinds::DnsSwitch {

@@ -337,7 +337,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Freeze {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         let gates = c.gates().clone();
         crate::plan::kinds::Freeze {
             cluster: match &raw.cluster {

@@ -155,7 +155,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Hook {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         if raw.command.is_empty() || raw.command[0].value.trim().is_empty() {
             let position = raw
                 .command
@@ -163,7 +163,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Hook {
                 .map_or(crate::plan::Position::UNKNOWN, |first| first.position);
             c.error(
                 position,
-                "hook command is empty: give the program and its arguments",
+                "hook command is empty: give the program and its arguments".into(),
             );
         }
         let cluster = raw
@@ -176,7 +176,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Hook {
                 raw.timeout.as_ref(),
                 std::time::Duration::from_secs(60),
                 std::time::Duration::from_millis(1),
-                crate::plan::StepChecker::MAX_TIMEOUT,
+                crate::plan::kinds::MAX_STEP_TIMEOUT,
                 "hook timeout",
             ),
             cluster,

@@ -7,6 +7,7 @@ pub mod catch_up;
 pub mod checksum;
 pub mod confirm;
 pub mod context;
+pub mod demotion;
 pub mod dns_switch;
 pub mod freeze;
 pub mod hook;
@@ -175,7 +176,7 @@ macro_rules! dispatch_to_kinds {
     };
 }
 
-crate::with_step_kinds!(dispatch_to_kinds);
+crate::plan::kinds::with_step_kinds!(dispatch_to_kinds);
 
 /// A kind's record as the journal keeps it.
 fn journal_form(observed: impl Serialize) -> serde_json::Value {

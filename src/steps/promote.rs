@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Description, StepError};
-use super::{catch_up, repoint};
+use super::{catch_up, demotion, repoint};
 use crate::mysql::server;
 use crate::mysql::{Flavor, GtidSet, Session, control, events, gtid, scope};
 use crate::plan::ValidatedPlan;
@@ -159,8 +159,8 @@ async fn fence_old_primary_scoped(
     let flavor = ctx.flavor(old_primary).await?;
     let kept = ctx.plan.own_accounts(old_primary);
     // `gates.keep_sessions_of` keep their sessions, as on any demoted primary.
-    let spared = super::unfreeze::kept_users(&ctx.plan, old_primary);
-    let ended = end_sessions_in_scope(ctx, old_primary, scope, &spared).await?;
+    let spared = demotion::kept_users(&ctx.plan, old_primary);
+    let ended = demotion::end_sessions_in_scope(ctx, old_primary, scope, &spared).await?;
     if flavor == Flavor::Mysql
         && let Some(fence) = ctx.fence.as_mut().filter(|f| f.cluster == old_primary)
     {
@@ -195,33 +195,6 @@ async fn fence_old_primary_scoped(
     )
     .await;
     Ok(done)
-}
-
-/// Kill the sessions of the fenced applications (or in the fenced databases)
-/// on `cluster`, but the fence's own connection and `kept` accounts'.
-pub(super) async fn end_sessions_in_scope(
-    ctx: &mut Context,
-    cluster: &str,
-    scope: &FenceScope,
-    kept: &[String],
-) -> Result<usize, StepError> {
-    let fence_id = ctx
-        .fence
-        .as_ref()
-        .filter(|f| f.cluster == cluster)
-        .map(|f| f.connection_id);
-    let session = ctx.session(cluster).await?;
-    let users: Vec<&str> = kept.iter().map(String::as_str).collect();
-    let mut ended = 0;
-    for client in control::client_sessions(session, &users).await? {
-        if Some(client.id) != fence_id
-            && scope.covers(&client)
-            && control::kill_connection(session, client.id).await.is_ok()
-        {
-            ended += 1;
-        }
-    }
-    Ok(ended)
 }
 
 /// On the plan's source under `scope: databases`, becoming primary again:
@@ -265,49 +238,7 @@ async fn enable_events(ctx: &mut Context, cluster: &str) -> events::Changed {
         enabled
     }
     .await;
-    events_audited(ctx, cluster, "ENABLE", enabled).await
-}
-
-/// Audit an event status change; a failure is logged for the operator.
-pub(super) async fn events_audited(
-    ctx: &mut Context,
-    cluster: &str,
-    status: &str,
-    changed: Result<events::Changed, crate::mysql::MysqlError>,
-) -> events::Changed {
-    match changed {
-        Ok(changed) => {
-            if !changed.events.is_empty() {
-                ctx.audit(
-                    cluster,
-                    &format!("ALTER EVENT … {status}: {}", changed.events.join(", ")),
-                    "ok",
-                )
-                .await;
-            }
-            if !changed.definer_lost.is_empty() {
-                tracing::warn!(
-                    "on `{cluster}`, {} now run as the orchestrator's account: it may not set \
-                     definers (grant SET_ANY_DEFINER on MySQL, SET USER on MariaDB)",
-                    changed.definer_lost.join(", ")
-                );
-            }
-            changed
-        }
-        Err(error) => {
-            tracing::warn!(
-                "the scheduled events on `{cluster}` could not be set to {status} ({error}); \
-                 do it by hand (ALTER EVENT … {status}) so they run on the primary only"
-            );
-            ctx.audit(
-                cluster,
-                &format!("ALTER EVENT … {status}"),
-                &error.to_string(),
-            )
-            .await;
-            events::Changed::default()
-        }
-    }
+    demotion::events_audited(ctx, cluster, "ENABLE", enabled).await
 }
 
 async fn check_candidate(
@@ -555,7 +486,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Promote {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::Promote {
             cluster: c.enabled_target(&raw.cluster, "promote candidate"),
         }

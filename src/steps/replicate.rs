@@ -141,14 +141,14 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Replicate {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::Replicate {
             targets: c.targets(raw.targets.as_ref(), "replicate target"),
             timeout: c.optional_duration(
                 raw.timeout.as_ref(),
                 c.gates().lag_timeout,
                 std::time::Duration::from_millis(1),
-                crate::plan::StepChecker::MAX_TIMEOUT,
+                crate::plan::kinds::MAX_STEP_TIMEOUT,
                 "replicate timeout",
             ),
         }

@@ -265,7 +265,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Repoint {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         let to = c.enabled_cluster(&raw.to);
         let clusters = match &raw.clusters {
             Some(_) => c.targets(raw.clusters.as_ref(), "repoint cluster"),

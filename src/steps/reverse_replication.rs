@@ -181,7 +181,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::ReverseReplication {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         let from = c.enabled_target(&raw.from, "reverse_replication `from`");
         let cluster = match &raw.cluster {
             Some(cluster) => c.enabled_cluster(cluster),

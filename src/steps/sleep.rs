@@ -74,12 +74,12 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Sleep {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::Sleep {
             duration: c.duration(
                 &raw.duration,
                 std::time::Duration::ZERO,
-                crate::plan::StepChecker::MAX_TIMEOUT,
+                crate::plan::kinds::MAX_STEP_TIMEOUT,
                 "sleep duration",
             ),
         }

@@ -247,7 +247,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Snapshot {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::Snapshot {
             targets: c.targets(raw.targets.as_ref(), "snapshot target"),
             workers: raw.workers.as_ref().map_or(4, |workers| {

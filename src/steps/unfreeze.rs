@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Description, StepError, millis};
+use super::{Description, StepError, demotion, millis};
 use crate::mysql::{Session, control, events, scope};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, EndedSessions};
@@ -120,21 +120,13 @@ async fn disable_events(
         disabled
     }
     .await;
-    super::promote::events_audited(ctx, cluster, "DISABLE ON SLAVE", disabled).await
-}
-
-/// The accounts whose sessions on a demoted primary stay: the orchestrator's,
-/// replication's and the plan's `gates.keep_sessions_of`.
-pub fn kept_users(plan: &ValidatedPlan, cluster: &str) -> Vec<String> {
-    let mut users = plan.own_accounts(cluster);
-    users.extend(plan.gates.keep_sessions_of.iter().map(|k| k.user.clone()));
-    users
+    demotion::events_audited(ctx, cluster, "DISABLE ON SLAVE", disabled).await
 }
 
 /// Kill every client session on `cluster` but the kept accounts'; a session
 /// that ended by itself meanwhile is not an error.
 async fn end_client_sessions(ctx: &mut Context, cluster: &str) -> Result<usize, StepError> {
-    let kept = kept_users(&ctx.plan, cluster);
+    let kept = demotion::kept_users(&ctx.plan, cluster);
     // Scoped: only the fenced applications' sessions; the others keep working.
     let scope = ctx
         .state
@@ -143,7 +135,7 @@ async fn end_client_sessions(ctx: &mut Context, cluster: &str) -> Result<usize, 
         .filter(|frozen| frozen.cluster == cluster)
         .and_then(|frozen| frozen.scope.clone());
     if let Some(scope) = scope {
-        let ended = super::promote::end_sessions_in_scope(ctx, cluster, &scope, &kept).await?;
+        let ended = demotion::end_sessions_in_scope(ctx, cluster, &scope, &kept).await?;
         if ended > 0 {
             ctx.audit(
                 cluster,
@@ -202,7 +194,7 @@ pub fn describe(plan: &ValidatedPlan) -> Description {
     } else if plan.gates.end_old_sessions {
         format!(
             ", end the client sessions left on a demoted primary (all but {}) so pools reconnect through the name",
-            kept_users(plan, &plan.source().name)
+            demotion::kept_users(plan, &plan.source().name)
                 .iter()
                 .map(|u| format!("`{u}`"))
                 .collect::<Vec<_>>()
@@ -276,7 +268,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::Unfreeze {
         raw.name.as_ref()
     }
 
-    fn check(_raw: Self::Raw, _c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(_raw: Self::Raw, _c: &mut dyn crate::plan::StepCheck) -> Self {
         crate::plan::kinds::Unfreeze {}
     }
 }

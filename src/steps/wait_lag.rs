@@ -158,7 +158,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::WaitLag {
         raw.name.as_ref()
     }
 
-    fn check(raw: Self::Raw, c: &mut crate::plan::StepChecker<'_>) -> Self {
+    fn check(raw: Self::Raw, c: &mut dyn crate::plan::StepCheck) -> Self {
         let gates = c.gates().clone();
         crate::plan::kinds::WaitLag {
             targets: c.targets(raw.targets.as_ref(), "wait_lag target"),
@@ -176,7 +176,7 @@ impl crate::plan::KindSyntax for crate::plan::kinds::WaitLag {
                 raw.timeout.as_ref(),
                 gates.lag_timeout,
                 std::time::Duration::from_millis(1),
-                crate::plan::StepChecker::MAX_TIMEOUT,
+                crate::plan::kinds::MAX_STEP_TIMEOUT,
                 "wait_lag timeout",
             ),
         }

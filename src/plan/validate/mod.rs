@@ -6,8 +6,6 @@ mod drill;
 mod gates;
 mod steps;
 
-pub use steps::StepChecker;
-
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -52,7 +50,7 @@ struct Checker {
     dns_values: HashSet<String>,
 }
 
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const MAX_TIMEOUT: Duration = super::kinds::MAX_STEP_TIMEOUT;
 
 impl Checker {
     fn error(&mut self, position: Position, message: impl Into<String>) {

@@ -1,41 +1,30 @@
 //! Phases and steps: each raw step checked and turned into its kind, composites expanded.
 
 use super::*;
+use crate::plan::kinds::StepCheck;
 use crate::plan::switchover;
 
-/// What a step kind's check (its `KindSyntax`, in its own file) may use of
-/// the validation under way: the clusters the plan names, the gates, and
-/// where to record what is wrong.
-pub struct StepChecker<'a> {
+/// The validation under way, as a step kind's check (its `KindSyntax`, in
+/// its own file) sees it.
+struct StepChecker<'a> {
     checker: &'a mut Checker,
     gates: &'a Gates,
 }
 
-impl StepChecker<'_> {
-    /// The longest timeout a step may be given.
-    pub const MAX_TIMEOUT: Duration = MAX_TIMEOUT;
-
-    /// The plan's gates, where a step's omitted settings come from.
-    pub fn gates(&self) -> &Gates {
+impl StepCheck for StepChecker<'_> {
+    fn gates(&self) -> &Gates {
         self.gates
     }
 
-    pub fn error(&mut self, position: Position, message: impl Into<String>) {
+    fn error(&mut self, position: Position, message: String) {
         self.checker.error(position, message);
     }
 
-    /// A number within `low..=high`.
-    pub fn number(&mut self, value: &Located<i64>, low: i64, high: i64, what: &str) -> u64 {
+    fn number(&mut self, value: &Located<i64>, low: i64, high: i64, what: &str) -> u64 {
         self.checker.number(value, low, high, what)
     }
 
-    /// Milliseconds within `low..=high`.
-    pub fn millis(&mut self, value: &Located<i64>, low: i64, high: i64, what: &str) -> Duration {
-        self.checker.millis(value, low, high, what)
-    }
-
-    /// A duration within `low..=high`.
-    pub fn duration(
+    fn duration(
         &mut self,
         value: &Located<HumanDuration>,
         low: Duration,
@@ -45,41 +34,23 @@ impl StepChecker<'_> {
         self.checker.duration(value, low, high, what)
     }
 
-    /// A duration within `low..=high`, or `default` when omitted.
-    pub fn optional_duration(
-        &mut self,
-        value: Option<&Located<HumanDuration>>,
-        default: Duration,
-        low: Duration,
-        high: Duration,
-        what: &str,
-    ) -> Duration {
-        self.checker
-            .optional_duration(value, default, low, high, what)
-    }
-
-    /// Enabled targets, each once; every enabled target when omitted.
-    pub fn targets(&mut self, raw: Option<&Vec<Located<String>>>, what: &str) -> Vec<String> {
+    fn targets(&mut self, raw: Option<&Vec<Located<String>>>, what: &str) -> Vec<String> {
         self.checker.targets(raw, what)
     }
 
-    /// A cluster the plan declares and enables.
-    pub fn enabled_cluster(&mut self, name: &Located<String>) -> String {
+    fn enabled_cluster(&mut self, name: &Located<String>) -> String {
         self.checker.enabled_cluster(name)
     }
 
-    /// An enabled cluster that is a target, not the source.
-    pub fn enabled_target(&mut self, name: &Located<String>, what: &str) -> String {
+    fn enabled_target(&mut self, name: &Located<String>, what: &str) -> String {
         self.checker.enabled_target(name, what)
     }
 
-    /// The plan's source cluster.
-    pub fn source_name(&self) -> String {
+    fn source_name(&self) -> String {
         self.checker.source_name()
     }
 
-    /// A DNS switch to `to` needs a `dns` section with a value for it.
-    pub fn dns_target(&mut self, to: &Located<String>, what: &str) {
+    fn dns_target(&mut self, to: &Located<String>, what: &str) {
         self.checker.dns_target(to, what);
     }
 }
