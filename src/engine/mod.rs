@@ -74,9 +74,9 @@ pub enum EngineError {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::Store(StoreError::LockHeld { .. })
-            | EngineError::EarlierPhasesNotCompleted { .. } => ErrorKind::Refused,
-            EngineError::Store(_) | EngineError::JournalDisagrees { .. } => ErrorKind::Failed,
+            EngineError::Store(error) => error.kind(),
+            EngineError::EarlierPhasesNotCompleted { .. } => ErrorKind::Refused,
+            EngineError::JournalDisagrees { .. } => ErrorKind::Failed,
             EngineError::UnknownPhase(_)
             | EngineError::PlanChanged { .. }
             | EngineError::NothingToDo { .. }
@@ -147,7 +147,7 @@ async fn finish(
     data_mismatch: bool,
     state: &SwitchState,
     started: Instant,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let (status, detail, next) = match &outcome {
         Ending::Completed => (RunStatus::Completed, None, None),
         Ending::Refused(reason) => (RunStatus::Refused, Some(reason.clone()), None),
@@ -224,7 +224,7 @@ async fn conclude(
     outcome: Ending,
     started: Instant,
     lock: PlanLock,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;

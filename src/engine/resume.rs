@@ -21,7 +21,7 @@ pub async fn resume(
     store: Store,
     run_id: &str,
     yes: bool,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let record = store.run(run_id).await?;
     check_same_plan(&record, &plan)?;
     let unfinished = recovery::unfinished_rollback(&store, run_id).await?;
@@ -35,8 +35,7 @@ pub async fn resume(
                 run_id: run_id.into(),
                 status: record.status.to_string(),
                 action: "resume".into(),
-            }
-            .into());
+            });
         }
         ResumeAction::ConfirmFinished => return confirm_finished(plan, store, &record).await,
         ResumeAction::TakeUp { phase, step, how } => (phase, step, how),
@@ -132,7 +131,7 @@ async fn confirm_finished(
     plan: ValidatedPlan,
     store: Store,
     record: &RunRecord,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let run_id = record.run_id.as_str();
     let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
     store.adopt_run(run_id).await?;
@@ -153,8 +152,7 @@ async fn confirm_finished(
                     journal.primary, journal.dns_points_to
                 ),
                 live: differences.join("; "),
-            }
-            .into());
+            });
         }
     };
     store.finish_run(run_id, RunStatus::Completed, None).await?;

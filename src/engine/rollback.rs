@@ -21,7 +21,7 @@ pub async fn rollback(
     run_id: &str,
     to_phase: Option<&str>,
     yes: bool,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let record = store.run(run_id).await?;
     check_same_plan(&record, &plan)?;
     if record.status == RunStatus::RolledBack {
@@ -29,8 +29,7 @@ pub async fn rollback(
             run_id: run_id.into(),
             status: record.status.to_string(),
             action: "roll back".into(),
-        }
-        .into());
+        });
     }
     let boundary = match to_phase {
         Some(name) => plan

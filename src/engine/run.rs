@@ -42,7 +42,7 @@ async fn phases_from<'a>(
     plan: &'a ValidatedPlan,
     store: &Store,
     name: &str,
-) -> Result<(Vec<(usize, &'a Phase)>, Vec<(usize, String)>), crate::Error> {
+) -> Result<(Vec<(usize, &'a Phase)>, Vec<(usize, String)>), EngineError> {
     let start = plan
         .phases
         .iter()
@@ -60,8 +60,7 @@ async fn phases_from<'a>(
             them: if missing.len() == 1 { "it" } else { "them" },
             missing: missing.join(", "),
             sha_prefix: plan.sha256.chars().take(12).collect(),
-        }
-        .into());
+        });
     }
     let carried = (0..start)
         .map(|index| (index, completed[&index].clone()))
@@ -77,7 +76,7 @@ pub async fn run(
     plan: ValidatedPlan,
     store: Store,
     options: RunOptions,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let plan = Arc::new(plan);
     let (phases, carried) = match options.from_phase.as_deref() {
         Some(name) => phases_from(&plan, &store, name).await?,
@@ -110,7 +109,7 @@ async fn run_locked(
     run_id: &str,
     phases: &[(usize, &Phase)],
     options: &RunOptions,
-) -> Result<RunReport, crate::Error> {
+) -> Result<RunReport, EngineError> {
     let started = Instant::now();
     tracing::info!(
         "run {run_id}: prechecks on {} cluster(s)",
