@@ -10,7 +10,7 @@ use super::{DrillError, Progress};
 use crate::mysql::{control, gtid, server};
 use crate::plan::{Drill, DrillFailure};
 use crate::steps::context::Context;
-use crate::steps::{hook, repoint};
+use crate::steps::server_ops::{self, replication};
 
 /// How long the recovered server may take to accept connections.
 const RECOVER_LIMIT: Duration = Duration::from_secs(90);
@@ -76,7 +76,7 @@ async fn rejoin(
 ) -> Result<(), DrillError> {
     if failure != DrillFailure::Planned {
         ctx.step = "recover".into();
-        hook::act(ctx, &drill.recover, drill.hook_timeout, Some(failed)).await?;
+        server_ops::hook::run(ctx, &drill.recover, drill.hook_timeout, Some(failed)).await?;
         let deadline = Instant::now() + RECOVER_LIMIT;
         loop {
             match ctx.session(failed).await {
@@ -120,7 +120,7 @@ async fn rejoin(
             let position = control::binlog_position(session, flavor).await?;
             control::set_replica_start(session, flavor, &position).await?;
         }
-        repoint::replicate_from(ctx, failed, promoted).await?;
+        replication::replicate_from(ctx, failed, promoted).await?;
     }
     let (session, primary_flavor) = ctx.session_and_flavor(promoted).await?;
     let target = control::binlog_position(session, primary_flavor).await?;

@@ -11,7 +11,7 @@ use super::DrillError;
 use crate::mysql::{GtidSet, control, server};
 use crate::plan::Cluster;
 use crate::steps::context::Context;
-use crate::steps::{dns_switch, repoint};
+use crate::steps::server_ops::{self, replication};
 
 /// How long a replica may take to apply what it had received from the dead primary.
 const RELAY_APPLY_LIMIT: Duration = Duration::from_secs(30);
@@ -209,13 +209,13 @@ pub async fn run(
         .iter()
         .filter(|c| c.healthy && c.cluster != promoted)
     {
-        repoint::replicate_from(ctx, &other.cluster, &promoted)
+        replication::replicate_from(ctx, &other.cluster, &promoted)
             .await
             .map_err(after_promotion)?;
         repointed.push(other.cluster.clone());
     }
     let timeout = ctx.plan.gates.dns_verify_timeout;
-    let observed = dns_switch::switch(ctx, &primary.name, &promoted, timeout)
+    let observed = server_ops::dns::switch(ctx, &primary.name, &promoted, timeout)
         .await
         .map_err(after_promotion)?;
     // The record changed when the update was accepted, before every

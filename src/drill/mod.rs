@@ -33,8 +33,8 @@ use crate::mysql::{Endpoint, GtidSet, MysqlError, Session, control, server};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::plan::{ClusterRole, Drill, DrillFailure, ValidatedPlan};
 use crate::probe::{self, Ack, Acks, ProbeOptions, ProbeReport};
+use crate::steps::StepError;
 use crate::steps::context::Context;
-use crate::steps::{StepError, hook};
 use crate::store::{RunStatus, Store, StoreError, best_effort};
 pub use findings::{
     DrillReport, Event, Interrupted, Objective, ProbeSummary, RateBin, Rpo, Verification,

@@ -21,7 +21,7 @@ use crate::plan::{DrillFailure, StepKind, ValidatedPlan, kinds};
 use crate::probe::{self, Acks, ProbeOptions};
 use crate::steps::StepBehaviour;
 use crate::steps::context::Context;
-use crate::steps::repoint;
+use crate::steps::server_ops::replication;
 use crate::store::{RunStatus, Store, best_effort};
 
 /// One journaled stage.
@@ -112,7 +112,7 @@ async fn converge_on(
             continue;
         }
         ctx.step = format!("resume.repoint-{other}");
-        repoint::replicate_from(ctx, &other, primary).await?;
+        replication::replicate_from(ctx, &other, primary).await?;
     }
     if ctx.plan.dns.is_some() && ctx.state.dns_points_to != primary {
         ctx.step = "resume.dns_switch".into();

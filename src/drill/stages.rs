@@ -340,7 +340,13 @@ pub(super) async fn unplanned(
     } else {
         "isolate"
     };
-    hook::act(ctx, &drill.inject, drill.hook_timeout, Some(&primary.name)).await?;
+    crate::steps::server_ops::hook::run(
+        ctx,
+        &drill.inject,
+        drill.hook_timeout,
+        Some(&primary.name),
+    )
+    .await?;
     progress.event_at(
         "injection",
         progress.at(injected_at),

@@ -350,18 +350,4 @@ impl Context {
             tracing::warn!("audit log: {error}");
         }
     }
-
-    /// Journal a note about the current step.
-    pub async fn note(&self, cluster: Option<&str>, message: &str) {
-        self.store
-            .record_best_effort(
-                &self.run_id,
-                crate::store::Event::new(crate::store::EventKind::Observation)
-                    .phase(&self.phase)
-                    .step(&self.step)
-                    .cluster(cluster)
-                    .message(message),
-            )
-            .await;
-    }
 }

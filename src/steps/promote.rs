@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::catch_up;
+use super::server_ops::{demotion, replication};
 use super::{Description, StepError};
-use super::{catch_up, demotion, repoint};
 use crate::mysql::server;
 use crate::mysql::{Flavor, GtidSet, Session, control, events, gtid, scope};
 use crate::plan::ValidatedPlan;
@@ -82,12 +83,9 @@ pub async fn act(ctx: &mut Context, candidate: &str) -> Result<PromoteObserved, 
         }
     }
 
+    // Written ahead of the persistent fence, so that a crash from here on
+    // resumes forward instead of undoing a promotion.
     ctx.store.mark_point_of_no_return(&ctx.run_id).await?;
-    ctx.note(
-        Some(candidate),
-        "point of no return: fencing the old primary persistently",
-    )
-    .await;
     let scoped_fence = match &scope {
         None => {
             fence_old_primary(ctx, &old_primary).await?;
@@ -338,7 +336,7 @@ pub async fn undo(
     }
     if control::channel(session, flavor).await?.is_none() {
         control::set_replica_start(session, flavor, frozen_position).await?;
-        repoint::replicate_from(ctx, candidate, &old_primary).await?;
+        replication::replicate_from(ctx, candidate, &old_primary).await?;
     }
     ctx.audit(
         candidate,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::repoint;
+use super::server_ops::replication;
 use super::{Description, StepError, address_of};
 use crate::mysql::link::LinkState;
 use crate::mysql::{Flavor, control};
@@ -59,7 +59,7 @@ pub async fn act(
         }
         control::set_replica_start(session, flavor, position).await?;
     }
-    repoint::replicate_from(ctx, cluster, from).await?;
+    replication::replicate_from(ctx, cluster, from).await?;
     ctx.audit(
         cluster,
         &format!(

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Description, StepError, demotion, millis};
+use super::server_ops::demotion;
+use super::{Description, StepError, millis};
 use crate::mysql::{Session, control, events, scope};
 use crate::plan::ValidatedPlan;
 use crate::steps::context::{Context, EndedSessions};

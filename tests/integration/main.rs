@@ -8,6 +8,7 @@ mod docker;
 mod lab;
 mod lab_bad_input;
 mod lab_checksum;
+mod lab_crash;
 mod lab_cutover;
 mod lab_drill;
 mod lab_fidelity;

@@ -2,9 +2,9 @@
 //! accounts keep their sessions on a demoted primary, ending the others',
 //! and auditing scheduled events' status changes.
 
-use super::StepError;
 use crate::mysql::{control, events};
 use crate::plan::ValidatedPlan;
+use crate::steps::StepError;
 use crate::steps::context::{Context, FenceScope};
 
 /// The accounts whose sessions on a demoted primary stay: the orchestrator's,
