@@ -12,6 +12,7 @@ mod lab_crash;
 mod lab_cutover;
 mod lab_drill;
 mod lab_fidelity;
+mod lab_fidelity_changes;
 mod lab_hot_rows;
 mod lab_migration;
 mod lab_mysql;
