@@ -27,7 +27,7 @@ pub async fn audit(cli: &Cli, command: &AuditCommand) -> Result<Outcome> {
 }
 
 async fn audit_verify(cli: &Cli) -> Result<Outcome> {
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     let verification = store.verify_audit().await?;
     store.close().await;
     if cli.global.json() {
@@ -57,7 +57,7 @@ async fn audit_verify(cli: &Cli) -> Result<Outcome> {
 }
 
 async fn audit_log(cli: &Cli, limit: u32) -> Result<Outcome> {
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     let entries = store.audit_entries(limit).await?;
     store.close().await;
     if cli.global.json() {

@@ -167,7 +167,7 @@ pub async fn drill(cli: &Cli, command: &DrillCommand) -> Result<Outcome> {
                     drill.primary
                 ),
             )?;
-            let store = Store::open(&cli.global.state_dir()).await?;
+            let store = Store::open_at(&cli.global.state_location()).await?;
             let options = crate::drill::DrillOptions {
                 failure,
                 report_dir: report_dir
@@ -189,7 +189,7 @@ pub async fn drill(cli: &Cli, command: &DrillCommand) -> Result<Outcome> {
             list,
             remove,
         } => {
-            let store = Store::open(&cli.global.state_dir()).await?;
+            let store = Store::open_at(&cli.global.state_location()).await?;
             if *list {
                 let schedules = store.drill_schedules().await?;
                 let misses = store.drill_misses(20).await?;
@@ -251,7 +251,7 @@ pub async fn drill(cli: &Cli, command: &DrillCommand) -> Result<Outcome> {
         }
         DrillCommand::Daemon { report_dir } => {
             confirm(cli, "Run scheduled drills that fail servers for real?")?;
-            let store = Store::open(&cli.global.state_dir()).await?;
+            let store = Store::open_at(&cli.global.state_location()).await?;
             let report_dir = report_dir
                 .clone()
                 .unwrap_or_else(|| cli.global.state_dir().join("drills"));
@@ -267,7 +267,7 @@ pub async fn drill(cli: &Cli, command: &DrillCommand) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
         DrillCommand::History { plan, limit } => {
-            let store = Store::open(&cli.global.state_dir()).await?;
+            let store = Store::open_at(&cli.global.state_location()).await?;
             let records = store.drills(plan.as_deref(), *limit).await?;
             let trend = crate::drill::history::trend(&records);
             if cli.global.json() {
@@ -334,7 +334,7 @@ pub(super) async fn resume(
     path: Option<&Path>,
     report_dir: Option<std::path::PathBuf>,
 ) -> Result<Outcome> {
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     let plan = plan_of_run(&store, drill_id, path).await?;
     confirm(
         cli,

@@ -27,6 +27,10 @@ pub enum LabCommand {
         /// root `scripts/mysql-root` prepares.
         #[arg(long, value_enum, default_value_t = FlavorArg::Mariadb)]
         flavor: FlavorArg,
+        /// Also start a PostgreSQL (Debian's postgresql-15) for a shared
+        /// state store; `lab env` then exports its URL as CUTOVER_LAB_STATE_URL.
+        #[arg(long)]
+        postgres: bool,
         /// Lab directory.
         #[arg(long, env = "CUTOVER_LAB_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -129,6 +133,7 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
             rows,
             replicating,
             flavor,
+            postgres,
             dir,
         } => {
             if *rows == 0 {
@@ -143,6 +148,7 @@ pub async fn lab(cli: &Cli, command: &LabCommand) -> Result<Outcome> {
                         FlavorArg::Mariadb => crate::lab::LabFlavor::Mariadb,
                         FlavorArg::Mysql => crate::lab::LabFlavor::Mysql,
                     },
+                    postgres: *postgres,
                 })
                 .await?;
             print_lab_status(cli, &status);

@@ -18,6 +18,7 @@ mod snapshot;
 mod status;
 mod topology;
 
+use crate::store::{StateLocation, Store};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -26,7 +27,6 @@ use crate::error::{Error, ExitCode, Result};
 use crate::logging::{self, LogFormat};
 use crate::outcome::Outcome;
 use crate::plan::ValidatedPlan;
-use crate::store::Store;
 
 pub use self::checksum::ChecksumArgs;
 pub use self::lag::LagArgs;
@@ -61,9 +61,12 @@ pub struct GlobalOptions {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// State directory (runs, journal, audit log, lab).
-    #[arg(long, global = true, env = "CUTOVER_STATE", value_name = "DIR")]
-    pub state: Option<PathBuf>,
+    /// Where runs, the journal, locks, the audit log and drills are kept: a
+    /// directory (an SQLite file, the default), or the URL of a PostgreSQL
+    /// database several hosts share (postgres://user:password@host/db).
+    /// Lab directories and drill reports stay in a local directory.
+    #[arg(long, global = true, env = "CUTOVER_STATE", value_name = "DIR|URL")]
+    pub state: Option<String>,
     /// More log detail (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -76,10 +79,21 @@ pub struct GlobalOptions {
 }
 
 impl GlobalOptions {
+    /// Where the state store is.
+    pub fn state_location(&self) -> StateLocation {
+        match self.state.as_deref().filter(|state| !state.is_empty()) {
+            Some(state) => StateLocation::parse(state),
+            None => StateLocation::Directory(Store::default_dir()),
+        }
+    }
+
+    /// The local directory for what stays on this machine (labs, reports):
+    /// the state directory, or the default one when the store is shared.
     pub fn state_dir(&self) -> PathBuf {
-        self.state
-            .clone()
-            .unwrap_or_else(crate::store::Store::default_dir)
+        match self.state_location() {
+            StateLocation::Directory(dir) => dir,
+            StateLocation::Postgres(_) => Store::default_dir(),
+        }
     }
 
     pub fn json(&self) -> bool {

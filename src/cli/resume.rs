@@ -45,7 +45,7 @@ pub fn help() -> String {
 pub async fn resume(cli: &Cli, args: &ResumeArgs) -> Result<Outcome> {
     let run_id = args.run_id.as_str();
     let path = args.plan.as_deref();
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     // A drill's run is finished by the drill's own resume.
     let record = store.run(run_id).await?;
     if matches!(record.status, RunStatus::Interrupted | RunStatus::Running)

@@ -48,7 +48,7 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<Outcome> {
     let run_id = args.run_id.as_str();
     let to_phase = args.to_phase.as_deref();
     let path = args.plan.as_deref();
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     let plan = plan_of_run(&store, run_id, path).await?;
     confirm(
         cli,

@@ -69,7 +69,7 @@ phase that needs them; the dry run lists them as deferred.
 
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<Outcome> {
     let plan = plan::load(&args.plan)?;
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     let options = RunOptions {
         dry_run: args.dry_run,
         phase: args.phase.clone(),

@@ -35,7 +35,7 @@ pub fn help() -> String {
 
 pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<Outcome> {
     let (run_id, limit) = (args.run_id.as_deref(), args.limit);
-    let store = Store::open(&cli.global.state_dir()).await?;
+    let store = Store::open_at(&cli.global.state_location()).await?;
     let runs: Vec<RunRecord> = match run_id {
         Some(id) => vec![store.run(id).await?],
         None => store.runs(limit).await?,

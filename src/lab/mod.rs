@@ -8,10 +8,12 @@ mod error;
 pub mod hot_rows;
 pub mod mariadb;
 pub mod mysql;
+pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod tls;
 
+use postgres::LabPostgres;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,6 +73,9 @@ pub struct LabSecrets {
     pub other_application: String,
     /// base64, as BIND wants it.
     pub tsig: String,
+    /// The lab PostgreSQL's `cutover` role (`lab up --postgres`).
+    #[serde(default)]
+    pub postgres: String,
 }
 
 impl LabSecrets {
@@ -92,6 +97,7 @@ impl LabSecrets {
             application: password(),
             other_application: password(),
             tsig: base64::engine::general_purpose::STANDARD.encode(key),
+            postgres: password(),
         }
     }
 }
@@ -127,6 +133,9 @@ struct LabState {
     /// Loopback aliases this lab added (and `down` removes).
     #[serde(default)]
     added_addresses: Vec<String>,
+    /// A PostgreSQL state store was started with `--postgres`.
+    #[serde(default)]
+    postgres: bool,
     secrets: LabSecrets,
 }
 
@@ -187,6 +196,8 @@ pub struct UpOptions {
     pub rows: u64,
     pub replicating: bool,
     pub flavor: LabFlavor,
+    /// Also a PostgreSQL for a shared state store.
+    pub postgres: bool,
 }
 
 /// One line of `lab status`.
@@ -310,6 +321,7 @@ impl Lab {
                 seeded: false,
                 replication_configured: false,
                 added_addresses: Vec::new(),
+                postgres: false,
                 secrets: LabSecrets::generate(),
             },
         };
@@ -362,6 +374,16 @@ impl Lab {
             self.start_replication(&state.secrets, state.flavor).await?;
             state.replication_configured = true;
             self.save_state(&state)?;
+        }
+        if options.postgres {
+            if state.secrets.postgres.is_empty() {
+                state.secrets.postgres = LabSecrets::generate().postgres;
+            }
+            state.postgres = true;
+            self.save_state(&state)?;
+            LabPostgres::new(&self.dir)
+                .start(&state.secrets.postgres)
+                .await?;
         }
         Ok(self.status())
     }
@@ -641,6 +663,9 @@ impl Lab {
                 failed.push(server.name);
             }
         }
+        if !LabPostgres::new(&self.dir).remove() {
+            failed.push("postgres");
+        }
         if !failed.is_empty() {
             return Err(LabError::StopFailed(failed.join(", ")));
         }
@@ -682,6 +707,16 @@ impl Lab {
                 pid,
             });
         }
+        if state.as_ref().is_some_and(|s| s.postgres) {
+            let pid = LabPostgres::new(&self.dir).running();
+            processes.push(ProcessStatus {
+                name: "postgres".into(),
+                kind: "postgresql state store",
+                address: format!("{}:{}", postgres::IP, postgres::PORT),
+                running: pid.is_some(),
+                pid,
+            });
+        }
         LabStatus {
             dir: self.dir.clone(),
             initialized: state.is_some(),
@@ -694,7 +729,11 @@ impl Lab {
     /// `(variable, value)` pairs for `lab env`.
     pub fn env(&self) -> Result<Vec<(&'static str, String)>, LabError> {
         let secrets = self.secrets()?;
-        Ok(vec![
+        let postgres = self
+            .load_state()
+            .is_some_and(|s| s.postgres)
+            .then(|| ("CUTOVER_LAB_STATE_URL", LabPostgres::url(&secrets.postgres)));
+        let mut variables = vec![
             ("CUTOVER_LAB_DIR", self.dir.display().to_string()),
             ("CUTOVER_LAB_ADMIN_USER", accounts::ADMIN_USER.to_string()),
             ("CUTOVER_LAB_ADMIN_PASSWORD", secrets.admin),
@@ -721,7 +760,9 @@ impl Lab {
                 "CUTOVER_LAB_CA",
                 tls::ca_file(&self.dir).display().to_string(),
             ),
-        ])
+        ];
+        variables.extend(postgres);
+        Ok(variables)
     }
 }
 

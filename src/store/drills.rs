@@ -1,10 +1,8 @@
 //! Drill history, schedules and missed runs.
 
-use serde::Serialize;
-use sqlx::Row;
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, on_pool};
 use crate::whoami;
+use serde::Serialize;
 
 /// One finished drill, as `drill history` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -49,10 +47,11 @@ impl Store {
         record: &DrillRecord,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let report = report.to_string();
+        on_pool!(self, |pool| sqlx::query(
             "INSERT INTO drills (drill_id, plan_name, failure, started_at, status, primary_name, promoted,
                                  rto_ms, rto_target_ms, rpo_ms, rpo_target_ms, lost_writes, report_dir, report)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&record.drill_id)
         .bind(&record.plan)
@@ -67,11 +66,11 @@ impl Store {
         .bind(record.rpo_target_ms)
         .bind(record.lost_writes)
         .bind(&record.report_dir)
-        .bind(report.to_string())
-        .execute(&self.pool)
+        .bind(&report)
+        .execute(pool)
         .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     /// Past drills, oldest first (the last `limit`), optionally of one plan.
@@ -80,36 +79,67 @@ impl Store {
         plan: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DrillRecord>, StoreError> {
-        let rows = sqlx::query(
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            Option<i64>,
+            i64,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT * FROM (
                 SELECT drill_id, plan_name, failure, started_at, status, primary_name, promoted,
                        rto_ms, rto_target_ms, rpo_ms, rpo_target_ms, lost_writes, report_dir
-                FROM drills WHERE (?1 IS NULL OR plan_name = ?1)
-                ORDER BY started_at DESC, drill_id DESC LIMIT ?2
-             ) ORDER BY started_at, drill_id",
+                FROM drills WHERE ($1 IS NULL OR plan_name = $1)
+                ORDER BY started_at DESC, drill_id DESC LIMIT $2
+             ) AS newest ORDER BY started_at, drill_id",
         )
         .bind(plan)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         Ok(rows
-            .iter()
-            .map(|row| DrillRecord {
-                drill_id: row.get("drill_id"),
-                plan: row.get("plan_name"),
-                failure: row.get("failure"),
-                started_at: row.get("started_at"),
-                status: row.get("status"),
-                primary: row.get("primary_name"),
-                promoted: row.get("promoted"),
-                rto_ms: row.get("rto_ms"),
-                rto_target_ms: row.get("rto_target_ms"),
-                rpo_ms: row.get("rpo_ms"),
-                rpo_target_ms: row.get("rpo_target_ms"),
-                lost_writes: row.get("lost_writes"),
-                report_dir: row.get("report_dir"),
-            })
+            .into_iter()
+            .map(
+                |(
+                    drill_id,
+                    plan,
+                    failure,
+                    started_at,
+                    status,
+                    primary,
+                    promoted,
+                    rto_ms,
+                    rto_target_ms,
+                    rpo_ms,
+                    rpo_target_ms,
+                    lost_writes,
+                    report_dir,
+                )| DrillRecord {
+                    drill_id,
+                    plan,
+                    failure,
+                    started_at,
+                    status,
+                    primary,
+                    promoted,
+                    rto_ms,
+                    rto_target_ms,
+                    rpo_ms,
+                    rpo_target_ms,
+                    lost_writes,
+                    report_dir,
+                },
+            )
             .collect())
     }
 
@@ -121,9 +151,9 @@ impl Store {
         cron: &str,
         timezone: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        on_pool!(self, |pool| sqlx::query(
             "INSERT INTO drill_schedules (plan_path, plan_name, cron, timezone, created_at)
-             VALUES (?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (plan_path) DO UPDATE SET plan_name = excluded.plan_name,
                 cron = excluded.cron, timezone = excluded.timezone, created_at = excluded.created_at,
                 last_due_at = NULL",
@@ -133,50 +163,58 @@ impl Store {
         .bind(cron)
         .bind(timezone)
         .bind(whoami::now())
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     pub async fn drill_schedules(&self) -> Result<Vec<DrillSchedule>, StoreError> {
-        let rows = sqlx::query(
+        type Row = (String, String, String, String, String, Option<String>);
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT plan_path, plan_name, cron, timezone, created_at, last_due_at FROM drill_schedules ORDER BY plan_path",
         )
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         Ok(rows
-            .iter()
-            .map(|row| DrillSchedule {
-                plan_path: row.get(0),
-                plan: row.get(1),
-                cron: row.get(2),
-                timezone: row.get(3),
-                created_at: row.get(4),
-                last_due_at: row.get(5),
-            })
+            .into_iter()
+            .map(
+                |(plan_path, plan, cron, timezone, created_at, last_due_at)| DrillSchedule {
+                    plan_path,
+                    plan,
+                    cron,
+                    timezone,
+                    created_at,
+                    last_due_at,
+                },
+            )
             .collect())
     }
 
     /// The daemon handled the due time `due_at` of a schedule.
     pub async fn set_drill_due(&self, plan_path: &str, due_at: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE drill_schedules SET last_due_at = ? WHERE plan_path = ?")
-            .bind(due_at)
-            .bind(plan_path)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.database_error(e))?;
-        Ok(())
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE drill_schedules SET last_due_at = $1 WHERE plan_path = $2"
+        )
+        .bind(due_at)
+        .bind(plan_path)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     pub async fn remove_drill_schedule(&self, plan_path: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM drill_schedules WHERE plan_path = ?")
-            .bind(plan_path)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.database_error(e))?;
-        Ok(done.rows_affected() > 0)
+        let removed = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM drill_schedules WHERE plan_path = $1"
+        )
+        .bind(plan_path)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .map_err(|e| self.database_error(e))?;
+        Ok(removed > 0)
     }
 
     pub async fn record_drill_miss(
@@ -185,30 +223,32 @@ impl Store {
         due_at: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO drill_misses (plan_path, due_at, reason) VALUES (?, ?, ?)")
-            .bind(plan_path)
-            .bind(due_at)
-            .bind(reason)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.database_error(e))?;
-        Ok(())
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO drill_misses (plan_path, due_at, reason) VALUES ($1, $2, $3)"
+        )
+        .bind(plan_path)
+        .bind(due_at)
+        .bind(reason)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     pub async fn drill_misses(&self, limit: u32) -> Result<Vec<DrillMiss>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT plan_path, due_at, reason FROM drill_misses ORDER BY id DESC LIMIT ?",
+        let rows: Vec<(String, String, String)> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT plan_path, due_at, reason FROM drill_misses ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         Ok(rows
-            .iter()
-            .map(|row| DrillMiss {
-                plan_path: row.get(0),
-                due_at: row.get(1),
-                reason: row.get(2),
+            .into_iter()
+            .map(|(plan_path, due_at, reason)| DrillMiss {
+                plan_path,
+                due_at,
+                reason,
             })
             .collect())
     }

@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, on_pool};
 use crate::plan::ValidatedPlan;
 use crate::whoami;
 
@@ -226,59 +226,57 @@ impl Store {
         let run_id = new_run_id();
         let now = whoami::now();
         let actor = whoami::actor();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.database_error(e))?;
-        sqlx::query(
-            "INSERT INTO runs (run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, host, pid, started_at)
-             VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-        )
-        .bind(&run_id)
-        .bind(&plan.name)
         // Absolute, so `resume` and `rollback` find it from any directory.
-        .bind(
-            std::fs::canonicalize(&plan.path)
-                .unwrap_or_else(|_| plan.path.clone())
-                .display()
-                .to_string(),
-        )
-        .bind(&plan.sha256)
-        .bind(dry_run)
-        .bind(&actor)
-        .bind(whoami::hostname())
-        .bind(i64::from(std::process::id()))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.database_error(e))?;
-        for (phase_index, phase) in plan.phases.iter().enumerate() {
+        let plan_path = std::fs::canonicalize(&plan.path)
+            .unwrap_or_else(|_| plan.path.clone())
+            .display()
+            .to_string();
+        let host = whoami::hostname();
+        let pid = i64::from(std::process::id());
+        on_pool!(self, |pool| async {
+            let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO phases (run_id, phase_index, name, status) VALUES (?, ?, ?, 'pending')",
+                "INSERT INTO runs (run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, host, pid, started_at)
+                 VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)",
             )
             .bind(&run_id)
-            .bind(phase_index as i64)
-            .bind(&phase.name)
+            .bind(&plan.name)
+            .bind(&plan_path)
+            .bind(&plan.sha256)
+            .bind(dry_run)
+            .bind(&actor)
+            .bind(&host)
+            .bind(pid)
+            .bind(&now)
             .execute(&mut *tx)
-            .await
-            .map_err(|e| self.database_error(e))?;
-            for (step_index, step) in phase.steps.iter().enumerate() {
+            .await?;
+            for (phase_index, phase) in plan.phases.iter().enumerate() {
                 sqlx::query(
-                    "INSERT INTO steps (run_id, phase_index, step_index, name, kind, status)
-                     VALUES (?, ?, ?, ?, ?, 'pending')",
+                    "INSERT INTO phases (run_id, phase_index, name, status) VALUES ($1, $2, $3, 'pending')",
                 )
                 .bind(&run_id)
                 .bind(phase_index as i64)
-                .bind(step_index as i64)
-                .bind(&step.name)
-                .bind(step.kind.kind_name())
+                .bind(&phase.name)
                 .execute(&mut *tx)
-                .await
-                .map_err(|e| self.database_error(e))?;
+                .await?;
+                for (step_index, step) in phase.steps.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO steps (run_id, phase_index, step_index, name, kind, status)
+                         VALUES ($1, $2, $3, $4, $5, 'pending')",
+                    )
+                    .bind(&run_id)
+                    .bind(phase_index as i64)
+                    .bind(step_index as i64)
+                    .bind(&step.name)
+                    .bind(step.kind.kind_name())
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
+            tx.commit().await
         }
-        tx.commit().await.map_err(|e| self.database_error(e))?;
+        .await)
+        .map_err(|e| self.database_error(e))?;
         self.run(&run_id).await
     }
 
@@ -289,22 +287,20 @@ impl Store {
         status: StepStatus,
     ) -> Result<(), StoreError> {
         let now = whoami::now();
-        sqlx::query(
-            "UPDATE phases SET status = ?,
-                 started_at = COALESCE(started_at, ?),
-                 ended_at = CASE WHEN ? IN ('running', 'pending') THEN NULL ELSE ? END
-             WHERE run_id = ? AND phase_index = ?",
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE phases SET status = $1,
+                 started_at = COALESCE(started_at, $2),
+                 ended_at = CASE WHEN $1 IN ('running', 'pending') THEN NULL ELSE $2 END
+             WHERE run_id = $3 AND phase_index = $4",
         )
-        .bind(status.as_str())
-        .bind(&now)
         .bind(status.as_str())
         .bind(&now)
         .bind(run_id)
         .bind(phase_index as i64)
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     /// Update one step's state together with the positions it observed.
@@ -322,36 +318,36 @@ impl Store {
             detail,
         } = update;
         let now = whoami::now();
-        sqlx::query(
-            "UPDATE steps SET status = ?,
-                 started_at = COALESCE(started_at, ?),
-                 ended_at = CASE WHEN ? IN ('running', 'pending') THEN NULL ELSE ? END,
-                 elapsed_ms = COALESCE(?, elapsed_ms),
-                 positions = COALESCE(?, positions),
-                 detail = COALESCE(?, detail)
-             WHERE run_id = ? AND phase_index = ? AND step_index = ?",
+        let positions = positions.as_ref().map(serde_json::Value::to_string);
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE steps SET status = $1,
+                 started_at = COALESCE(started_at, $2),
+                 ended_at = CASE WHEN $1 IN ('running', 'pending') THEN NULL ELSE $2 END,
+                 elapsed_ms = COALESCE($3, elapsed_ms),
+                 positions = COALESCE($4, positions),
+                 detail = COALESCE($5, detail)
+             WHERE run_id = $6 AND phase_index = $7 AND step_index = $8",
         )
         .bind(status.as_str())
         .bind(&now)
-        .bind(status.as_str())
-        .bind(&now)
         .bind(elapsed_ms.map(|ms| ms as i64))
-        .bind(positions.as_ref().map(serde_json::Value::to_string))
+        .bind(positions.as_deref())
         .bind(detail.as_deref())
         .bind(run_id)
         .bind(phase_index as i64)
         .bind(step_index as i64)
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     /// Append to the run's journal.
     pub async fn record(&self, run_id: &str, event: Event<'_>) -> Result<i64, StoreError> {
-        let result = sqlx::query(
+        let positions = event.positions.map(serde_json::Value::to_string);
+        on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
             "INSERT INTO events (run_id, at, phase, step, kind, cluster, positions, message)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(run_id)
         .bind(whoami::now())
@@ -359,12 +355,11 @@ impl Store {
         .bind(event.step)
         .bind(event.kind.as_str())
         .bind(event.cluster)
-        .bind(event.positions.map(serde_json::Value::to_string))
+        .bind(positions.as_deref())
         .bind(event.message)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(result.last_insert_rowid())
+        .fetch_one(pool)
+        .await)
+        .map_err(|e| self.database_error(e))
     }
 
     /// An event whose loss must not stop what is under way (a rollback, a
@@ -381,17 +376,17 @@ impl Store {
         phase_index: usize,
         completed_in: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE phases SET status = ?, completed_in = ? WHERE run_id = ? AND phase_index = ?",
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE phases SET status = $1, completed_in = $2 WHERE run_id = $3 AND phase_index = $4",
         )
         .bind(StepStatus::Skipped.as_str())
         .bind(completed_in)
         .bind(run_id)
         .bind(i64::try_from(phase_index).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     /// For each phase of this plan version (by index): the run that completed
@@ -401,23 +396,21 @@ impl Store {
         plan_name: &str,
         plan_sha256: &str,
     ) -> Result<std::collections::BTreeMap<usize, String>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, String, String)> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT p.phase_index, p.status, r.run_id FROM phases p JOIN runs r ON r.run_id = p.run_id
-             WHERE r.plan_name = ? AND r.plan_sha256 = ? AND r.dry_run = 0
+             WHERE r.plan_name = $1 AND r.plan_sha256 = $2 AND NOT r.dry_run
                AND p.status IN ('completed', 'rolled_back')
              ORDER BY r.started_at DESC, r.run_id DESC",
         )
         .bind(plan_name)
         .bind(plan_sha256)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         let mut newest: std::collections::BTreeMap<usize, (String, String)> = Default::default();
-        for row in rows {
-            let index = usize::try_from(row.get::<i64, _>("phase_index")).unwrap_or(usize::MAX);
-            newest
-                .entry(index)
-                .or_insert_with(|| (row.get("status"), row.get("run_id")));
+        for (index, status, run_id) in rows {
+            let index = usize::try_from(index).unwrap_or(usize::MAX);
+            newest.entry(index).or_insert((status, run_id));
         }
         Ok(newest
             .into_iter()
@@ -432,17 +425,18 @@ impl Store {
         status: RunStatus,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE runs SET status = ?, ended_at = ?, detail = COALESCE(?, detail) WHERE run_id = ?",
+        let updated = on_pool!(self, |pool| sqlx::query(
+            "UPDATE runs SET status = $1, ended_at = $2, detail = COALESCE($3, detail) WHERE run_id = $4",
         )
         .bind(status.as_str())
         .bind(whoami::now())
         .bind(detail)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|done| done.rows_affected()))
         .map_err(|e| self.database_error(e))?;
-        if updated.rows_affected() == 0 {
+        if updated == 0 {
             return Err(StoreError::UnknownRun(run_id.to_string()));
         }
         Ok(())
@@ -450,104 +444,117 @@ impl Store {
 
     /// This process takes over a run (for `resume` and `rollback`).
     pub async fn adopt_run(&self, run_id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE runs SET status = 'running', ended_at = NULL, host = ?, pid = ? WHERE run_id = ?",
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE runs SET status = 'running', ended_at = NULL, host = $1, pid = $2 WHERE run_id = $3",
         )
         .bind(whoami::hostname())
         .bind(i64::from(std::process::id()))
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(|e| self.database_error(e))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     pub async fn mark_point_of_no_return(&self, run_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET point_of_no_return = 1 WHERE run_id = ?")
-            .bind(run_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.database_error(e))?;
-        Ok(())
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE runs SET point_of_no_return = TRUE WHERE run_id = $1"
+        )
+        .bind(run_id)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 
     /// One run with its phases and steps.
     pub async fn run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
-        let row = sqlx::query(
-            "SELECT run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, started_at,
-                    ended_at, point_of_no_return, detail, host, pid
-             FROM runs WHERE run_id = ?",
-        )
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.database_error(e))?
-        .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
-        let mut run = RunRecord {
-            run_id: row.get("run_id"),
-            plan: row.get("plan_name"),
-            plan_path: row.get("plan_path"),
-            plan_sha256: row.get("plan_sha256"),
-            status: match RunStatus::parse(row.get::<&str, _>("status")) {
-                // A run whose process is gone was interrupted, whatever it last wrote.
-                Some(RunStatus::Running)
-                    if row.get::<&str, _>("host") == whoami::hostname()
-                        && !whoami::process_alive(
-                            u32::try_from(row.get::<i64, _>("pid")).unwrap_or(0),
-                            None,
-                        ) =>
-                {
-                    RunStatus::Interrupted
-                }
-                Some(status) => status,
-                None => RunStatus::Failed,
-            },
-            dry_run: row.get("dry_run"),
-            actor: row.get("actor"),
-            started_at: row.get("started_at"),
-            ended_at: row.get("ended_at"),
-            point_of_no_return: row.get("point_of_no_return"),
-            detail: row.get("detail"),
-            phases: Vec::new(),
+        let stored = on_pool!(self, |pool| async {
+            let Some(row) = sqlx::query(
+                "SELECT run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, started_at,
+                        ended_at, point_of_no_return, detail, host, pid
+                 FROM runs WHERE run_id = $1",
+            )
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let host: String = row.try_get("host")?;
+            let pid: i64 = row.try_get("pid")?;
+            let status: String = row.try_get("status")?;
+            let run = RunRecord {
+                run_id: row.try_get("run_id")?,
+                plan: row.try_get("plan_name")?,
+                plan_path: row.try_get("plan_path")?,
+                plan_sha256: row.try_get("plan_sha256")?,
+                status: match RunStatus::parse(&status) {
+                    // A run whose process is gone was interrupted, whatever it last wrote.
+                    Some(RunStatus::Running)
+                        if host == whoami::hostname()
+                            && !whoami::process_alive(u32::try_from(pid).unwrap_or(0), None) =>
+                    {
+                        RunStatus::Interrupted
+                    }
+                    Some(status) => status,
+                    None => RunStatus::Failed,
+                },
+                dry_run: row.try_get("dry_run")?,
+                actor: row.try_get("actor")?,
+                started_at: row.try_get("started_at")?,
+                ended_at: row.try_get("ended_at")?,
+                point_of_no_return: row.try_get("point_of_no_return")?,
+                detail: row.try_get("detail")?,
+                phases: Vec::new(),
+            };
+            let phases: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+                "SELECT phase_index, name, status, completed_in FROM phases WHERE run_id = $1 ORDER BY phase_index",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+            let mut steps = Vec::new();
+            for row in sqlx::query(
+                "SELECT phase_index, name, kind, status, elapsed_ms, started_at, ended_at, positions, detail
+                 FROM steps WHERE run_id = $1 ORDER BY phase_index, step_index",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?
+            {
+                let status: String = row.try_get("status")?;
+                let positions: Option<String> = row.try_get("positions")?;
+                steps.push((
+                    row.try_get::<i64, _>("phase_index")?,
+                    StepRecord {
+                        name: row.try_get("name")?,
+                        kind: row.try_get("kind")?,
+                        status: StepStatus::parse(&status).unwrap_or(StepStatus::Failed),
+                        elapsed_ms: row.try_get("elapsed_ms")?,
+                        started_at: row.try_get("started_at")?,
+                        ended_at: row.try_get("ended_at")?,
+                        positions: positions.and_then(|text| serde_json::from_str(&text).ok()),
+                        detail: row.try_get("detail")?,
+                    },
+                ));
+            }
+            Ok::<_, sqlx::Error>(Some((run, phases, steps)))
+        }
+        .await)
+        .map_err(|e| self.database_error(e))?;
+        let Some((mut run, phases, steps)) = stored else {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
         };
-        let phases = sqlx::query(
-            "SELECT phase_index, name, status, completed_in FROM phases WHERE run_id = ? ORDER BY phase_index",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.database_error(e))?;
-        let steps = sqlx::query(
-            "SELECT phase_index, name, kind, status, elapsed_ms, started_at, ended_at, positions, detail
-             FROM steps WHERE run_id = ? ORDER BY phase_index, step_index",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.database_error(e))?;
-        for phase in phases {
-            let phase_index: i64 = phase.get("phase_index");
+        for (phase_index, name, status, completed_in) in phases {
             run.phases.push(PhaseRecord {
-                name: phase.get("name"),
-                status: StepStatus::parse(phase.get::<&str, _>("status"))
-                    .unwrap_or(StepStatus::Failed),
-                completed_in: phase.get("completed_in"),
+                name,
+                status: StepStatus::parse(&status).unwrap_or(StepStatus::Failed),
+                completed_in,
                 steps: steps
                     .iter()
-                    .filter(|step| step.get::<i64, _>("phase_index") == phase_index)
-                    .map(|step| StepRecord {
-                        name: step.get("name"),
-                        kind: step.get("kind"),
-                        status: StepStatus::parse(step.get::<&str, _>("status"))
-                            .unwrap_or(StepStatus::Failed),
-                        elapsed_ms: step.get("elapsed_ms"),
-                        started_at: step.get("started_at"),
-                        ended_at: step.get("ended_at"),
-                        positions: step
-                            .get::<Option<String>, _>("positions")
-                            .and_then(|text| serde_json::from_str(&text).ok()),
-                        detail: step.get("detail"),
-                    })
+                    .filter(|(index, _)| *index == phase_index)
+                    .map(|(_, step)| step.clone())
                     .collect(),
             });
         }
@@ -556,12 +563,12 @@ impl Store {
 
     /// The most recent runs first.
     pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+        let ids: Vec<String> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         let mut runs = Vec::with_capacity(ids.len());
         for id in ids {
@@ -572,40 +579,61 @@ impl Store {
 
     /// The last drill stage a run journaled (`drill.promotion` → `promotion`).
     pub async fn last_drill_stage(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        let step: Option<String> = sqlx::query_scalar(
-            "SELECT step FROM events WHERE run_id = ? AND step LIKE 'drill.%' ORDER BY id DESC LIMIT 1",
+        let step: Option<Option<String>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT step FROM events WHERE run_id = $1 AND step LIKE 'drill.%' ORDER BY id DESC LIMIT 1",
         )
         .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
-        Ok(step.map(|s| s.trim_start_matches("drill.").to_string()))
+        Ok(step
+            .flatten()
+            .map(|s| s.trim_start_matches("drill.").to_string()))
     }
 
     /// The journal of one run, oldest first, as JSON objects.
     pub async fn events(&self, run_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        let rows = sqlx::query(
+        self.events_after(run_id, 0).await
+    }
+
+    /// The journal of one run past event `after` (its `id`), oldest first.
+    pub async fn events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT id, at, phase, step, kind, cluster, positions, message
-             FROM events WHERE run_id = ? ORDER BY id",
+             FROM events WHERE run_id = $1 AND id > $2 ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
-        .await
+        .bind(after)
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         Ok(rows
-            .iter()
-            .map(|row| {
+            .into_iter()
+            .map(|(id, at, phase, step, kind, cluster, positions, message)| {
                 serde_json::json!({
-                    "id": row.get::<i64, _>("id"),
-                    "at": row.get::<String, _>("at"),
-                    "phase": row.get::<Option<String>, _>("phase"),
-                    "step": row.get::<Option<String>, _>("step"),
-                    "kind": row.get::<String, _>("kind"),
-                    "cluster": row.get::<Option<String>, _>("cluster"),
-                    "positions": row
-                        .get::<Option<String>, _>("positions")
+                    "id": id,
+                    "at": at,
+                    "phase": phase,
+                    "step": step,
+                    "kind": kind,
+                    "cluster": cluster,
+                    "positions": positions
                         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()),
-                    "message": row.get::<Option<String>, _>("message"),
+                    "message": message,
                 })
             })
             .collect())

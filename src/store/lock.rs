@@ -1,10 +1,9 @@
-//! One run of a plan at a time, across processes on this host.
+//! One run of a plan at a time, across processes on this host (and, on a
+//! shared store, across hosts: a holder on another host keeps the lock).
 
-use serde::Serialize;
-use sqlx::Row;
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, exclusively, on_pool};
 use crate::whoami;
+use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LockHolder {
@@ -30,64 +29,65 @@ impl Store {
         plan: &str,
         run_id: &str,
     ) -> Result<PlanLock, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.database_error(e))?;
-        let existing = sqlx::query(
-            "SELECT run_id, actor, host, pid, pid_start_time, acquired_at FROM plan_locks WHERE plan_name = ?",
-        )
-        .bind(plan)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.database_error(e))?;
-        if let Some(row) = existing {
-            let holder = LockHolder {
-                run_id: row.get("run_id"),
-                actor: row.get("actor"),
-                host: row.get("host"),
-                pid: u32::try_from(row.get::<i64, _>("pid")).unwrap_or(0),
-                acquired_at: row.get("acquired_at"),
-            };
-            let start_time = row
-                .get::<Option<i64>, _>("pid_start_time")
-                .and_then(|t| u64::try_from(t).ok());
-            let same_host = holder.host == whoami::hostname();
-            if !same_host || whoami::process_alive(holder.pid, start_time) {
-                return Err(StoreError::LockHeld {
-                    plan: plan.to_string(),
-                    holder: Box::new(holder),
-                });
-            }
-            tracing::warn!(
-                plan,
-                stale_run = %holder.run_id,
-                pid = holder.pid,
-                "taking over the lock of a run whose process is gone"
-            );
-            sqlx::query("DELETE FROM plan_locks WHERE plan_name = ?")
+        let pid = std::process::id();
+        let here = whoami::hostname();
+        exclusively!(self, "plan_locks", |tx| {
+            async {
+            let existing: Option<(String, String, String, i64, Option<i64>, String)> =
+                sqlx::query_as(
+                    "SELECT run_id, actor, host, pid, pid_start_time, acquired_at FROM plan_locks WHERE plan_name = $1",
+                )
                 .bind(plan)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| self.database_error(e))?;
+            if let Some((holder_run, actor, host, holder_pid, start_time, acquired_at)) = existing {
+                let holder = LockHolder {
+                    run_id: holder_run,
+                    actor,
+                    host,
+                    pid: u32::try_from(holder_pid).unwrap_or(0),
+                    acquired_at,
+                };
+                let start_time = start_time.and_then(|t| u64::try_from(t).ok());
+                // A holder on another host cannot be seen from here: it keeps the lock.
+                let same_host = holder.host == here;
+                if !same_host || whoami::process_alive(holder.pid, start_time) {
+                    return Err(StoreError::LockHeld {
+                        plan: plan.to_string(),
+                        holder: Box::new(holder),
+                    });
+                }
+                tracing::warn!(
+                    plan,
+                    stale_run = %holder.run_id,
+                    pid = holder.pid,
+                    "taking over the lock of a run whose process is gone"
+                );
+                sqlx::query("DELETE FROM plan_locks WHERE plan_name = $1")
+                    .bind(plan)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.database_error(e))?;
+            }
+            sqlx::query(
+                "INSERT INTO plan_locks (plan_name, run_id, actor, host, pid, pid_start_time, acquired_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(plan)
+            .bind(run_id)
+            .bind(whoami::actor())
+            .bind(&here)
+            .bind(i64::from(pid))
+            .bind(whoami::process_start_time(pid).map(|t| t as i64))
+            .bind(whoami::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.database_error(e))?;
+            Ok::<_, StoreError>(())
         }
-        let pid = std::process::id();
-        sqlx::query(
-            "INSERT INTO plan_locks (plan_name, run_id, actor, host, pid, pid_start_time, acquired_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(plan)
-        .bind(run_id)
-        .bind(whoami::actor())
-        .bind(whoami::hostname())
-        .bind(i64::from(pid))
-        .bind(whoami::process_start_time(pid).map(|t| t as i64))
-        .bind(whoami::now())
-        .execute(&mut *tx)
         .await
-        .map_err(|e| self.database_error(e))?;
-        tx.commit().await.map_err(|e| self.database_error(e))?;
+        });
         Ok(PlanLock {
             plan: plan.to_string(),
             run_id: run_id.to_string(),
@@ -95,12 +95,14 @@ impl Store {
     }
 
     pub async fn release_plan_lock(&self, lock: PlanLock) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM plan_locks WHERE plan_name = ? AND run_id = ?")
-            .bind(&lock.plan)
-            .bind(&lock.run_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.database_error(e))?;
-        Ok(())
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM plan_locks WHERE plan_name = $1 AND run_id = $2"
+        )
+        .bind(&lock.plan)
+        .bind(&lock.run_id)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 }

@@ -1,5 +1,7 @@
-//! The state store: runs, the step journal, plan locks and the audit chain,
-//! in one SQLite file managed with migrations.
+//! The state store: runs, the step journal, plan locks, the audit chain and
+//! drills. An SQLite file in a state directory by default, or a PostgreSQL
+//! database several operators and hosts share (`--state postgres://…`), both
+//! managed with migrations, with the same SQL (`$N` placeholders) on either.
 
 mod audit;
 mod drills;
@@ -11,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::outcome::ErrorKind;
@@ -26,6 +30,59 @@ pub use progress::SnapshotProgress;
 
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "cutover.db";
+
+/// How long connecting to a shared store, or waiting for one of its
+/// connections, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the state lives: `--state` (or `CUTOVER_STATE`) as a directory, or
+/// the URL of a shared PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    Directory(PathBuf),
+    Postgres(String),
+}
+
+impl StateLocation {
+    /// `postgres://…` or `postgresql://…` is a shared store; anything else a
+    /// directory.
+    pub fn parse(text: &str) -> StateLocation {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            StateLocation::Postgres(text.to_string())
+        } else {
+            StateLocation::Directory(PathBuf::from(text))
+        }
+    }
+
+    /// How it is named in messages: a URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            StateLocation::Directory(dir) => dir.display().to_string(),
+            StateLocation::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{user}@{host}")
+        }
+        None => authority.to_string(),
+    };
+    let query_free = path.split('?').next().unwrap_or("");
+    if path.is_empty() {
+        format!("{scheme}://{authority}")
+    } else {
+        format!("{scheme}://{authority}/{query_free}")
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +100,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error("shared state store {url}: {reason}")]
+    Shared { url: String, reason: String },
     #[error(
         "plan `{plan}` is locked by run {} ({} pid {} on {}, since {})",
         holder.run_id, holder.actor, holder.pid, holder.host, holder.acquired_at
@@ -60,6 +119,7 @@ impl StoreError {
         match self {
             StoreError::LockHeld { .. } => ErrorKind::Refused,
             StoreError::UnknownRun(_) => ErrorKind::InvalidInput,
+            StoreError::Shared { .. } => ErrorKind::InvalidInput,
             StoreError::Directory { .. }
             | StoreError::Database { .. }
             | StoreError::Migration { .. } => ErrorKind::Failed,
@@ -71,6 +131,11 @@ impl StoreError {
             StoreError::Directory { .. } => {
                 Some("set --state or CUTOVER_STATE to a writable directory".into())
             }
+            StoreError::Shared { .. } => Some(
+                "check the URL in --state or CUTOVER_STATE (host, port, user, password, database) \
+                 and that the server accepts connections from this host"
+                    .into(),
+            ),
             StoreError::LockHeld { holder, .. } => Some(format!(
                 "wait for it to finish, or check it with `cutover status {}`",
                 holder.run_id
@@ -111,10 +176,63 @@ async fn migration_lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, 
     }
 }
 
+/// The database behind a store.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever backend it
+/// is: the same code and SQL for both. `$body` turns rows into the store's
+/// own types, so both arms have one type.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Runs `$body` in a transaction that no other writer of `$table` can
+/// interleave with (SQLite `BEGIN IMMEDIATE`, PostgreSQL an exclusive table
+/// lock), with `$tx` the transaction; commits when `$body` succeeds. `$body`
+/// returns `Result<T, StoreError>`.
+macro_rules! exclusively {
+    ($store:expr, $table:literal, |$tx:ident| $body:expr) => {{
+        let store = &$store;
+        match &store.backend {
+            $crate::store::Backend::Sqlite(pool) => {
+                let mut $tx = pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| store.database_error(e))?;
+                let value = $body?;
+                $tx.commit().await.map_err(|e| store.database_error(e))?;
+                value
+            }
+            $crate::store::Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await.map_err(|e| store.database_error(e))?;
+                sqlx::query(concat!("LOCK TABLE ", $table, " IN EXCLUSIVE MODE"))
+                    .execute(&mut *$tx)
+                    .await
+                    .map_err(|e| store.database_error(e))?;
+                let value = $body?;
+                $tx.commit().await.map_err(|e| store.database_error(e))?;
+                value
+            }
+        }
+    }};
+}
+pub(crate) use exclusively;
+
 /// Handle on the state database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Backend,
+    /// The file, or the shared store's URL without its password.
     path: PathBuf,
 }
 
@@ -128,6 +246,14 @@ impl Store {
             return PathBuf::from(home).join(".local/state/cutover");
         }
         PathBuf::from(".cutover-state")
+    }
+
+    /// Open the store wherever it lives, applying migrations.
+    pub async fn open_at(location: &StateLocation) -> Result<Store, StoreError> {
+        match location {
+            StateLocation::Directory(dir) => Store::open(dir).await,
+            StateLocation::Postgres(url) => Store::open_shared(url).await,
+        }
     }
 
     /// Open (creating if needed) the store in `dir` and apply migrations.
@@ -162,11 +288,56 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        Ok(Store { pool, path })
+        Ok(Store {
+            backend: Backend::Sqlite(pool),
+            path,
+        })
     }
 
+    /// Connect to a shared store and apply its migrations (PostgreSQL takes
+    /// the migrator's own lock, so several hosts may start at once).
+    pub async fn open_shared(url: &str) -> Result<Store, StoreError> {
+        let shown = redact_url(url);
+        let shared = |reason: String| StoreError::Shared {
+            url: shown.clone(),
+            reason,
+        };
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| shared(format!("not a PostgreSQL URL: {}", redact(&error, url))))?;
+        // One connection first, so that a refusal is reported at once, not
+        // retried until the pool gives up.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| shared(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|error| shared(connect_failure(&error, url)))?;
+        let _ = first.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|error| shared(connect_failure(&error, url)))?;
+        sqlx::migrate!("./migrations-postgres")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migration {
+                path: PathBuf::from(&shown),
+                source,
+            })?;
+        Ok(Store {
+            backend: Backend::Postgres(pool),
+            path: PathBuf::from(shown),
+        })
+    }
+
+    /// The SQLite file, or the shared store's URL without its password.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether other hosts may share this store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     fn database_error(&self, source: sqlx::Error) -> StoreError {
@@ -177,208 +348,86 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, |pool| pool.close().await);
+    }
+}
+
+/// An error's text with the URL's password taken out, should it appear.
+fn redact(error: &dyn std::fmt::Display, url: &str) -> String {
+    let text = error.to_string();
+    match password_of(url) {
+        Some(password) if !password.is_empty() => text.replace(&password, "***"),
+        _ => text,
+    }
+}
+
+fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let credentials = rest.split('/').next()?.rsplit_once('@')?.0;
+    Some(credentials.split_once(':')?.1.to_string())
+}
+
+/// One line on why the shared store could not be reached.
+fn connect_failure(error: &sqlx::Error, url: &str) -> String {
+    let text = redact(error, url);
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("password authentication failed") || lower.contains("28p01") {
+        "the server refused the user and password in the URL".into()
+    } else if lower.contains("does not exist") && lower.contains("database") {
+        format!("the database in the URL does not exist ({text})")
+    } else if lower.contains("timed out") || matches!(error, sqlx::Error::PoolTimedOut) {
+        format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())
+    } else if lower.contains("connection refused") {
+        "nothing listens at the URL's host and port (connection refused)".into()
+    } else {
+        format!("cannot connect: {text}")
+    }
+}
+
+#[doc(hidden)]
+impl Store {
+    /// Run one statement behind the store's back: for tests that tamper with
+    /// the audit chain or plant a lock, never for the product.
+    pub async fn execute_unchecked(&self, sql: String) -> Result<u64, StoreError> {
+        on_pool!(self, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(|e| self.database_error(e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{ExitCode, exit_code};
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn a_second_holder_of_the_plan_lock_is_refused_with_exit_3() {
-        let (_dir, store) = store().await;
-        let lock = store
-            .acquire_plan_lock("lab-switchover", "run-a")
-            .await
-            .unwrap();
-        let refused = store
-            .acquire_plan_lock("lab-switchover", "run-b")
-            .await
-            .unwrap_err();
-        let message = refused.to_string();
-        assert!(message.contains("locked by run run-a"), "{message}");
-        assert!(
-            message.contains(&format!("pid {}", std::process::id())),
-            "{message}"
+    #[test]
+    fn a_state_location_is_a_url_only_when_it_says_postgres() {
+        assert_eq!(
+            StateLocation::parse("/var/lib/cutover"),
+            StateLocation::Directory(PathBuf::from("/var/lib/cutover"))
         );
-        assert_eq!(exit_code(refused.kind()), ExitCode::Refused);
-        assert!(refused.hint().unwrap().contains("cutover status run-a"));
-        // Another plan is independent.
-        let other = store
-            .acquire_plan_lock("lab-migration", "run-c")
-            .await
-            .unwrap();
-        store.release_plan_lock(lock).await.unwrap();
-        store.release_plan_lock(other).await.unwrap();
-        let again = store
-            .acquire_plan_lock("lab-switchover", "run-d")
-            .await
-            .unwrap();
-        assert_eq!(again.run_id, "run-d");
+        assert!(matches!(
+            StateLocation::parse("postgresql://u:p@db/cutover"),
+            StateLocation::Postgres(_)
+        ));
     }
 
-    #[tokio::test]
-    async fn a_lock_whose_process_is_gone_is_taken_over() {
-        let (_dir, store) = store().await;
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = child.id();
-        child.wait().unwrap();
-        sqlx::query(
-            "INSERT INTO plan_locks (plan_name, run_id, actor, host, pid, pid_start_time, acquired_at)
-             VALUES ('p', 'crashed-run', 'someone', ?, ?, 1, 'then')",
-        )
-        .bind(crate::whoami::hostname())
-        .bind(i64::from(dead_pid))
-        .execute(&store.pool)
-        .await
-        .unwrap();
-        let lock = store.acquire_plan_lock("p", "new-run").await.unwrap();
-        assert_eq!(lock.run_id, "new-run");
-    }
-
-    #[tokio::test]
-    async fn a_lock_held_on_another_host_is_not_taken_over() {
-        let (_dir, store) = store().await;
-        sqlx::query(
-            "INSERT INTO plan_locks (plan_name, run_id, actor, host, pid, pid_start_time, acquired_at)
-             VALUES ('p', 'remote-run', 'ops@db-bastion', 'db-bastion', 1, NULL, 'then')",
-        )
-        .execute(&store.pool)
-        .await
-        .unwrap();
-        let error = store.acquire_plan_lock("p", "mine").await.unwrap_err();
-        assert!(error.to_string().contains("on db-bastion"), "{error}");
-    }
-
-    async fn audited_store() -> (tempfile::TempDir, Store) {
-        let (dir, store) = store().await;
-        for (index, action) in ["SET GLOBAL read_only = 1", "STOP SLAVE", "DNS CAS"]
-            .iter()
-            .enumerate()
-        {
-            store
-                .audit(&AuditEntry {
-                    run_id: Some("run-1".into()),
-                    step: Some(format!("step-{index}")),
-                    target: "c1".into(),
-                    action: action.to_string(),
-                    result: "ok".into(),
-                })
-                .await
-                .unwrap();
-        }
-        (dir, store)
-    }
-
-    /// Three chained entries, changed behind the store's back by `tampering`, then verified.
-    async fn verify_after(tampering: &'static str) -> AuditVerification {
-        let (_dir, store) = audited_store().await;
-        sqlx::query(tampering).execute(&store.pool).await.unwrap();
-        store.verify_audit().await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn an_untouched_audit_chain_verifies() {
-        let (_dir, store) = audited_store().await;
-        let verification = store.verify_audit().await.unwrap();
-        assert!(verification.intact, "{verification:?}");
-        assert_eq!(verification.entries, 3);
-        assert_eq!(store.audit_entries(10).await.unwrap().len(), 3);
-    }
-
-    #[tokio::test]
-    async fn an_edited_audit_entry_is_detected() {
-        let verification =
-            verify_after("UPDATE audit_log SET result = 'failed' WHERE seq = 2").await;
-        assert!(!verification.intact);
-        assert_eq!(verification.problems.len(), 1, "{verification:?}");
-        assert_eq!(verification.problems[0].seq, Some(2));
-        assert!(verification.problems[0].problem.contains("modified"));
-    }
-
-    #[tokio::test]
-    async fn a_deleted_audit_entry_is_detected() {
-        let verification = verify_after("DELETE FROM audit_log WHERE seq = 2").await;
-        assert!(!verification.intact);
-        assert!(
-            verification
-                .problems
-                .iter()
-                .any(|p| p.problem.contains("missing")),
-            "{verification:?}"
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_url("postgres://cutover:s3cret@127.0.0.40:15432/cutover?sslmode=disable"),
+            "postgres://cutover@127.0.0.40:15432/cutover"
         );
-    }
-
-    #[tokio::test]
-    async fn a_deleted_last_entry_is_detected() {
-        let verification = verify_after("DELETE FROM audit_log WHERE seq = 3").await;
-        assert!(!verification.intact);
-        assert!(
-            verification
-                .problems
-                .iter()
-                .any(|p| p.problem.contains("last 1 entry")),
-            "{verification:?}"
+        assert_eq!(redact_url("postgres://db.bank/x"), "postgres://db.bank/x");
+        assert_eq!(
+            StateLocation::parse("postgres://a:b@h/d").display(),
+            "postgres://a@h/d"
         );
-    }
-
-    #[tokio::test]
-    async fn a_rewritten_chain_with_a_forged_hash_is_detected() {
-        // Edit the entry and replace only its own hash: the next link breaks.
-        let verification =
-            verify_after("UPDATE audit_log SET action = 'nothing', hash = 'forged' WHERE seq = 1")
-                .await;
-        assert!(!verification.intact);
-        assert!(verification.problems.len() >= 2, "{verification:?}");
-    }
-
-    #[tokio::test]
-    async fn journal_records_intent_and_result_events() {
-        let (_dir, store) = store().await;
-        let plan = crate::plan::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/plans/lab-switchover.yaml"
-        )))
-        .unwrap();
-        let run = store.create_run(&plan, false).await.unwrap();
-        let positions = serde_json::json!({"frozen_gtid": "0-10-99"});
-        store
-            .record(
-                &run.run_id,
-                Event::new(EventKind::Intent)
-                    .phase("cutover")
-                    .step("switchover-c1.freeze")
-                    .cluster(Some("legacy")),
-            )
-            .await
-            .unwrap();
-        store
-            .record(
-                &run.run_id,
-                Event::new(EventKind::Result)
-                    .phase("cutover")
-                    .step("switchover-c1.freeze")
-                    .cluster(Some("legacy"))
-                    .positions(&positions)
-                    .message("ok"),
-            )
-            .await
-            .unwrap();
-        let events = store.events(&run.run_id).await.unwrap();
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0]["kind"], "intent");
-        assert_eq!(events[1]["positions"]["frozen_gtid"], "0-10-99");
-        let recorded = store.run(&run.run_id).await.unwrap();
-        assert_eq!(recorded.status, RunStatus::Running);
-        assert_eq!(recorded.phases.len(), 2);
-        assert_eq!(recorded.phases[1].steps.len(), 8);
+        let error = std::io::Error::other("password s3cret rejected");
+        assert_eq!(
+            redact(&error, "postgres://u:s3cret@h/d"),
+            "password *** rejected"
+        );
     }
 }

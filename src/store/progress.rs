@@ -1,9 +1,7 @@
 //! How far a snapshot got on each target and table. The snapshot owns the
 //! meaning of `loaded` (a JSON document); the store only keeps it durable.
 
-use sqlx::Row;
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, on_pool};
 use crate::whoami;
 
 /// One target's progress on one table.
@@ -22,33 +20,29 @@ impl Store {
         step: &str,
         entries: &[SnapshotProgress],
     ) -> Result<(), StoreError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.database_error(e))?;
         let now = whoami::now();
-        for entry in entries {
-            sqlx::query(
-                "INSERT INTO snapshot_progress (run_id, step, target, table_name, loaded, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (run_id, step, target, table_name)
-                 DO UPDATE SET loaded = excluded.loaded, updated_at = excluded.updated_at",
-            )
-            .bind(run_id)
-            .bind(step)
-            .bind(&entry.target)
-            .bind(&entry.table)
-            .bind(&entry.loaded)
-            .bind(&now)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|e| self.database_error(e))?;
+        on_pool!(self, |pool| async {
+            let mut transaction = pool.begin().await?;
+            for entry in entries {
+                sqlx::query(
+                    "INSERT INTO snapshot_progress (run_id, step, target, table_name, loaded, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (run_id, step, target, table_name)
+                     DO UPDATE SET loaded = excluded.loaded, updated_at = excluded.updated_at",
+                )
+                .bind(run_id)
+                .bind(step)
+                .bind(&entry.target)
+                .bind(&entry.table)
+                .bind(&entry.loaded)
+                .bind(&now)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await
         }
-        transaction
-            .commit()
-            .await
-            .map_err(|e| self.database_error(e))
+        .await)
+        .map_err(|e| self.database_error(e))
     }
 
     /// Everything recorded for one step of one run.
@@ -57,21 +51,21 @@ impl Store {
         run_id: &str,
         step: &str,
     ) -> Result<Vec<SnapshotProgress>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String, String)> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT target, table_name, loaded FROM snapshot_progress
-             WHERE run_id = ? AND step = ? ORDER BY target, table_name",
+             WHERE run_id = $1 AND step = $2 ORDER BY target, table_name",
         )
         .bind(run_id)
         .bind(step)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|e| self.database_error(e))?;
         Ok(rows
             .into_iter()
-            .map(|row| SnapshotProgress {
-                target: row.get(0),
-                table: row.get(1),
-                loaded: row.get(2),
+            .map(|(target, table, loaded)| SnapshotProgress {
+                target,
+                table,
+                loaded,
             })
             .collect())
     }
@@ -82,12 +76,14 @@ impl Store {
         run_id: &str,
         step: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM snapshot_progress WHERE run_id = ? AND step = ?")
-            .bind(run_id)
-            .bind(step)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.database_error(e))?;
-        Ok(())
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM snapshot_progress WHERE run_id = $1 AND step = $2"
+        )
+        .bind(run_id)
+        .bind(step)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| self.database_error(e))
     }
 }

@@ -177,7 +177,17 @@ impl LabFixture {
         LabFixture::start(rows, false, flavor)
     }
 
+    /// A replicating MariaDB lab with its PostgreSQL for a shared state
+    /// store (`CUTOVER_LAB_STATE_URL`).
+    pub fn up_shared() -> LabFixture {
+        LabFixture::start_with(2000, true, Flavor::MariaDb, &["--postgres"])
+    }
+
     fn start(rows: u64, replicating: bool, flavor: Flavor) -> LabFixture {
+        LabFixture::start_with(rows, replicating, flavor, &[])
+    }
+
+    fn start_with(rows: u64, replicating: bool, flavor: Flavor, extra: &[&str]) -> LabFixture {
         let sandbox = Sandbox::new();
         let rows = rows.to_string();
         let lab_dir = sandbox.path().join("lab");
@@ -193,6 +203,7 @@ impl LabFixture {
                 flavor.name(),
             ])
             .args(replicating.then_some("--replicating"))
+            .args(extra)
             .arg("--dir")
             .arg(&lab_dir)
             .assert()
