@@ -12,7 +12,17 @@ pub fn actor() -> String {
     format!("{user}@{}", hostname())
 }
 
+/// This orchestrator's host identity in locks, leases and the journal:
+/// `CUTOVER_HOST_ID` when set (several orchestrators on one machine, or a
+/// host known by another name), else the host name.
+pub const HOST_ID_ENV: &str = "CUTOVER_HOST_ID";
+
 pub fn hostname() -> String {
+    if let Ok(id) = std::env::var(HOST_ID_ENV)
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_string();
+    }
     nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())

@@ -161,10 +161,12 @@ pub async fn run(
             return Err(error.into());
         }
     };
+    let store = store.fenced_by(&lock);
     let mut state = Context::initial_state(&plan);
     state.primary = drill.primary.clone();
     state.dns_points_to = drill.primary.clone();
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.clone(), true, state)?;
+    ctx.hold_lease(&lock);
     ctx.phase = "drill".into();
     let mut progress = Progress::new(
         (store.clone(), run_id.clone()),

@@ -198,6 +198,7 @@ pub async fn resume(
         .first()
         .map_or_else(|| unix_ms(SystemTime::now()), |s| s.unix_ms - s.at_ms);
     let lock = store.acquire_plan_lock(&plan.name, drill_id).await?;
+    let store = store.fenced_by(&lock);
     store.adopt_run(drill_id).await?;
     let plan = Arc::new(plan);
     let mut state = Context::initial_state(&plan);
@@ -210,6 +211,7 @@ pub async fn resume(
         true,
         state,
     )?;
+    ctx.hold_lease(&lock);
     ctx.phase = "drill".into();
     recovery::reconcile_with_live(&mut ctx).await;
 

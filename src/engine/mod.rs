@@ -69,13 +69,18 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// Another orchestrator holds the plan's lease now.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::Store(error) => error.kind(),
-            EngineError::EarlierPhasesNotCompleted { .. } => ErrorKind::Refused,
+            EngineError::EarlierPhasesNotCompleted { .. } | EngineError::LeaseLost(_) => {
+                ErrorKind::Refused
+            }
             EngineError::JournalDisagrees { .. } => ErrorKind::Failed,
             EngineError::UnknownPhase(_)
             | EngineError::PlanChanged { .. }
@@ -97,6 +102,10 @@ impl EngineError {
                 "see `cutover topology PLAN`, then `cutover rollback {run_id}` or put the servers back by hand"
             )),
             EngineError::Store(error) => error.hint(),
+            EngineError::LeaseLost(_) => Some(
+                "another orchestrator took the run over; follow it with `cutover status RUN_ID`"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -127,6 +136,9 @@ enum Ending {
         reason: String,
         next: String,
     },
+    /// This process lost the plan's lease to another orchestrator: it stops
+    /// where it is and journals nothing more.
+    Deposed(String),
 }
 
 async fn release(store: &Store, lock: PlanLock) {
@@ -155,6 +167,7 @@ async fn finish(
         Ending::Failed { reason, next } => {
             (RunStatus::Failed, Some(reason.clone()), Some(next.clone()))
         }
+        Ending::Deposed(why) => return Err(EngineError::LeaseLost(why.clone())),
     };
     store.finish_run(run_id, status, detail.as_deref()).await?;
     let record = store.run(run_id).await?;
@@ -173,6 +186,9 @@ async fn finish(
 }
 
 fn store_failure(ctx: &Context, error: StoreError) -> Ending {
+    if matches!(error, StoreError::LeaseLost { .. }) {
+        return Ending::Deposed(error.to_string());
+    }
     Ending::Failed {
         reason: format!("the state store failed, so the journal is incomplete: {error}"),
         next: format!(
@@ -225,6 +241,11 @@ async fn conclude(
     started: Instant,
     lock: PlanLock,
 ) -> Result<RunReport, EngineError> {
+    if let Ending::Deposed(why) = &outcome {
+        // The lease is another's now: nothing to journal, nothing to release.
+        ctx.drop_sessions().await;
+        return Err(EngineError::LeaseLost(why.clone()));
+    }
     let state = ctx.state.clone();
     let freeze = ctx.write_freeze_ms;
     let data_mismatch = ctx.data_mismatch;

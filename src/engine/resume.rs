@@ -41,11 +41,13 @@ pub async fn resume(
         ResumeAction::TakeUp { phase, step, how } => (phase, step, how),
     };
     let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    let store = store.fenced_by(&lock);
     store.adopt_run(run_id).await?;
     let plan = Arc::new(plan);
     let started = Instant::now();
     let state = journaled_state(&record, &plan);
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
+    ctx.hold_lease(&lock);
     let phase = &plan.phases[phase_index];
     let outcome = if how != TakeUp::RollBackPhase {
         let continues = how == TakeUp::FromJournal;
@@ -134,6 +136,7 @@ async fn confirm_finished(
 ) -> Result<RunReport, EngineError> {
     let run_id = record.run_id.as_str();
     let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    let store = store.fenced_by(&lock);
     store.adopt_run(run_id).await?;
     let started = Instant::now();
     let journal = match recovery::last_journaled_state(&store, run_id).await? {

@@ -56,6 +56,7 @@ pub async fn rollback(
         }
     }
     let lock = store.acquire_plan_lock(&plan.name, run_id).await?;
+    let store = store.fenced_by(&lock);
     store.adopt_run(run_id).await?;
     let plan = Arc::new(plan);
     let started = Instant::now();
@@ -73,6 +74,7 @@ pub async fn rollback(
         })
         .unwrap_or_else(|| Context::initial_state(&plan));
     let mut ctx = Context::new(plan.clone(), store.clone(), run_id.to_string(), yes, state)?;
+    ctx.hold_lease(&lock);
     // An earlier rollback may have died between an action and its journal entry.
     recovery::reconcile_with_live(&mut ctx).await;
     store

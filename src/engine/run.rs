@@ -93,23 +93,27 @@ pub async fn run(
             return Err(error.into());
         }
     };
+    let store = store.fenced_by(&lock);
     for (index, completed_in) in &carried {
         store
             .set_phase_completed_in(&run_id, *index, completed_in)
             .await?;
     }
-    let result = run_locked(&plan, &store, &run_id, &phases, &options).await;
-    release(&store, lock).await;
+    let result = run_locked(&plan, &store, &lock, &phases, &options).await;
+    if !matches!(result, Err(EngineError::LeaseLost(_))) {
+        release(&store, lock).await;
+    }
     result
 }
 
 async fn run_locked(
     plan: &Arc<ValidatedPlan>,
     store: &Store,
-    run_id: &str,
+    lock: &PlanLock,
     phases: &[(usize, &Phase)],
     options: &RunOptions,
 ) -> Result<RunReport, EngineError> {
+    let run_id = lock.run_id.as_str();
     let started = Instant::now();
     tracing::info!(
         "run {run_id}: prechecks on {} cluster(s)",
@@ -186,6 +190,7 @@ async fn run_locked(
         options.yes,
         state.clone(),
     )?;
+    ctx.hold_lease(lock);
     let mut phase_starts = PhaseStartChecks::new(schedule.phase_starts.clone());
     let outcome = execute(&mut ctx, phases, None, &mut phase_starts).await;
     state = ctx.state.clone();
@@ -264,12 +269,23 @@ pub(super) async fn execute(
             recovery::step_starting();
             ctx.phase = phase.name.clone();
             ctx.step = step.name.clone();
+            if step.kind.is_mutating()
+                && let Some(lease) = &ctx.lease
+                && let Err(why) = lease
+                    .check_before_step(step.kind.time_bound(&ctx.plan))
+                    .await
+            {
+                return Ending::Deposed(why);
+            }
             let result = run_step(ctx, *phase_index, step_index, step).await;
             // Only the interrupted step continues; every later one starts afresh.
             ctx.resuming = false;
             match result {
                 Ok(()) => {}
                 Err(StepFailure::Store(error)) => return store_failure(ctx, error),
+                Err(StepFailure::Step(_)) if ctx.lease_lost().is_some() => {
+                    return Ending::Deposed(ctx.lease_lost().unwrap_or_default());
+                }
                 Err(StepFailure::Step(error)) => {
                     let reason = format!(
                         "step `{}/{}` ({}): {error}",

@@ -184,6 +184,10 @@ pub fn describe(_plan: &ValidatedPlan, targets: &[String], timeout: Duration) ->
 impl super::StepBehaviour for crate::plan::kinds::CatchUp {
     type Observed = CatchUpObserved;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.timeout
+    }
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,

@@ -13,7 +13,7 @@ use crate::mysql::control;
 use crate::mysql::{Endpoint, Flavor, MysqlError, Session};
 use crate::plan::ValidatedPlan;
 use crate::secret::{self, Secret, SecretError};
-use crate::store::{AuditEntry, Store};
+use crate::store::{AuditEntry, LeaseKeeper, PlanLock, Store};
 
 /// Who holds what, as of the last completed step. Journaled with every step
 /// so `resume` and `rollback` can rebuild it from the state store alone.
@@ -208,6 +208,8 @@ pub struct Context {
     /// The step about to run was interrupted and is being continued (`cutover
     /// resume`): it picks up from what it journaled instead of starting over.
     pub resuming: bool,
+    /// The plan's lease this run holds (and renews), once it holds one.
+    pub lease: Option<LeaseKeeper>,
     endpoints: HashMap<String, Endpoint>,
     flavors: HashMap<String, Flavor>,
     sessions: HashMap<String, Session>,
@@ -240,6 +242,7 @@ impl Context {
             sessions_ended: Vec::new(),
             replication_links: Vec::new(),
             resuming: false,
+            lease: None,
             endpoints,
             flavors: HashMap::new(),
             sessions: HashMap::new(),
@@ -270,6 +273,14 @@ impl Context {
 
     /// A cached connection to `cluster`, opened on first use.
     pub async fn session(&mut self, cluster: &str) -> Result<&mut Session, MysqlError> {
+        // A run that lost its lease to another orchestrator acts on nothing more.
+        if let Some(why) = self.lease.as_ref().and_then(LeaseKeeper::lost) {
+            return Err(MysqlError::Connect {
+                cluster: cluster.to_string(),
+                address: "-".into(),
+                reason: why,
+            });
+        }
         if !self.sessions.contains_key(cluster) {
             let endpoint = self.endpoint(cluster)?.clone();
             let mut session = Session::connect(&endpoint).await?;
@@ -334,6 +345,18 @@ impl Context {
             algorithm: dns.tsig.algorithm,
             secret: secret::resolve(&dns.tsig.secret, &format!("TSIG key `{}`", dns.tsig.name))?,
         }))
+    }
+
+    /// Hold `lock` for the rest of this run: renew it in the background, and
+    /// make every journal write name it (a write after it is lost is refused).
+    pub fn hold_lease(&mut self, lock: &PlanLock) {
+        self.store = self.store.fenced_by(lock);
+        self.lease = Some(LeaseKeeper::start(&self.store, lock));
+    }
+
+    /// Why this run's lease is lost, if it is.
+    pub fn lease_lost(&self) -> Option<String> {
+        self.lease.as_ref().and_then(LeaseKeeper::lost)
     }
 
     /// Append to the audit chain; a failing audit write is logged, not fatal,

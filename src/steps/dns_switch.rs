@@ -107,6 +107,10 @@ pub fn describe(
 impl super::StepBehaviour for crate::plan::kinds::DnsSwitch {
     type Observed = Switched;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.verify_timeout
+    }
+
     async fn act(&self, ctx: &mut crate::steps::context::Context) -> Result<Switched, StepError> {
         act(ctx, &self.to, self.wait_ttl, self.verify_timeout).await
     }

@@ -278,6 +278,10 @@ pub fn describe(
 impl super::StepBehaviour for crate::plan::kinds::Freeze {
     type Observed = FreezeObserved;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.drain_timeout * 2 + self.budget
+    }
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,

@@ -23,6 +23,10 @@ pub fn describe(command: &[String], timeout: Duration, cluster: Option<&str>) ->
 impl super::StepBehaviour for crate::plan::kinds::Hook {
     type Observed = HookRan;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.timeout
+    }
+
     async fn act(&self, ctx: &mut crate::steps::context::Context) -> Result<HookRan, StepError> {
         run(ctx, &self.command, self.timeout, self.cluster.as_deref()).await
     }

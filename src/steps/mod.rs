@@ -108,6 +108,13 @@ pub trait StepBehaviour {
     /// Whether it changes a server or DNS (and so needs an inverse and an audit entry).
     fn is_mutating(&self) -> bool;
 
+    /// How long it may take by its own settings: the plan's lease must have
+    /// comfortably more life than this before it starts (a step with no
+    /// bound of its own: the freeze budget).
+    fn time_bound(&self, plan: &ValidatedPlan) -> std::time::Duration {
+        plan.gates.freeze_budget
+    }
+
     /// Whether `cutover resume` continues a phase interrupted in or after this
     /// step instead of rolling it back: the step either journals its own
     /// progress (`snapshot`), picks up what is already in place (`replicate`),
@@ -159,6 +166,10 @@ macro_rules! dispatch_to_kinds {
 
             fn is_mutating(&self) -> bool {
                 match self { $( StepKind::$kind(k) => k.is_mutating(), )* }
+            }
+
+            fn time_bound(&self, plan: &ValidatedPlan) -> std::time::Duration {
+                match self { $( StepKind::$kind(k) => k.time_bound(plan), )* }
             }
 
             fn continues_after_interruption(&self) -> bool {

@@ -92,6 +92,10 @@ pub fn describe(plan: &ValidatedPlan, targets: &[String], timeout: Duration) -> 
 impl super::StepBehaviour for crate::plan::kinds::Replicate {
     type Observed = ReplicateObserved;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.timeout
+    }
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,

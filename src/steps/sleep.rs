@@ -33,6 +33,10 @@ pub fn describe(duration: Duration) -> Description {
 impl super::StepBehaviour for crate::plan::kinds::Sleep {
     type Observed = SleepObserved;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.duration
+    }
+
     async fn act(
         &self,
         _ctx: &mut crate::steps::context::Context,

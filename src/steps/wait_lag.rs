@@ -94,6 +94,10 @@ pub fn describe(
 impl super::StepBehaviour for crate::plan::kinds::WaitLag {
     type Observed = WaitLagObserved;
 
+    fn time_bound(&self, _plan: &crate::plan::ValidatedPlan) -> std::time::Duration {
+        self.timeout
+    }
+
     async fn act(
         &self,
         ctx: &mut crate::steps::context::Context,

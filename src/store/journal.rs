@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, fenced, on_pool};
 use crate::plan::ValidatedPlan;
 use crate::whoami;
 
@@ -287,7 +287,7 @@ impl Store {
         status: StepStatus,
     ) -> Result<(), StoreError> {
         let now = whoami::now();
-        on_pool!(self, |pool| sqlx::query(
+        fenced!(self, |tx| sqlx::query(
             "UPDATE phases SET status = $1,
                  started_at = COALESCE(started_at, $2),
                  ended_at = CASE WHEN $1 IN ('running', 'pending') THEN NULL ELSE $2 END
@@ -297,10 +297,9 @@ impl Store {
         .bind(&now)
         .bind(run_id)
         .bind(phase_index as i64)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .map(|_| ()))
-        .map_err(|e| self.database_error(e))
     }
 
     /// Update one step's state together with the positions it observed.
@@ -319,7 +318,7 @@ impl Store {
         } = update;
         let now = whoami::now();
         let positions = positions.as_ref().map(serde_json::Value::to_string);
-        on_pool!(self, |pool| sqlx::query(
+        fenced!(self, |tx| sqlx::query(
             "UPDATE steps SET status = $1,
                  started_at = COALESCE(started_at, $2),
                  ended_at = CASE WHEN $1 IN ('running', 'pending') THEN NULL ELSE $2 END,
@@ -336,16 +335,15 @@ impl Store {
         .bind(run_id)
         .bind(phase_index as i64)
         .bind(step_index as i64)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .map(|_| ()))
-        .map_err(|e| self.database_error(e))
     }
 
     /// Append to the run's journal.
     pub async fn record(&self, run_id: &str, event: Event<'_>) -> Result<i64, StoreError> {
         let positions = event.positions.map(serde_json::Value::to_string);
-        on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
+        fenced!(self, |tx| sqlx::query_scalar::<_, i64>(
             "INSERT INTO events (run_id, at, phase, step, kind, cluster, positions, message)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
@@ -357,9 +355,8 @@ impl Store {
         .bind(event.cluster)
         .bind(positions.as_deref())
         .bind(event.message)
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await)
-        .map_err(|e| self.database_error(e))
     }
 
     /// An event whose loss must not stop what is under way (a rollback, a
@@ -376,17 +373,18 @@ impl Store {
         phase_index: usize,
         completed_in: &str,
     ) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query(
+        fenced!(self, |tx| {
+            sqlx::query(
             "UPDATE phases SET status = $1, completed_in = $2 WHERE run_id = $3 AND phase_index = $4",
         )
         .bind(StepStatus::Skipped.as_str())
         .bind(completed_in)
         .bind(run_id)
         .bind(i64::try_from(phase_index).unwrap_or(i64::MAX))
-        .execute(pool)
+        .execute(&mut *tx)
         .await
-        .map(|_| ()))
-        .map_err(|e| self.database_error(e))
+        .map(|_| ())
+        })
     }
 
     /// For each phase of this plan version (by index): the run that completed
@@ -425,17 +423,18 @@ impl Store {
         status: RunStatus,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let updated = on_pool!(self, |pool| sqlx::query(
+        let updated = fenced!(self, |tx| {
+            sqlx::query(
             "UPDATE runs SET status = $1, ended_at = $2, detail = COALESCE($3, detail) WHERE run_id = $4",
         )
         .bind(status.as_str())
         .bind(whoami::now())
         .bind(detail)
         .bind(run_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
-        .map(|done| done.rows_affected()))
-        .map_err(|e| self.database_error(e))?;
+        .map(|done| done.rows_affected())
+        })?;
         if updated == 0 {
             return Err(StoreError::UnknownRun(run_id.to_string()));
         }
@@ -444,31 +443,32 @@ impl Store {
 
     /// This process takes over a run (for `resume` and `rollback`).
     pub async fn adopt_run(&self, run_id: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query(
+        fenced!(self, |tx| {
+            sqlx::query(
             "UPDATE runs SET status = 'running', ended_at = NULL, host = $1, pid = $2 WHERE run_id = $3",
         )
         .bind(whoami::hostname())
         .bind(i64::from(std::process::id()))
         .bind(run_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
-        .map(|_| ()))
-        .map_err(|e| self.database_error(e))
+        .map(|_| ())
+        })
     }
 
     pub async fn mark_point_of_no_return(&self, run_id: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query(
+        fenced!(self, |tx| sqlx::query(
             "UPDATE runs SET point_of_no_return = TRUE WHERE run_id = $1"
         )
         .bind(run_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .map(|_| ()))
-        .map_err(|e| self.database_error(e))
     }
 
     /// One run with its phases and steps.
     pub async fn run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        let clock = self.clock_sql();
         let stored = on_pool!(self, |pool| async {
             let Some(row) = sqlx::query(
                 "SELECT run_id, plan_name, plan_path, plan_sha256, status, dry_run, actor, started_at,
@@ -484,6 +484,17 @@ impl Store {
             let host: String = row.try_get("host")?;
             let pid: i64 = row.try_get("pid")?;
             let status: String = row.try_get("status")?;
+            // A run of another host is running only while it holds its lease.
+            let lease_left: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT expires_at_ms - {clock} FROM plan_locks WHERE run_id = $1"
+            )))
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?;
+            let lease_lapsed = match lease_left {
+                None => true,
+                Some(left) => left.is_some_and(|left| left <= 0),
+            };
             let run = RunRecord {
                 run_id: row.try_get("run_id")?,
                 plan: row.try_get("plan_name")?,
@@ -492,8 +503,9 @@ impl Store {
                 status: match RunStatus::parse(&status) {
                     // A run whose process is gone was interrupted, whatever it last wrote.
                     Some(RunStatus::Running)
-                        if host == whoami::hostname()
-                            && !whoami::process_alive(u32::try_from(pid).unwrap_or(0), None) =>
+                        if (host == whoami::hostname()
+                            && !whoami::process_alive(u32::try_from(pid).unwrap_or(0), None))
+                            || (host != whoami::hostname() && lease_lapsed) =>
                     {
                         RunStatus::Interrupted
                     }

@@ -6,6 +6,7 @@
 mod audit;
 mod drills;
 mod journal;
+mod keeper;
 mod lock;
 mod progress;
 
@@ -25,7 +26,8 @@ pub use journal::{
     Event, EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate,
     best_effort, new_run_id,
 };
-pub use lock::{LockHolder, PlanLock};
+pub use keeper::LeaseKeeper;
+pub use lock::{LEASE_RENEW_ENV, LEASE_TTL_ENV, LeaseSettings, LockHolder, PlanLock};
 pub use progress::SnapshotProgress;
 
 /// File name of the database inside the state directory.
@@ -102,13 +104,25 @@ pub enum StoreError {
     },
     #[error("shared state store {url}: {reason}")]
     Shared { url: String, reason: String },
+    #[error("state store settings: {0}")]
+    Settings(String),
     #[error(
-        "plan `{plan}` is locked by run {} ({} pid {} on {}, since {})",
-        holder.run_id, holder.actor, holder.pid, holder.host, holder.acquired_at
+        "plan `{plan}` is locked by run {} ({} pid {} on {}, since {}){}",
+        holder.run_id, holder.actor, holder.pid, holder.host, holder.acquired_at,
+        holder.expires_in_ms.map(|ms| format!("; its lease expires in {:.1} s unless renewed", ms as f64 / 1000.0)).unwrap_or_default()
     )]
     LockHeld {
         plan: String,
         holder: Box<LockHolder>,
+    },
+    #[error(
+        "this process lost the lease of plan `{plan}` (epoch {epoch}); it is held by {now_held_by}: \
+         this process stops here and writes nothing more"
+    )]
+    LeaseLost {
+        plan: String,
+        epoch: i64,
+        now_held_by: String,
     },
     #[error("no run with id `{0}` in the state store")]
     UnknownRun(String),
@@ -117,9 +131,9 @@ pub enum StoreError {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::LockHeld { .. } => ErrorKind::Refused,
+            StoreError::LockHeld { .. } | StoreError::LeaseLost { .. } => ErrorKind::Refused,
             StoreError::UnknownRun(_) => ErrorKind::InvalidInput,
-            StoreError::Shared { .. } => ErrorKind::InvalidInput,
+            StoreError::Shared { .. } | StoreError::Settings(_) => ErrorKind::InvalidInput,
             StoreError::Directory { .. }
             | StoreError::Database { .. }
             | StoreError::Migration { .. } => ErrorKind::Failed,
@@ -141,6 +155,13 @@ impl StoreError {
                 holder.run_id
             )),
             StoreError::UnknownRun(_) => Some("list runs with `cutover status`".into()),
+            StoreError::LeaseLost { .. } => Some(
+                "another orchestrator took the run over; follow it with `cutover status RUN_ID`"
+                    .into(),
+            ),
+            StoreError::Settings(_) => Some(format!(
+                "set {LEASE_TTL_ENV} (e.g. 30s) and {LEASE_RENEW_ENV} (at most half of it), or unset both"
+            )),
             _ => None,
         }
     }
@@ -228,12 +249,69 @@ macro_rules! exclusively {
 }
 pub(crate) use exclusively;
 
+/// Runs `$body` (a journal write, `$tx` its transaction, returning
+/// `Result<T, sqlx::Error>`) only while the store's fencing token still holds
+/// its plan's lease, checked in the same transaction so that a takeover
+/// cannot come between; without a token, just the write. Evaluates to
+/// `Result<T, StoreError>`.
+macro_rules! fenced {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let store = &$store;
+        let check = store.fence_check_sql();
+        match &store.backend {
+            $crate::store::Backend::Sqlite(pool) => {
+                let mut $tx = pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| store.database_error(e))?;
+                if let Some((fence, sql)) = store.fence.as_deref().zip(check.as_ref()) {
+                    let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(&fence.plan)
+                        .bind(fence.epoch)
+                        .fetch_optional(&mut *$tx)
+                        .await
+                        .map_err(|e| store.database_error(e))?;
+                    if held.is_none() {
+                        drop($tx);
+                        return Err(store.lease_lost_error(fence).await);
+                    }
+                }
+                let value = $body.map_err(|e| store.database_error(e))?;
+                $tx.commit().await.map_err(|e| store.database_error(e))?;
+                Ok::<_, StoreError>(value)
+            }
+            $crate::store::Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await.map_err(|e| store.database_error(e))?;
+                if let Some((fence, sql)) = store.fence.as_deref().zip(check.as_ref()) {
+                    let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(&fence.plan)
+                        .bind(fence.epoch)
+                        .fetch_optional(&mut *$tx)
+                        .await
+                        .map_err(|e| store.database_error(e))?;
+                    if held.is_none() {
+                        drop($tx);
+                        return Err(store.lease_lost_error(fence).await);
+                    }
+                }
+                let value = $body.map_err(|e| store.database_error(e))?;
+                $tx.commit().await.map_err(|e| store.database_error(e))?;
+                Ok::<_, StoreError>(value)
+            }
+        }
+    }};
+}
+pub(crate) use fenced;
+
 /// Handle on the state database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
     /// The file, or the shared store's URL without its password.
     path: PathBuf,
+    lease: LeaseSettings,
+    /// The lease this handle's journal writes must hold (`fenced_by`).
+    fence: Option<std::sync::Arc<PlanLock>>,
 }
 
 impl Store {
@@ -291,6 +369,8 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(pool),
             path,
+            lease: LeaseSettings::from_env()?,
+            fence: None,
         })
     }
 
@@ -327,6 +407,8 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres(pool),
             path: PathBuf::from(shown),
+            lease: LeaseSettings::from_env()?,
+            fence: None,
         })
     }
 
@@ -338,6 +420,33 @@ impl Store {
     /// Whether other hosts may share this store.
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    pub fn lease_settings(&self) -> LeaseSettings {
+        self.lease
+    }
+
+    /// A handle whose journal writes go through only while `lock` is the
+    /// plan's lease: the holder's fencing token.
+    pub fn fenced_by(&self, lock: &PlanLock) -> Store {
+        Store {
+            fence: Some(std::sync::Arc::new(lock.clone())),
+            ..self.clone()
+        }
+    }
+
+    /// The check a fenced write makes first (PostgreSQL also holds the lease
+    /// row until the write commits, so a takeover waits for it).
+    fn fence_check_sql(&self) -> Option<String> {
+        self.fence.as_ref()?;
+        let clock = self.clock_sql();
+        let share = match self.backend {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => " FOR SHARE",
+        };
+        Some(format!(
+            "SELECT epoch FROM plan_locks WHERE plan_name = $1 AND epoch = $2 AND expires_at_ms > {clock}{share}"
+        ))
     }
 
     fn database_error(&self, source: sqlx::Error) -> StoreError {

@@ -1,7 +1,7 @@
 //! How far a snapshot got on each target and table. The snapshot owns the
 //! meaning of `loaded` (a JSON document); the store only keeps it durable.
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, fenced, on_pool};
 use crate::whoami;
 
 /// One target's progress on one table.
@@ -21,8 +21,8 @@ impl Store {
         entries: &[SnapshotProgress],
     ) -> Result<(), StoreError> {
         let now = whoami::now();
-        on_pool!(self, |pool| async {
-            let mut transaction = pool.begin().await?;
+        fenced!(self, |transaction| {
+            async {
             for entry in entries {
                 sqlx::query(
                     "INSERT INTO snapshot_progress (run_id, step, target, table_name, loaded, updated_at)
@@ -39,10 +39,10 @@ impl Store {
                 .execute(&mut *transaction)
                 .await?;
             }
-            transaction.commit().await
+            Ok::<_, sqlx::Error>(())
         }
-        .await)
-        .map_err(|e| self.database_error(e))
+        .await
+        })
     }
 
     /// Everything recorded for one step of one run.
@@ -76,14 +76,13 @@ impl Store {
         run_id: &str,
         step: &str,
     ) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query(
+        fenced!(self, |tx| sqlx::query(
             "DELETE FROM snapshot_progress WHERE run_id = $1 AND step = $2"
         )
         .bind(run_id)
         .bind(step)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .map(|_| ()))
-        .map_err(|e| self.database_error(e))
     }
 }

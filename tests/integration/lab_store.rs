@@ -7,7 +7,11 @@ use std::path::Path;
 
 use cutover::lab::postgres::LabPostgres;
 use cutover::outcome::{ExitCode, exit_code};
-use cutover::store::{AuditEntry, AuditVerification, Event, EventKind, RunStatus, Store};
+use std::time::Duration;
+
+use cutover::store::{
+    AuditEntry, AuditVerification, Event, EventKind, PlanLock, RunStatus, Store, StoreError,
+};
 
 use crate::harness::{Sandbox, runtime};
 
@@ -71,6 +75,9 @@ store_cases!(
     the_journal_records_intent_and_result_and_reads_on_from_an_event,
     drills_schedules_and_misses_are_kept,
     snapshot_progress_is_kept_per_target_and_table,
+    a_lease_takes_a_higher_epoch_each_time_and_its_holder_renews_it,
+    an_expired_lease_is_taken_over_and_the_old_holder_can_write_nothing,
+    a_live_lease_of_another_host_is_refused_with_its_expiry,
 );
 
 async fn a_second_holder_of_the_plan_lock_is_refused_with_exit_3(store: &Store) {
@@ -384,6 +391,112 @@ async fn snapshot_progress_is_kept_per_target_and_table(store: &Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn a_lease_takes_a_higher_epoch_each_time_and_its_holder_renews_it(store: &Store) {
+    let first = store.acquire_plan_lock("p", "run-a").await.unwrap();
+    let left = store.plan_lock_remaining(&first).await.unwrap();
+    assert!(
+        left > Duration::from_secs(25) && left <= Duration::from_secs(30),
+        "{left:?}"
+    );
+    assert_eq!(
+        store.renew_plan_lock(&first).await.unwrap(),
+        Duration::from_secs(30)
+    );
+    store.release_plan_lock(first.clone()).await.unwrap();
+    let second = store.acquire_plan_lock("p", "run-b").await.unwrap();
+    assert!(second.epoch > first.epoch, "{first:?} then {second:?}");
+    // The released holder's token is spent: nothing it renews or writes counts.
+    assert!(matches!(
+        store.renew_plan_lock(&first).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+/// Move `lock`'s lease to another host, with `expires_in_ms` left by the
+/// store's clock (negative: expired).
+async fn held_elsewhere(store: &Store, lock: &PlanLock, expires_in_ms: i64) {
+    let left = store.plan_lock_remaining(lock).await.unwrap().as_millis() as i64;
+    store
+        .execute_unchecked(format!(
+            "UPDATE plan_locks SET host = 'host-a', expires_at_ms = expires_at_ms - {} WHERE plan_name = '{}'",
+            left - expires_in_ms,
+            lock.plan
+        ))
+        .await
+        .unwrap();
+}
+
+async fn an_expired_lease_is_taken_over_and_the_old_holder_can_write_nothing(store: &Store) {
+    let plan = lab_switchover_plan();
+    let run = store.create_run(&plan, false).await.unwrap();
+    let old = store
+        .acquire_plan_lock(&plan.name, &run.run_id)
+        .await
+        .unwrap();
+    let old_holder = store.fenced_by(&old);
+    old_holder
+        .record(&run.run_id, Event::new(EventKind::Note).message("before"))
+        .await
+        .unwrap();
+    held_elsewhere(store, &old, -1).await;
+    let new = store
+        .acquire_plan_lock(&plan.name, &run.run_id)
+        .await
+        .unwrap();
+    assert!(new.epoch > old.epoch);
+    let new_holder = store.fenced_by(&new);
+    // The deposed holder: no journal write, no step status, no renewal.
+    let refused = old_holder
+        .record(&run.run_id, Event::new(EventKind::Note).message("after"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused}");
+    assert_eq!(exit_code(refused.kind()), ExitCode::Refused);
+    assert!(refused.to_string().contains(&run.run_id), "{refused}");
+    assert!(matches!(
+        old_holder
+            .finish_run(&run.run_id, RunStatus::Failed, None)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store.renew_plan_lock(&old).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    new_holder
+        .record(
+            &run.run_id,
+            Event::new(EventKind::Note).message("taken over"),
+        )
+        .await
+        .unwrap();
+    let messages: Vec<String> = store
+        .events(&run.run_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(messages, ["before", "taken over"]);
+    assert_eq!(
+        store.run(&run.run_id).await.unwrap().status,
+        RunStatus::Running
+    );
+}
+
+async fn a_live_lease_of_another_host_is_refused_with_its_expiry(store: &Store) {
+    let lock = store.acquire_plan_lock("p", "run-a").await.unwrap();
+    held_elsewhere(store, &lock, 20_000).await;
+    let refused = store.acquire_plan_lock("p", "run-b").await.unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("on host-a"), "{text}");
+    assert!(
+        text.contains("lease expires in 19.") || text.contains("lease expires in 20.0"),
+        "{text}"
+    );
+    assert_eq!(exit_code(refused.kind()), ExitCode::Refused);
 }
 
 /// Bad input for a shared store: each a one-line error naming what to fix,
