@@ -58,7 +58,12 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<Outcome> {
             })
             .collect();
         match run_id {
-            Some(_) => print_json(&documents.remove(0)),
+            Some(id) => {
+                // One run: its whole journal too, as every host sees it.
+                let mut document = documents.remove(0);
+                document["journal"] = serde_json::json!(store.events(id).await?);
+                print_json(&document)
+            }
             None => print_json(&serde_json::json!({ "runs": documents })),
         }
     } else if runs.is_empty() {

@@ -22,6 +22,7 @@ mod lab_shared_source;
 mod lab_shared_state;
 mod lab_snapshot;
 mod lab_store;
+mod lab_takeover;
 mod lab_topology;
 mod layering;
 mod plan_corpus;
