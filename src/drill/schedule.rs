@@ -119,6 +119,9 @@ pub struct DaemonSummary {
 
 struct Daemon {
     store: Store,
+    /// This daemon in the store's claims: host identity and pid.
+    holder: String,
+    schedules: Vec<DrillSchedule>,
     report_dir: PathBuf,
     /// Held while a drill runs: never two at once.
     running: tokio::sync::Mutex<()>,
@@ -140,6 +143,26 @@ impl Daemon {
 
     /// Before anything else: finish the scheduled drills whose orchestrator
     /// died (an OOM kill, a reboot), so no drill is left as an outage.
+    /// Take `due` of `plan_path` for this daemon; false when another daemon
+    /// on the same store has it (or the store cannot be asked).
+    async fn claim(&self, plan_path: &str, due: &str) -> bool {
+        match self
+            .store
+            .claim_drill_due(plan_path, due, &self.holder)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!("{plan_path} at {due}: another daemon has it");
+                false
+            }
+            Err(error) => {
+                tracing::error!("cannot claim the drill of {plan_path} due at {due}: {error}");
+                false
+            }
+        }
+    }
+
     async fn resume_interrupted(&self, schedules: &[crate::store::DrillSchedule]) {
         let runs = match self.store.runs(200).await {
             Ok(runs) => runs,
@@ -152,6 +175,13 @@ impl Daemon {
             if run.status != crate::store::RunStatus::Interrupted
                 || !schedules.iter().any(|s| s.plan_path == run.plan_path)
                 || !matches!(self.store.last_drill_stage(&run.run_id).await, Ok(Some(_)))
+            {
+                continue;
+            }
+            // Another daemon on the store may be resuming it already.
+            if !self
+                .claim(&run.plan_path, &format!("resume {}", run.run_id))
+                .await
             {
                 continue;
             }
@@ -183,7 +213,29 @@ impl Daemon {
 
     /// A schedule fired.
     async fn fire(&self, plan_path: &str) {
-        let due = Utc::now();
+        // A drill another daemon left interrupted (it died) is finished first.
+        self.resume_interrupted(&self.schedules).await;
+        let Some(schedule) = self.schedules.iter().find(|s| s.plan_path == plan_path) else {
+            return;
+        };
+        let now = Utc::now();
+        let due = parse_zone(&schedule.timezone)
+            .ok()
+            .and_then(|zone| {
+                due_between(
+                    &schedule.cron,
+                    zone,
+                    now - chrono::Duration::hours(1),
+                    now,
+                    4000,
+                )
+                .pop()
+            })
+            .unwrap_or_else(|| now.with_nanosecond(0).unwrap_or(now));
+        // Every daemon on the store fires; the one that claims the due time runs it.
+        if !self.claim(plan_path, &due.to_rfc3339()).await {
+            return;
+        }
         crate::store::best_effort(
             self.store.set_drill_due(plan_path, &due.to_rfc3339()).await,
             "the drill's next due time",
@@ -251,6 +303,8 @@ pub async fn daemon(store: Store, report_dir: PathBuf) -> Result<DaemonSummary, 
     }
     let daemon = Arc::new(Daemon {
         store: store.clone(),
+        holder: format!("{} pid {}", crate::whoami::hostname(), std::process::id()),
+        schedules: schedules.clone(),
         report_dir,
         running: tokio::sync::Mutex::new(()),
         summary: std::sync::Mutex::new(DaemonSummary {
@@ -278,9 +332,12 @@ pub async fn daemon(store: Store, report_dir: PathBuf) -> Result<DaemonSummary, 
                 now,
                 MAX_MISSES_RECORDED,
             ) {
-                daemon
-                    .missed(&schedule.plan_path, due, "the daemon was not running")
-                    .await;
+                // Recorded once, by whichever daemon claims it.
+                if daemon.claim(&schedule.plan_path, &due.to_rfc3339()).await {
+                    daemon
+                        .missed(&schedule.plan_path, due, "the daemon was not running")
+                        .await;
+                }
             }
         }
         store

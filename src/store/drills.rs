@@ -252,4 +252,38 @@ impl Store {
             })
             .collect())
     }
+
+    /// Take the due time `due_at` of a schedule for `holder`: true for the
+    /// one daemon that got it, false for every other.
+    pub async fn claim_drill_due(
+        &self,
+        plan_path: &str,
+        due_at: &str,
+        holder: &str,
+    ) -> Result<bool, StoreError> {
+        let taken = on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO drill_claims (plan_path, due_at, holder, claimed_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (plan_path, due_at) DO NOTHING"
+        )
+        .bind(plan_path)
+        .bind(due_at)
+        .bind(holder)
+        .bind(whoami::now())
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .map_err(|e| self.database_error(e))?;
+        Ok(taken == 1)
+    }
+
+    /// Each claimed due time of a schedule, oldest first, with its holder.
+    pub async fn drill_claims(&self, plan_path: &str) -> Result<Vec<(String, String)>, StoreError> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "SELECT due_at, holder FROM drill_claims WHERE plan_path = $1 ORDER BY due_at"
+        )
+        .bind(plan_path)
+        .fetch_all(pool)
+        .await)
+        .map_err(|e| self.database_error(e))
+    }
 }

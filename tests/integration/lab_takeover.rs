@@ -3,6 +3,7 @@
 //! is taken over only once its lease expired, and a holder that wakes up
 //! after that acts on nothing and writes nothing.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -206,4 +207,149 @@ fn journal(fx: &LabFixture, run_id: &str) -> String {
         "{} {}\n{}\n{}",
         status["status"], status["ended_at"], status["phases"], status["journal"]
     )
+}
+
+/// `cutover drill daemon` as orchestrator `host` on the shared store.
+fn daemon(fx: &LabFixture, host: &str) -> std::process::Child {
+    orchestrator(fx, host)
+        .args(["drill", "daemon", "--yes", "--output", "json"])
+        .arg("--report-dir")
+        .arg(fx.sandbox.path().join(format!("reports-{host}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn shared_drills(fx: &LabFixture) -> Vec<serde_json::Value> {
+    let (_, history) =
+        run_json(orchestrator_command(fx).args(["drill", "history", "--output", "json"]));
+    history["drills"].as_array().cloned().unwrap_or_default()
+}
+
+/// Due times claimed for the schedule of `plan`, with who claimed each.
+fn claims(fx: &LabFixture, plan: &Path) -> Vec<(String, String)> {
+    let url = fx.var("CUTOVER_LAB_STATE_URL").to_string();
+    let path = std::fs::canonicalize(plan).unwrap().display().to_string();
+    crate::harness::runtime().block_on(async {
+        let store = cutover::store::Store::open_shared(&url).await.unwrap();
+        let claims = store.drill_claims(&path).await.unwrap();
+        store.close().await;
+        claims
+    })
+}
+
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not within {} s: {what}",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Two drill daemons on one store, one schedule every 10 s: each due time is
+/// claimed by one daemon and run once; SIGKILL the one that ran the last
+/// drill, and the other runs the next due drills.
+#[test]
+fn lab_two_drill_daemons_run_each_due_drill_once_and_one_carries_on_alone() {
+    let fx = LabFixture::up_shared();
+    let plan =
+        crate::lab_drill::drill_plan(&fx, "drill.yaml", &[("failure: crash", "failure: planned")]);
+    let (code, saved) = run_json(
+        orchestrator_command(&fx)
+            .args([
+                "drill",
+                "schedule",
+                "--cron",
+                "*/10 * * * * *",
+                "--output",
+                "json",
+            ])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{saved}");
+    let mut daemons = vec![
+        ("host-a", daemon(&fx, "host-a")),
+        ("host-b", daemon(&fx, "host-b")),
+    ];
+
+    wait_until(
+        Duration::from_secs(75),
+        "three drills by two daemons",
+        || shared_drills(&fx).len() >= 3,
+    );
+    // The daemon that claimed the last due time dies.
+    let last_holder = claims(&fx, &plan)
+        .into_iter()
+        .rfind(|(due, _)| !due.starts_with("resume"))
+        .map(|(_, holder)| holder)
+        .unwrap();
+    let victim = daemons
+        .iter()
+        .position(|(host, _)| last_holder.starts_with(host))
+        .unwrap();
+    let (dead, mut child) = daemons.remove(victim);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (survivor, _) = daemons[0];
+    let killed_at = claims(&fx, &plan).len();
+    let before = shared_drills(&fx).len();
+
+    wait_until(
+        Duration::from_secs(60),
+        "two more drills by the survivor",
+        || shared_drills(&fx).len() >= before + 2,
+    );
+    let (_, mut child) = daemons.remove(0);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+
+    let claims = claims(&fx, &plan);
+    let due: Vec<&(String, String)> = claims
+        .iter()
+        .filter(|(d, _)| !d.starts_with("resume"))
+        .collect();
+    assert!(
+        due.iter().any(|(_, holder)| holder.starts_with(dead)),
+        "{dead} took due times before it died: {claims:?}"
+    );
+    assert!(
+        claims[killed_at..]
+            .iter()
+            .filter(|(d, _)| !d.starts_with("resume"))
+            .all(|(_, holder)| holder.starts_with(survivor)),
+        "after {dead} died, only {survivor} claims: {claims:?}"
+    );
+    // Each due time once: as many drills and misses as claimed due times,
+    // and never two drills at once.
+    let drills = shared_drills(&fx);
+    let (_, listed) = run_json(
+        orchestrator_command(&fx).args(["drill", "schedule", "--list", "--output", "json"]),
+    );
+    let misses = listed["missed"].as_array().cloned().unwrap_or_default();
+    let mut missed_due: Vec<&str> = misses.iter().filter_map(|m| m["due_at"].as_str()).collect();
+    missed_due.sort();
+    let unique = missed_due.len();
+    missed_due.dedup();
+    assert_eq!(
+        missed_due.len(),
+        unique,
+        "a miss recorded twice: {misses:?}"
+    );
+    assert!(
+        drills.len() + misses.len() >= due.len() - 1 && drills.len() <= due.len(),
+        "{} drills and {} misses for {} claimed due times: {claims:?}",
+        drills.len(),
+        misses.len(),
+        due.len()
+    );
+    for drill in &drills {
+        assert_eq!(drill["status"], "passed", "{drill}");
+    }
+    assert_primary(&fx, &plan, "legacy");
+    shared_audit_is_intact(&fx);
 }
