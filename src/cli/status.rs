@@ -6,7 +6,7 @@ use super::render::table;
 use super::{Cli, print_json};
 use crate::error::Result;
 use crate::outcome::{ExitCode, Outcome, help_section};
-use crate::store::{RunRecord, Store};
+use crate::store::{RunRecord, RunStatus, Store};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -15,6 +15,13 @@ pub struct StatusArgs {
     /// How many runs to list.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Stream the run's journal as it is written, from any host sharing the
+    /// store, until the run ends (with --output json: one event per line).
+    #[arg(long, requires = "run_id")]
+    pub follow: bool,
+    /// Stop following after this long even if the run goes on.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "24h", requires = "follow")]
+    pub follow_for: std::time::Duration,
 }
 
 /// `--help` text after the options: examples, then the exit codes from the one table.
@@ -24,6 +31,7 @@ pub fn help() -> String {
         "Examples:
   cutover status
   cutover status 20261121-101500-a1b2c3 --output json
+  cutover status 20261121-101500-a1b2c3 --follow --state postgres://cutover@db/cutover
 
 ",
         help_section(&[
@@ -36,6 +44,11 @@ pub fn help() -> String {
 pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<Outcome> {
     let (run_id, limit) = (args.run_id.as_deref(), args.limit);
     let store = Store::open_at(&cli.global.state_location()).await?;
+    if let Some(run_id) = run_id.filter(|_| args.follow) {
+        let outcome = follow(cli, &store, run_id, args.follow_for).await;
+        store.close().await;
+        return outcome;
+    }
     let runs: Vec<RunRecord> = match run_id {
         Some(id) => vec![store.run(id).await?],
         None => store.runs(limit).await?,
@@ -177,4 +190,47 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<Outcome> {
     }
     store.close().await;
     Ok(Outcome::Success)
+}
+
+/// Print the run's journal, then each event as it is written, until the run
+/// is no longer running (or `limit` passed).
+async fn follow(
+    cli: &Cli,
+    store: &Store,
+    run_id: &str,
+    limit: std::time::Duration,
+) -> Result<Outcome> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut waiter = store.event_waiter().await?;
+    let mut last = 0;
+    loop {
+        // Whether it still runs is read before its journal, so that nothing
+        // written before its end is missed.
+        let running = store.run(run_id).await?.status == RunStatus::Running;
+        for event in store.events_after(run_id, last).await? {
+            last = event["id"].as_i64().unwrap_or(last);
+            if cli.global.json() {
+                println!("{event}");
+            } else {
+                let text = |key: &str| event[key].as_str().unwrap_or("").to_string();
+                let place = [text("phase"), text("step")]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                println!(
+                    "{}  {:<11} {:<32} {:<8} {}",
+                    text("at"),
+                    text("kind"),
+                    place,
+                    text("cluster"),
+                    text("message")
+                );
+            }
+        }
+        if !running || std::time::Instant::now() >= deadline {
+            return Ok(Outcome::Success);
+        }
+        waiter.wait(run_id, std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -5,6 +5,7 @@
 
 mod audit;
 mod drills;
+mod follow;
 mod journal;
 mod keeper;
 mod lock;
@@ -22,6 +23,7 @@ use crate::outcome::ErrorKind;
 
 pub use audit::{AuditEntry, AuditProblem, AuditVerification, StoredAuditEntry};
 pub use drills::{DrillMiss, DrillRecord, DrillSchedule};
+pub use follow::EventWaiter;
 pub use journal::{
     Event, EventKind, PhaseRecord, RunRecord, RunStatus, StepRecord, StepStatus, StepUpdate,
     best_effort, new_run_id,

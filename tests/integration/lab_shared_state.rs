@@ -40,3 +40,90 @@ fn lab_a_switchover_and_its_rollback_are_journaled_in_the_shared_store() {
     let (_, local) = run_json(fx.cutover().args(["status", "--output", "json"]));
     assert_eq!(local["runs"], serde_json::json!([]), "{local}");
 }
+
+/// `status RUN --follow` streams the journal while the run goes on, from a
+/// process of its own: announced by PostgreSQL on the shared store, polled
+/// on a local one. Each event arrives while the run still runs, in order,
+/// and the follower stops when the run ends with every event printed.
+#[test]
+fn lab_a_run_is_followed_as_it_is_journaled_on_either_store() {
+    let fx = LabFixture::up_shared();
+    let phases = "  - name: waits\n    rollback: auto\n    steps:\n      - sleep: { duration: 1s }\n      - sleep: { duration: 1s }\n      - sleep: { duration: 1s }\n";
+    let plan = switchover_plan(&fx, "waits.yaml", phases, &[]);
+    let shared = fx.var("CUTOVER_LAB_STATE_URL").to_string();
+    let local = fx.sandbox.state_dir().display().to_string();
+    for state in [shared, local] {
+        let mut runner = fx
+            .background()
+            .env("CUTOVER_STATE", &state)
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plan)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The run's id, as soon as it is journaled.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let run_id = loop {
+            let (_, status) = run_json(
+                fx.cutover()
+                    .env("CUTOVER_STATE", &state)
+                    .args(["status", "--output", "json"]),
+            );
+            if let Some(id) = status["runs"][0]["run_id"].as_str()
+                && status["runs"][0]["status"] == "running"
+            {
+                break id.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "{status}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut follower = fx
+            .background()
+            .env("CUTOVER_STATE", &state)
+            .args(["status", &run_id, "--follow", "--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read the stream as it comes, noting when each line arrived.
+        let started = std::time::Instant::now();
+        let mut lines = Vec::new();
+        let mut reader = std::io::BufReader::new(follower.stdout.take().unwrap());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0 {
+            lines.push((
+                started.elapsed(),
+                serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            ));
+            line.clear();
+        }
+        let ended = started.elapsed();
+        assert!(
+            follower.wait().unwrap().success(),
+            "{state}: the follower ends with the run"
+        );
+        assert!(runner.wait().unwrap().success(), "{state}");
+        let (_, status) = run_json(
+            fx.cutover()
+                .env("CUTOVER_STATE", &state)
+                .args(["status", &run_id, "--output", "json"]),
+        );
+        let journal = status["journal"].as_array().unwrap();
+        let streamed: Vec<&serde_json::Value> = lines.iter().map(|(_, event)| event).collect();
+        assert_eq!(
+            streamed,
+            journal.iter().collect::<Vec<_>>(),
+            "{state}: every event, in order"
+        );
+        // The last sleep's intent was printed a second or so before the end.
+        let (last_intent_at, _) = lines
+            .iter()
+            .rfind(|(_, event)| event["kind"] == "intent")
+            .unwrap();
+        assert!(
+            ended.saturating_sub(*last_intent_at) >= std::time::Duration::from_millis(600),
+            "{state}: streamed while running (last intent at {last_intent_at:?}, end at {ended:?})"
+        );
+    }
+}
