@@ -15,6 +15,7 @@ mod resume;
 mod rollback;
 mod run;
 mod snapshot;
+mod state;
 mod status;
 mod topology;
 
@@ -165,6 +166,9 @@ pub enum Command {
     /// The local lab: MariaDB servers and BIND9 on loopback addresses.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// The state store: copy a local history into a shared PostgreSQL store.
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -194,6 +198,7 @@ pub async fn dispatch(cli: &Cli) -> Result<Outcome> {
         Command::Restore(args) => snapshot::snapshot(cli, &args.load, Some(&args.from)).await,
         Command::Audit(command) => audit::audit(cli, command).await,
         Command::Lab(command) => lab::lab(cli, command).await,
+        Command::State(command) => state::state(cli, command).await,
         Command::Completions { shell } => {
             print_completions(*shell);
             Ok(Outcome::Success)

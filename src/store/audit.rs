@@ -70,7 +70,7 @@ type AuditRow = (
 impl Store {
     /// The highest sequence number ever issued: SQLite keeps it for an
     /// AUTOINCREMENT table, the PostgreSQL store in `audit_issued`.
-    fn issued_sql(&self) -> &'static str {
+    pub(super) fn issued_sql(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite(_) => "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'",
             Backend::Postgres(_) => "SELECT seq FROM audit_issued WHERE name = 'audit_log'",

@@ -9,6 +9,7 @@ mod follow;
 mod journal;
 mod keeper;
 mod lock;
+mod migrate;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use journal::{
 };
 pub use keeper::LeaseKeeper;
 pub use lock::{LEASE_RENEW_ENV, LEASE_TTL_ENV, LeaseSettings, LockHolder, PlanLock};
+pub use migrate::Copied;
 pub use progress::SnapshotProgress;
 
 /// File name of the database inside the state directory.

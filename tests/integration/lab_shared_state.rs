@@ -127,3 +127,67 @@ fn lab_a_run_is_followed_as_it_is_journaled_on_either_store() {
         );
     }
 }
+
+/// A local history moved into the shared store: the same runs with the same
+/// statuses, the same audit chain (it verifies there, entry for entry), and
+/// a second migration into the now busy store is refused.
+#[test]
+fn lab_a_local_history_migrates_into_the_shared_store_and_its_audit_chain_still_verifies() {
+    let fx = LabFixture::up_shared();
+    let url = fx.var("CUTOVER_LAB_STATE_URL").to_string();
+    let plan = switchover_plan(&fx, "local.yaml", SWITCHOVER_PHASE, &[]);
+    // History on the local store: a switchover and its rollback.
+    let (code, run) = run_json(
+        fx.cutover()
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0), "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (code, _) = run_json(
+        fx.cutover()
+            .args(["rollback", &run_id, "--yes", "--output", "json", "--plan"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(0));
+    let (_, local_runs) = run_json(fx.cutover().args(["status", "--output", "json"]));
+    let (_, local_audit) = run_json(
+        fx.cutover()
+            .args(["audit", "log", "--limit", "1000", "--output", "json"]),
+    );
+
+    let local_dir = fx.sandbox.state_dir();
+    let migrate = |target: &str| {
+        let mut command = fx.cutover();
+        command
+            .args(["state", "migrate", "--output", "json", "--from"])
+            .arg(&local_dir)
+            .args(["--to", target]);
+        run_json(&mut command)
+    };
+    let (code, copied) = migrate(&url);
+    assert_eq!(code, Some(0), "{copied}");
+    assert_eq!(copied["runs"], 1, "{copied}");
+    let shared = |args: &[&str]| {
+        let mut command = fx.cutover();
+        command.env("CUTOVER_STATE", &url).args(args);
+        run_json(&mut command)
+    };
+    let (_, shared_runs) = shared(&["status", "--output", "json"]);
+    assert_eq!(shared_runs, local_runs, "the same runs, steps and statuses");
+    let (_, shared_audit) = shared(&["audit", "log", "--limit", "1000", "--output", "json"]);
+    assert_eq!(shared_audit, local_audit, "the same audit chain");
+    let (code, verified) = shared(&["audit", "verify", "--output", "json"]);
+    assert_eq!(code, Some(0), "{verified}");
+    assert_eq!(verified["intact"], true, "{verified}");
+    // The journal carries on after the copied events.
+    let (code, again) = shared(&["run", "--yes", "--output", "json", plan.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{again}");
+    let (code, verified) = shared(&["audit", "verify", "--output", "json"]);
+    assert_eq!(code, Some(0), "{verified}");
+
+    let (code, refused) = migrate(&url);
+    assert_eq!(code, Some(2), "{refused}");
+    let (code, not_shared) = migrate(local_dir.to_str().unwrap());
+    assert_eq!(code, Some(2), "{not_shared}");
+}
