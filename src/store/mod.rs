@@ -404,10 +404,7 @@ impl Store {
         sqlx::migrate!("./migrations-postgres")
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migration {
-                path: PathBuf::from(&shown),
-                source,
-            })?;
+            .map_err(|error| shared(migration_failure(&error, url)))?;
         Ok(Store {
             backend: Backend::Postgres(pool),
             path: PathBuf::from(shown),
@@ -478,6 +475,24 @@ fn password_of(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let credentials = rest.split('/').next()?.rsplit_once('@')?.0;
     Some(credentials.split_once(':')?.1.to_string())
+}
+
+/// One line on why a shared store's tables could not be set up.
+fn migration_failure(error: &sqlx::migrate::MigrateError, url: &str) -> String {
+    use sqlx::migrate::MigrateError;
+    match error {
+        MigrateError::VersionMissing(version) | MigrateError::VersionTooNew(version, _) => format!(
+            "its tables were set up by a newer cutover (migration {version} is unknown to this one): \
+             use the same cutover version on every host"
+        ),
+        MigrateError::VersionMismatch(version) => format!(
+            "its migration {version} differs from this cutover's: use the same cutover version on every host"
+        ),
+        other => format!(
+            "cannot set up its tables ({}): the URL's user needs CREATE on the database",
+            redact(other, url)
+        ),
+    }
 }
 
 /// One line on why the shared store could not be reached.

@@ -310,3 +310,21 @@ fn the_committed_runbook_is_what_the_plan_renders() {
     assert!(rendered.contains("FLUSH TABLES WITH READ LOCK"));
     assert!(rendered.contains("prereq yxrrset"));
 }
+
+/// Lease settings that leave no room for a missed renewal are refused with
+/// exit 2 before anything else happens.
+#[test]
+fn lease_settings_that_cannot_work_are_refused() {
+    let sandbox = Sandbox::new();
+    let output = sandbox
+        .cutover()
+        .env("CUTOVER_LEASE_TTL", "10s")
+        .env("CUTOVER_LEASE_RENEW", "8s")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("renew at most every half TTL"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+}

@@ -538,6 +538,24 @@ fn lab_a_shared_store_that_cannot_be_used_says_why_in_one_line() {
             assert_eq!(exit_code(error.kind()), ExitCode::InvalidInput, "{text}");
             assert!(error.hint().is_some());
         }
+        // Tables set up by a newer cutover.
+        server.create("the-right-password", "newer").await.unwrap();
+        let url = LabPostgres::url_of("the-right-password", "newer");
+        let store = Store::open_shared(&url).await.unwrap();
+        store
+            .execute_unchecked(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (99, 'from the future', TRUE, '\\x00', 0)"
+                    .into(),
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        let Err(error) = Store::open_shared(&url).await else {
+            panic!("a store from a newer cutover opened");
+        };
+        assert!(error.to_string().contains("newer cutover"), "{error}");
+        assert_eq!(exit_code(error.kind()), ExitCode::InvalidInput, "{error}");
         assert!(server.remove());
     });
 }
