@@ -177,7 +177,8 @@ pub async fn run(
     let started_at = crate::whoami::now();
     let outcome = drive(&mut ctx, &drill, failure, &mut progress).await;
     ctx.drop_sessions().await;
-    best_effort(store.release_plan_lock(lock).await, "the plan lock release");
+    // The run's end is journaled under its lease, then the lease is let go.
+    drop(ctx.lease.take());
     let probe = match outcome {
         Ok(probe) => probe,
         Err(error) => {
@@ -187,6 +188,7 @@ pub async fn run(
                     .await,
                 "the run's end",
             );
+            best_effort(store.release_plan_lock(lock).await, "the plan lock release");
             return Err(error);
         }
     };
@@ -208,6 +210,7 @@ pub async fn run(
         store.finish_run(&run_id, status, Some(report.status)).await,
         "the run's end",
     );
+    best_effort(store.release_plan_lock(lock).await, "the plan lock release");
     report::write_all(&mut report, &options.report_dir)?;
     history::record(&store, &report).await?;
     Ok(report)

@@ -266,7 +266,8 @@ pub async fn resume(
         progress.problems.push(error.to_string());
     }
     ctx.drop_sessions().await;
-    best_effort(store.release_plan_lock(lock).await, "the plan lock release");
+    // The run's end is journaled under its lease, then the lease is let go.
+    drop(ctx.lease.take());
 
     let mut report = assemble(
         &plan,
@@ -311,6 +312,7 @@ pub async fn resume(
             .await,
         "the run's end",
     );
+    best_effort(store.release_plan_lock(lock).await, "the plan lock release");
     report::write_all(&mut report, &options.report_dir)?;
     history::record(&store, &report).await?;
     Ok(report)

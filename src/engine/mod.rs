@@ -252,6 +252,9 @@ async fn conclude(
     let sessions_ended = std::mem::take(&mut ctx.sessions_ended);
     let links = std::mem::take(&mut ctx.replication_links);
     ctx.drop_sessions().await;
+    // Renewals stop before the lease is let go (the run's end is journaled
+    // while it is still held).
+    drop(ctx.lease.take());
     let run_id = ctx.run_id.clone();
     let report = finish(
         store,

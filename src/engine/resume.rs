@@ -143,11 +143,10 @@ async fn confirm_finished(
         Some(state) => state,
         None => journaled_state(record, &plan),
     };
-    let checked = recovery::check_live(&plan, &journal).await;
-    release(&store, lock).await;
-    let checked = match checked {
+    let checked = match recovery::check_live(&plan, &journal).await {
         Ok(checked) => checked,
         Err(differences) => {
+            release(&store, lock).await;
             return Err(EngineError::JournalDisagrees {
                 run_id: run_id.into(),
                 journal: format!(
@@ -158,7 +157,9 @@ async fn confirm_finished(
             });
         }
     };
-    store.finish_run(run_id, RunStatus::Completed, None).await?;
+    let finished = store.finish_run(run_id, RunStatus::Completed, None).await;
+    release(&store, lock).await;
+    finished?;
     let record = store.run(run_id).await?;
     Ok(RunReport::new(
         &record,

@@ -51,6 +51,18 @@ impl LabPostgres {
         self.lab.join("postgres.log")
     }
 
+    /// The server's log, opened twice: for its standard output and error.
+    fn log_files(&self) -> Result<(std::fs::File, std::fs::File), LabError> {
+        let log = self.log();
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| LabError::io(&log, e))?;
+        let err = out.try_clone().map_err(|e| LabError::io(&log, e))?;
+        Ok((out, err))
+    }
+
     pub fn running(&self) -> Option<u32> {
         self.pid_file().running()
     }
@@ -91,13 +103,7 @@ impl LabPostgres {
         if !data.join("PG_VERSION").exists() {
             self.initialise(&data, &account, password)?;
         }
-        let log = self.log();
-        let out = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| LabError::io(&log, e))?;
-        let err = out.try_clone().map_err(|e| LabError::io(&log, e))?;
+        let (out, err) = self.log_files()?;
         let mut command = Command::new(&postgres);
         command
             .arg("-D")
@@ -138,12 +144,7 @@ impl LabPostgres {
             .map_err(|e| LabError::io(&password_file, e))?;
         account.own(&password_file)?;
         let log = self.log();
-        let out = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| LabError::io(&log, e))?;
-        let err = out.try_clone().map_err(|e| LabError::io(&log, e))?;
+        let (out, err) = self.log_files()?;
         let mut command = Command::new(&initdb);
         command
             .arg("-D")

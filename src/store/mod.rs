@@ -261,51 +261,45 @@ pub(crate) use exclusively;
 macro_rules! fenced {
     ($store:expr, |$tx:ident| $body:expr) => {{
         let store = &$store;
-        let check = store.fence_check_sql();
         match &store.backend {
             $crate::store::Backend::Sqlite(pool) => {
                 let mut $tx = pool
                     .begin_with("BEGIN IMMEDIATE")
                     .await
                     .map_err(|e| store.database_error(e))?;
-                if let Some((fence, sql)) = store.fence.as_deref().zip(check.as_ref()) {
-                    let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                        .bind(&fence.plan)
-                        .bind(fence.epoch)
-                        .fetch_optional(&mut *$tx)
-                        .await
-                        .map_err(|e| store.database_error(e))?;
-                    if held.is_none() {
-                        drop($tx);
-                        return Err(store.lease_lost_error(fence).await);
-                    }
-                }
-                let value = $body.map_err(|e| store.database_error(e))?;
-                $tx.commit().await.map_err(|e| store.database_error(e))?;
-                Ok::<_, StoreError>(value)
+                $crate::store::fenced_write!(store, $tx, $body)
             }
             $crate::store::Backend::Postgres(pool) => {
                 let mut $tx = pool.begin().await.map_err(|e| store.database_error(e))?;
-                if let Some((fence, sql)) = store.fence.as_deref().zip(check.as_ref()) {
-                    let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                        .bind(&fence.plan)
-                        .bind(fence.epoch)
-                        .fetch_optional(&mut *$tx)
-                        .await
-                        .map_err(|e| store.database_error(e))?;
-                    if held.is_none() {
-                        drop($tx);
-                        return Err(store.lease_lost_error(fence).await);
-                    }
-                }
-                let value = $body.map_err(|e| store.database_error(e))?;
-                $tx.commit().await.map_err(|e| store.database_error(e))?;
-                Ok::<_, StoreError>(value)
+                $crate::store::fenced_write!(store, $tx, $body)
             }
         }
     }};
 }
+
+/// `fenced!`'s work inside its transaction `$tx`: the lease check, the
+/// write, the commit.
+macro_rules! fenced_write {
+    ($store:ident, $tx:ident, $body:expr) => {{
+        if let Some((fence, sql)) = $store.fence.as_deref().zip($store.fence_check_sql()) {
+            let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(&fence.plan)
+                .bind(fence.epoch)
+                .fetch_optional(&mut *$tx)
+                .await
+                .map_err(|e| $store.database_error(e))?;
+            if held.is_none() {
+                drop($tx);
+                return Err($store.lease_lost_error(fence).await);
+            }
+        }
+        let value = $body.map_err(|e| $store.database_error(e))?;
+        $tx.commit().await.map_err(|e| $store.database_error(e))?;
+        Ok::<_, StoreError>(value)
+    }};
+}
 pub(crate) use fenced;
+pub(crate) use fenced_write;
 
 /// Handle on the state database. Cheap to clone.
 #[derive(Clone)]

@@ -20,11 +20,21 @@ async fn sqlite(sandbox: &Sandbox) -> Store {
     Store::open(&sandbox.path().join("state")).await.unwrap()
 }
 
-async fn postgres(sandbox: &Sandbox, case: &str) -> (LabPostgres, Store) {
-    let server = LabPostgres::new(sandbox.path());
+/// The lab's PostgreSQL for one test, stopped and removed however it ends.
+struct Server(LabPostgres);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
+}
+
+async fn postgres(sandbox: &Sandbox, case: &str) -> (Server, Store) {
+    let server = Server(LabPostgres::new(sandbox.path()));
+    let server_ref = &server.0;
     let password = "store-suite-password";
-    server.start(password).await.unwrap();
-    server.create(password, case).await.unwrap();
+    server_ref.start(password).await.unwrap();
+    server_ref.create(password, case).await.unwrap();
     let store = Store::open_shared(&LabPostgres::url_of(password, case))
         .await
         .unwrap();
@@ -55,7 +65,7 @@ macro_rules! store_cases {
                         let (server, store) = super::postgres(&sandbox, stringify!($case)).await;
                         super::$case(&store).await;
                         store.close().await;
-                        assert!(server.remove(), "the lab's PostgreSQL stops");
+                        assert!(server.0.remove(), "the lab's PostgreSQL stops");
                     });
                 }
             )*
@@ -505,7 +515,8 @@ async fn a_live_lease_of_another_host_is_refused_with_its_expiry(store: &Store) 
 fn lab_a_shared_store_that_cannot_be_used_says_why_in_one_line() {
     let sandbox = Sandbox::new();
     runtime().block_on(async {
-        let server = LabPostgres::new(sandbox.path());
+        let guard = Server(LabPostgres::new(sandbox.path()));
+        let server = &guard.0;
         server.start("the-right-password").await.unwrap();
         let cases = [
             (
