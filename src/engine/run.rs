@@ -16,7 +16,8 @@ use crate::steps::StepBehaviour;
 use crate::steps::StepError;
 use crate::steps::context::Context;
 use crate::store::{
-    Event, EventKind, RunStatus, StepStatus, StepUpdate, Store, StoreError, best_effort,
+    Event, EventKind, LeaseKeeper, RunStatus, StepStatus, StepUpdate, Store, StoreError,
+    best_effort,
 };
 
 fn selected_phases<'a>(
@@ -94,12 +95,14 @@ pub async fn run(
         }
     };
     let store = store.fenced_by(&lock);
+    // Renewed from here on: the prechecks may take a while.
+    let lease = LeaseKeeper::start(&store, &lock);
     for (index, completed_in) in &carried {
         store
             .set_phase_completed_in(&run_id, *index, completed_in)
             .await?;
     }
-    let result = run_locked(&plan, &store, &lock, &phases, &options).await;
+    let result = run_locked(&plan, &store, &lock, lease, &phases, &options).await;
     if !matches!(result, Err(EngineError::LeaseLost(_))) {
         release(&store, lock).await;
     }
@@ -110,6 +113,7 @@ async fn run_locked(
     plan: &Arc<ValidatedPlan>,
     store: &Store,
     lock: &PlanLock,
+    lease: LeaseKeeper,
     phases: &[(usize, &Phase)],
     options: &RunOptions,
 ) -> Result<RunReport, EngineError> {
@@ -190,7 +194,7 @@ async fn run_locked(
         options.yes,
         state.clone(),
     )?;
-    ctx.hold_lease(lock);
+    ctx.lease = Some(lease);
     let mut phase_starts = PhaseStartChecks::new(schedule.phase_starts.clone());
     let outcome = execute(&mut ctx, phases, None, &mut phase_starts).await;
     state = ctx.state.clone();
