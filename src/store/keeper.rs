@@ -110,10 +110,6 @@ impl LeaseKeeper {
             )),
         }
     }
-
-    pub fn lock(&self) -> &PlanLock {
-        &self.lock
-    }
 }
 
 impl Drop for LeaseKeeper {

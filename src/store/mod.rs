@@ -412,11 +412,6 @@ impl Store {
         &self.path
     }
 
-    /// Whether other hosts may share this store.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
-    }
-
     pub fn lease_settings(&self) -> LeaseSettings {
         self.lease
     }
